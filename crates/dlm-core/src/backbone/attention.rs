@@ -1,0 +1,76 @@
+//! Multi-head self-attention with rotary embeddings, a mask and a KV cache.
+
+use burn::config::Config;
+use burn::module::Module;
+use burn::nn::{Linear, LinearConfig};
+use burn::tensor::module::attention;
+use burn::tensor::ops::AttentionModuleOptions;
+use burn::tensor::{Bool, Device, Tensor};
+
+use super::kv_cache::LayerKv;
+use super::rope::RotaryTables;
+
+/// Configuration of [`SelfAttention`].
+#[derive(Config, Debug)]
+pub(crate) struct SelfAttentionConfig {
+    pub(crate) d_model: usize,
+    pub(crate) n_heads: usize,
+}
+
+impl SelfAttentionConfig {
+    pub(crate) fn init(&self, device: &Device) -> SelfAttention {
+        SelfAttention {
+            qkv: LinearConfig::new(self.d_model, 3 * self.d_model).with_bias(false).init(device),
+            out: LinearConfig::new(self.d_model, self.d_model).with_bias(false).init(device),
+            n_heads: self.n_heads,
+        }
+    }
+}
+
+/// Scaled dot-product self-attention, `softmax(q·kᵀ/√d_head + mask)·v` (Vaswani et al. 2017,
+/// eq. 1), over `n_heads` heads, with rotary embeddings on `q` and `k`, through burn's fused
+/// attention op.
+#[derive(Module, Debug)]
+pub(crate) struct SelfAttention {
+    qkv: Linear,
+    out: Linear,
+    n_heads: usize,
+}
+
+impl SelfAttention {
+    /// Attends the chunk `x` to the cached keys/values (if any) and to itself.
+    ///
+    /// Returns the output and the keys/values of every position (cached and new).
+    ///
+    /// # Shapes
+    /// - `x`: `[batch, n, d_model]`
+    /// - `blocked`: `[batch, n, cached + n]`, `true` = blocked
+    /// - returns `[batch, n, d_model]`
+    pub(crate) fn forward(
+        &self,
+        x: Tensor<3>,
+        rotary: &RotaryTables,
+        blocked: Option<Tensor<3, Bool>>,
+        cache: Option<&LayerKv>,
+    ) -> (Tensor<3>, LayerKv) {
+        let [batch, n, d_model] = x.dims();
+        let head_dim = d_model / self.n_heads;
+        let heads = |t: Tensor<3>| t.reshape([batch, n, self.n_heads, head_dim]).swap_dims(1, 2);
+        let qkv = self.qkv.forward(x).chunk(3, 2);
+        let [q, k, v]: [Tensor<3>; 3] = qkv.try_into().expect("three chunks");
+        let q = rotary.rotate(heads(q));
+        let mut key = rotary.rotate(heads(k));
+        let mut value = heads(v);
+        if let Some(cache) = cache {
+            key = Tensor::cat(vec![cache.key.clone(), key], 2);
+            value = Tensor::cat(vec![cache.value.clone(), value], 2);
+        }
+        let n_keys = key.dims()[2];
+        let blocked =
+            blocked.map(|m| m.unsqueeze_dim::<4>(1).expand([batch, self.n_heads, n, n_keys]));
+        let options = AttentionModuleOptions { scale: None, softcap: None, is_causal: false };
+        let context = attention(q, key.clone(), value.clone(), blocked, None, options);
+        let context = context.swap_dims(1, 2).reshape([batch, n, d_model]);
+        (self.out.forward(context), LayerKv { key, value })
+    }
+}

@@ -1,0 +1,106 @@
+//! One pre-norm transformer block with optional adaLN-zero time conditioning.
+
+use burn::config::Config;
+use burn::module::Module;
+use burn::nn::{
+    Dropout, DropoutConfig, Initializer, LayerNorm, LayerNormConfig, Linear, LinearConfig,
+};
+use burn::tensor::activation::{gelu, silu};
+use burn::tensor::{Bool, Device, Tensor};
+
+use super::attention::{SelfAttention, SelfAttentionConfig};
+use super::kv_cache::LayerKv;
+use super::rope::RotaryTables;
+
+/// Configuration of [`Block`].
+#[derive(Config, Debug)]
+pub(crate) struct BlockConfig {
+    pub(crate) d_model: usize,
+    pub(crate) n_heads: usize,
+    pub(crate) d_ff: usize,
+    pub(crate) dropout: f64,
+    /// Size of the conditioning vector; `None` for a model without time conditioning.
+    pub(crate) cond_dim: Option<usize>,
+}
+
+impl BlockConfig {
+    pub(crate) fn init(&self, device: &Device) -> Block {
+        let norm = || LayerNormConfig::new(self.d_model).init(device);
+        Block {
+            attention_norm: norm(),
+            attention: SelfAttentionConfig::new(self.d_model, self.n_heads).init(device),
+            mlp_norm: norm(),
+            mlp_in: LinearConfig::new(self.d_model, self.d_ff).init(device),
+            mlp_out: LinearConfig::new(self.d_ff, self.d_model).init(device),
+            dropout: DropoutConfig::new(self.dropout).init(),
+            modulation: self
+                .cond_dim
+                .map(|cond_dim| zero_linear(cond_dim, 6 * self.d_model, device)),
+        }
+    }
+}
+
+/// A linear layer initialised to zero (adaLN-zero, Peebles & Xie 2023, §3.2).
+pub(crate) fn zero_linear(d_input: usize, d_output: usize, device: &Device) -> Linear {
+    LinearConfig::new(d_input, d_output).with_initializer(Initializer::Zeros).init(device)
+}
+
+/// `x·(1 + scale) + shift`, with per-sequence `shift`, `scale` of shape `[batch, d_model]`.
+pub(crate) fn modulate(x: Tensor<3>, shift: Tensor<2>, scale: Tensor<2>) -> Tensor<3> {
+    x * scale.unsqueeze_dim::<3>(1).add_scalar(1.0) + shift.unsqueeze_dim::<3>(1)
+}
+
+/// Pre-norm transformer block (Xiong et al. 2020): `x + Attn(LN(x))`, then `x + MLP(LN(x))`
+/// with a GELU MLP. With conditioning `c` it is DiT's adaLN-zero block (Peebles & Xie 2023,
+/// §3.2): `(shift₁, scale₁, gate₁, shift₂, scale₂, gate₂) = W·SiLU(c)` with `W` initialised to
+/// zero, `x + gate₁·Attn(modulate(LN(x)))`, `x + gate₂·MLP(modulate(LN(x)))`, so every block
+/// starts as the identity.
+#[derive(Module, Debug)]
+pub(crate) struct Block {
+    attention_norm: LayerNorm,
+    attention: SelfAttention,
+    mlp_norm: LayerNorm,
+    mlp_in: Linear,
+    mlp_out: Linear,
+    dropout: Dropout,
+    modulation: Option<Linear>,
+}
+
+impl Block {
+    /// # Shapes
+    /// - `x`: `[batch, n, d_model]`
+    /// - `cond`: `[batch, cond_dim]` (required iff the block is conditioned)
+    /// - `blocked`: `[batch, n, cached + n]`
+    /// - returns `[batch, n, d_model]` and the layer's keys/values
+    pub(crate) fn forward(
+        &self,
+        x: Tensor<3>,
+        cond: Option<&Tensor<2>>,
+        rotary: &RotaryTables,
+        blocked: Option<Tensor<3, Bool>>,
+        cache: Option<&LayerKv>,
+    ) -> (Tensor<3>, LayerKv) {
+        let mlp = |h: Tensor<3>| self.mlp_out.forward(gelu(self.mlp_in.forward(h)));
+        match (&self.modulation, cond) {
+            (Some(modulation), Some(cond)) => {
+                let m: Vec<Tensor<2>> = modulation.forward(silu(cond.clone())).chunk(6, 1);
+                let gate = |g: &Tensor<2>, h: Tensor<3>| g.clone().unsqueeze_dim::<3>(1) * h;
+                let h =
+                    modulate(self.attention_norm.forward(x.clone()), m[0].clone(), m[1].clone());
+                let (attended, kv) = self.attention.forward(h, rotary, blocked, cache);
+                let x = x + self.dropout.forward(gate(&m[2], attended));
+                let h = modulate(self.mlp_norm.forward(x.clone()), m[3].clone(), m[4].clone());
+                let x = x.clone() + self.dropout.forward(gate(&m[5], mlp(h)));
+                (x, kv)
+            }
+            (None, _) => {
+                let h = self.attention_norm.forward(x.clone());
+                let (attended, kv) = self.attention.forward(h, rotary, blocked, cache);
+                let x = x + self.dropout.forward(attended);
+                let x = x.clone() + self.dropout.forward(mlp(self.mlp_norm.forward(x)));
+                (x, kv)
+            }
+            (Some(_), None) => panic!("a time-conditioned block needs the conditioning vector"),
+        }
+    }
+}

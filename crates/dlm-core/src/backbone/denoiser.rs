@@ -1,0 +1,360 @@
+//! [`Denoiser`]: the one transformer every family wraps.
+
+use burn::config::Config;
+use burn::module::Module;
+use burn::nn::{Embedding, EmbeddingConfig, Initializer, LayerNorm, LayerNormConfig, Linear};
+use burn::tensor::activation::silu;
+use burn::tensor::{Device, Int, Tensor};
+
+use super::block::{Block, BlockConfig, modulate, zero_linear};
+use super::kv_cache::KvCache;
+use super::mask::AttentionMask;
+use super::rope::RotaryTables;
+use super::time_embedding::{TimeEmbedding, TimeEmbeddingConfig};
+use crate::error::{CoreError, ensure_size, ensure_value};
+
+const CONTEXT: &str = "denoiser config";
+
+/// What the denoiser reads and writes.
+#[derive(Config, Debug, PartialEq)]
+pub enum DenoiserIo {
+    /// Token ids in, logits over the vocabulary out (masked, block and autoregressive models).
+    Tokens {
+        /// Vocabulary size, special tokens (mask, pad, …) included.
+        vocab_size: usize,
+        /// Whether the output head is the transpose of the token embedding.
+        tie_embeddings: bool,
+    },
+    /// Vectors in, vectors of the same size out (diffusion over embeddings).
+    Vectors {
+        /// Size of the input and output vectors.
+        dim: usize,
+    },
+}
+
+/// Configuration of [`Denoiser`].
+#[derive(Config, Debug)]
+pub struct DenoiserConfig {
+    /// Inputs and outputs.
+    pub io: DenoiserIo,
+    /// The context length the model is trained for; data pipelines check sequences against it
+    /// (rotary embeddings themselves have no maximum).
+    pub max_seq_len: usize,
+    /// Width of the residual stream.
+    #[config(default = 256)]
+    pub d_model: usize,
+    /// Number of attention heads; must divide `d_model` into an even head size.
+    #[config(default = 4)]
+    pub n_heads: usize,
+    /// Number of transformer blocks.
+    #[config(default = 4)]
+    pub n_layers: usize,
+    /// MLP width as a multiple of `d_model`.
+    #[config(default = 4)]
+    pub mlp_ratio: usize,
+    /// Dropout after attention and MLP (active only when training on an autodiff device).
+    #[config(default = 0.0)]
+    pub dropout: f64,
+    /// Size of the time-conditioning vector; `None` for a model that does not see `t` (MDLM's
+    /// default, LLaDA).
+    #[config(default = "None")]
+    pub cond_dim: Option<usize>,
+    /// Base of the rotary frequencies.
+    #[config(default = 10000.0)]
+    pub rope_base: f64,
+}
+
+impl DenoiserConfig {
+    /// A token model without weight tying or time conditioning, with the default sizes.
+    pub fn tokens(vocab_size: usize, max_seq_len: usize) -> Self {
+        Self::new(DenoiserIo::Tokens { vocab_size, tie_embeddings: false }, max_seq_len)
+    }
+
+    /// Checks every size.
+    ///
+    /// # Errors
+    /// [`CoreError`] naming the first offending field: a zero size, `vocab_size < 2`, `n_heads`
+    /// not dividing `d_model`, an odd head size, a `dropout` outside `[0, 1)`, a `rope_base`
+    /// not `> 1`, an odd or zero `cond_dim`.
+    pub fn validate(&self) -> Result<(), CoreError> {
+        match self.io {
+            DenoiserIo::Tokens { vocab_size, .. } => {
+                ensure_size(vocab_size >= 2, CONTEXT, "vocab_size", vocab_size, "at least 2")?
+            }
+            DenoiserIo::Vectors { dim } => ensure_size(dim > 0, CONTEXT, "dim", dim, "at least 1")?,
+        }
+        ensure_size(self.max_seq_len > 0, CONTEXT, "max_seq_len", self.max_seq_len, "at least 1")?;
+        ensure_size(self.d_model > 0, CONTEXT, "d_model", self.d_model, "at least 1")?;
+        ensure_size(self.n_layers > 0, CONTEXT, "n_layers", self.n_layers, "at least 1")?;
+        ensure_size(self.mlp_ratio > 0, CONTEXT, "mlp_ratio", self.mlp_ratio, "at least 1")?;
+        ensure_size(
+            self.n_heads > 0 && self.d_model.is_multiple_of(self.n_heads),
+            CONTEXT,
+            "n_heads",
+            self.n_heads,
+            format!("a divisor of d_model = {}", self.d_model),
+        )?;
+        let head_dim = self.d_model / self.n_heads;
+        ensure_size(
+            head_dim.is_multiple_of(2),
+            CONTEXT,
+            "d_model / n_heads",
+            head_dim,
+            "an even head size (rotary embeddings rotate pairs)",
+        )?;
+        ensure_value(
+            (0.0..1.0).contains(&self.dropout),
+            CONTEXT,
+            "dropout",
+            self.dropout,
+            "a value in [0, 1)",
+        )?;
+        ensure_value(
+            self.rope_base > 1.0 && self.rope_base.is_finite(),
+            CONTEXT,
+            "rope_base",
+            self.rope_base,
+            "a finite value > 1",
+        )?;
+        if let Some(cond_dim) = self.cond_dim {
+            ensure_size(
+                cond_dim > 0 && cond_dim.is_multiple_of(2),
+                CONTEXT,
+                "cond_dim",
+                cond_dim,
+                "an even size >= 2",
+            )?;
+        }
+        Ok(())
+    }
+
+    /// Builds the model on `device`.
+    ///
+    /// Token embeddings are drawn from `N(0, 0.02²)`; the untied output head and all adaLN
+    /// modulations start at zero, so a fresh token model outputs uniform logits.
+    ///
+    /// # Errors
+    /// As [`DenoiserConfig::validate`].
+    pub fn init(&self, device: &Device) -> Result<Denoiser, CoreError> {
+        self.validate()?;
+        let input = match self.io {
+            DenoiserIo::Tokens { vocab_size, .. } => InputLayer::Tokens(
+                EmbeddingConfig::new(vocab_size, self.d_model)
+                    .with_initializer(Initializer::Normal { mean: 0.0, std: 0.02 })
+                    .init(device),
+            ),
+            DenoiserIo::Vectors { dim } => {
+                InputLayer::Vectors(burn::nn::LinearConfig::new(dim, self.d_model).init(device))
+            }
+        };
+        let head = match self.io {
+            DenoiserIo::Tokens { tie_embeddings: true, .. } => None,
+            DenoiserIo::Tokens { vocab_size, .. } => {
+                Some(zero_linear(self.d_model, vocab_size, device))
+            }
+            DenoiserIo::Vectors { dim } => Some(zero_linear(self.d_model, dim, device)),
+        };
+        let block = BlockConfig::new(
+            self.d_model,
+            self.n_heads,
+            self.mlp_ratio * self.d_model,
+            self.dropout,
+        )
+        .with_cond_dim(self.cond_dim);
+        Ok(Denoiser {
+            input,
+            time_embedding: self.cond_dim.map(|c| TimeEmbeddingConfig::new(c).init(device)),
+            blocks: (0..self.n_layers).map(|_| block.init(device)).collect(),
+            final_norm: LayerNormConfig::new(self.d_model).init(device),
+            final_modulation: self.cond_dim.map(|c| zero_linear(c, 2 * self.d_model, device)),
+            head,
+            n_heads: self.n_heads,
+            rope_base: self.rope_base,
+        })
+    }
+}
+
+/// The input layer: a token embedding or a projection of continuous vectors.
+#[derive(Module, Debug)]
+enum InputLayer {
+    Tokens(Embedding),
+    Vectors(Linear),
+}
+
+/// The values a forward pass reads.
+#[derive(Debug, Clone)]
+pub enum DenoiserValues {
+    /// Token ids, `[batch, n]`.
+    Tokens(Tensor<2, Int>),
+    /// Vectors, `[batch, n, dim]`.
+    Vectors(Tensor<3>),
+}
+
+/// The arguments of [`Denoiser::forward`], built with chained methods:
+///
+/// ```
+/// # use burn::tensor::{Device, Int, Tensor};
+/// # use dlm_core::backbone::{AttentionMask, DenoiserConfig, DenoiserInput};
+/// let device = Device::flex();
+/// let model = DenoiserConfig::tokens(100, 64).with_cond_dim(Some(64)).init(&device).unwrap();
+/// let z_t = Tensor::<2, Int>::zeros([2, 16], &device);
+/// let t = Tensor::<1>::from_floats([0.3, 0.7], &device);
+/// let input = DenoiserInput::tokens(z_t).with_time(t).with_mask(AttentionMask::Causal);
+/// assert_eq!(model.forward(input).output.dims(), [2, 16, 100]);
+/// ```
+#[derive(Debug, Clone)]
+pub struct DenoiserInput {
+    values: DenoiserValues,
+    time: Option<Tensor<1>>,
+    mask: AttentionMask,
+    positions: Option<Tensor<1, Int>>,
+    cache: Option<KvCache>,
+    keep_cache: bool,
+}
+
+impl DenoiserInput {
+    /// Token ids `[batch, n]`, full attention, no time, no cache.
+    pub fn tokens(tokens: Tensor<2, Int>) -> Self {
+        Self::new(DenoiserValues::Tokens(tokens))
+    }
+
+    /// Vectors `[batch, n, dim]`, full attention, no time, no cache.
+    pub fn vectors(vectors: Tensor<3>) -> Self {
+        Self::new(DenoiserValues::Vectors(vectors))
+    }
+
+    fn new(values: DenoiserValues) -> Self {
+        Self {
+            values,
+            time: None,
+            mask: AttentionMask::Full,
+            positions: None,
+            cache: None,
+            keep_cache: false,
+        }
+    }
+
+    /// The diffusion time of each sequence, `[batch]`; required by time-conditioned models,
+    /// ignored by the others.
+    pub fn with_time(self, t: Tensor<1>) -> Self {
+        Self { time: Some(t), ..self }
+    }
+
+    /// The attention mask (default [`AttentionMask::Full`]).
+    pub fn with_mask(self, mask: AttentionMask) -> Self {
+        Self { mask, ..self }
+    }
+
+    /// Explicit rotary position ids `[n]` (default: `cache_len .. cache_len + n`).
+    pub fn with_positions(self, positions: Tensor<1, Int>) -> Self {
+        Self { positions: Some(positions), ..self }
+    }
+
+    /// Runs the chunk against the keys/values of a processed prefix.
+    pub fn with_cache(self, cache: KvCache) -> Self {
+        Self { cache: Some(cache), ..self }
+    }
+
+    /// Returns the keys/values of the prefix and the chunk, for the next call.
+    pub fn keep_cache(self) -> Self {
+        Self { keep_cache: true, ..self }
+    }
+}
+
+/// The result of [`Denoiser::forward`].
+#[derive(Debug, Clone)]
+pub struct DenoiserOutput {
+    /// Logits `[batch, n, vocab_size]` (token models) or vectors `[batch, n, dim]`.
+    pub output: Tensor<3>,
+    /// The updated cache, when asked for with [`DenoiserInput::keep_cache`].
+    pub cache: Option<KvCache>,
+}
+
+/// A DiT-style transformer denoiser (Peebles & Xie 2023; MDLM's DDiT, Sahoo et al. 2024,
+/// App. C): input embedding, rotary positions, `n_layers` pre-norm blocks with optional adaLN-zero
+/// time conditioning, a final norm (modulated when conditioned) and an output head (tied or not).
+#[derive(Module, Debug)]
+pub struct Denoiser {
+    input: InputLayer,
+    time_embedding: Option<TimeEmbedding>,
+    blocks: Vec<Block>,
+    final_norm: LayerNorm,
+    final_modulation: Option<Linear>,
+    head: Option<Linear>,
+    n_heads: usize,
+    rope_base: f64,
+}
+
+impl Denoiser {
+    /// Whether the model reads the diffusion time.
+    pub fn is_time_conditioned(&self) -> bool {
+        self.time_embedding.is_some()
+    }
+
+    /// Runs the model on a chunk of `n` positions.
+    ///
+    /// # Shapes
+    /// - tokens `[batch, n]` or vectors `[batch, n, dim]`
+    /// - time `[batch]`, positions `[n]`, custom mask `[batch, n, cache_len + n]`
+    /// - output `[batch, n, vocab_size]` or `[batch, n, dim]`
+    ///
+    /// # Panics
+    /// If the values do not match the model's [`DenoiserIo`], a time-conditioned model gets no
+    /// time, a cache comes from a model of another depth, or a shape disagrees with the above.
+    pub fn forward(&self, input: DenoiserInput) -> DenoiserOutput {
+        let DenoiserInput { values, time, mask, positions, cache, keep_cache } = input;
+        let mut h = match (&self.input, values) {
+            (InputLayer::Tokens(embedding), DenoiserValues::Tokens(tokens)) => {
+                embedding.forward(tokens)
+            }
+            (InputLayer::Vectors(projection), DenoiserValues::Vectors(vectors)) => {
+                projection.forward(vectors)
+            }
+            _ => panic!("the input values do not match the model's DenoiserIo"),
+        };
+        let [batch, n, d_model] = h.dims();
+        let device = h.device();
+        let offset = cache.as_ref().map_or(0, KvCache::len);
+        if let Some(cache) = &cache {
+            assert_eq!(
+                cache.layers.len(),
+                self.blocks.len(),
+                "cache from a model of another depth"
+            );
+        }
+        let positions = positions.unwrap_or_else(|| {
+            Tensor::<1, Int>::arange(offset as i64..(offset + n) as i64, &device)
+        });
+        let rotary = RotaryTables::new(positions, d_model / self.n_heads, self.rope_base);
+        let cond = self.time_embedding.as_ref().map(|embedding| {
+            embedding.forward(time.expect("a time-conditioned denoiser needs `with_time`"))
+        });
+        let blocked = mask.blocked(batch, offset, n, offset + n, &device);
+        let mut kept = Vec::with_capacity(if keep_cache { self.blocks.len() } else { 0 });
+        for (layer, block) in self.blocks.iter().enumerate() {
+            let layer_cache = cache.as_ref().map(|c| &c.layers[layer]);
+            let (next, kv) = block.forward(h, cond.as_ref(), &rotary, blocked.clone(), layer_cache);
+            h = next;
+            if keep_cache {
+                kept.push(kv);
+            }
+        }
+        let mut h = self.final_norm.forward(h);
+        if let (Some(modulation), Some(cond)) = (&self.final_modulation, &cond) {
+            let m = modulation.forward(silu(cond.clone())).chunk(2, 1);
+            h = modulate(h, m[0].clone(), m[1].clone());
+        }
+        let output = match (&self.head, &self.input) {
+            (Some(head), _) => head.forward(h),
+            (None, InputLayer::Tokens(embedding)) => {
+                let weight = embedding.weight.val(); // [vocab_size, d_model]
+                let vocab_size = weight.dims()[0];
+                h.reshape([batch * n, d_model])
+                    .matmul(weight.transpose())
+                    .reshape([batch, n, vocab_size])
+            }
+            (None, InputLayer::Vectors(_)) => unreachable!("vector models always have a head"),
+        };
+        DenoiserOutput { output, cache: keep_cache.then_some(KvCache { layers: kept }) }
+    }
+}

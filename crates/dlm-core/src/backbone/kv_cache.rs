@@ -1,0 +1,47 @@
+//! [`KvCache`]: keys and values of a processed prefix, per layer.
+
+use burn::tensor::Tensor;
+
+/// Keys and values of one layer for the cached positions.
+#[derive(Debug, Clone)]
+pub(crate) struct LayerKv {
+    /// Rotated keys, `[batch, n_heads, len, d_head]`.
+    pub(crate) key: Tensor<4>,
+    /// Values, `[batch, n_heads, len, d_head]`.
+    pub(crate) value: Tensor<4>,
+}
+
+/// Keys and values of every layer for a prefix of positions `[0, len)`, as returned by a forward
+/// pass with [`DenoiserInput::keep_cache`](super::DenoiserInput::keep_cache). Feeding it back
+/// runs the next chunk of positions against the prefix without recomputing it; with a causal or
+/// block-causal mask (and a prefix ending on a block boundary) this is exact.
+#[derive(Debug, Clone)]
+pub struct KvCache {
+    pub(crate) layers: Vec<LayerKv>,
+}
+
+impl KvCache {
+    /// Number of cached positions.
+    pub fn len(&self) -> usize {
+        self.layers.first().map_or(0, |layer| layer.key.dims()[2])
+    }
+
+    /// Whether no position is cached.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Keeps only the first `len` cached positions (e.g. to drop a block that is being
+    /// re-decoded). A `len` beyond the cache keeps everything.
+    pub fn truncate(self, len: usize) -> Self {
+        if len >= self.len() {
+            return self;
+        }
+        let layers = self
+            .layers
+            .into_iter()
+            .map(|kv| LayerKv { key: kv.key.narrow(2, 0, len), value: kv.value.narrow(2, 0, len) })
+            .collect();
+        Self { layers }
+    }
+}

@@ -1,0 +1,20 @@
+//! The transformer denoiser every family wraps: [`Denoiser`], its attention masks and KV cache.
+
+mod attention;
+mod block;
+mod denoiser;
+mod kv_cache;
+mod mask;
+mod rope;
+mod time_embedding;
+
+pub use denoiser::{
+    Denoiser, DenoiserConfig, DenoiserInput, DenoiserIo, DenoiserOutput, DenoiserValues,
+};
+pub use kv_cache::KvCache;
+pub use mask::AttentionMask;
+pub use rope::RotaryTables;
+pub use time_embedding::sinusoidal_features;
+
+#[cfg(test)]
+mod tests;
