@@ -7,12 +7,14 @@
 //! | [`sampling`] | token sampling cores that take their noise: argmax, temperature, top-k, top-p, float64 Gumbel-max, confidence measures | done |
 //! | [`backbone`] | the transformer denoiser: token embedding or continuous-input projection, RoPE at explicit positions, pre-norm blocks, optional adaLN-zero time conditioning, tied or untied head; attention masks (full, causal, block-causal, BD3LM's `x_t ⊕ x0`, arbitrary); a KV cache | done |
 //! | `tokenizer` | HF `tokenizers` (load `tokenizer.json`, train BPE offline), character and byte level, reserved special tokens | planned |
-//! | `data` | corpora to cached token ids, splits, wrapped and padded batching, synthetic sources with a known entropy rate | planned |
+//! | [`data`] | special tokens, synthetic sources with a known entropy rate (sparse Markov chain, correlated pairs), sequence datasets, wrapped and padded batching, seeded resumable batch order | done |
+//! | `corpus` | text corpora to cached token ids, deterministic splits | planned |
 //! | `train` | the training harness: objectives, AdamW, LR schedules, clipping, EMA, accumulation, validation | planned |
 //! | `checkpoint` | atomic checkpoints of model, optimiser, EMA, RNG state and config | planned |
 //! | `ar` | the autoregressive baseline every diffusion result is compared against | planned |
 
 pub mod backbone;
+pub mod data;
 mod error;
 pub mod sampling;
 

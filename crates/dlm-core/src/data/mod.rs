@@ -1,0 +1,12 @@
+//! Data: special tokens, synthetic sources with a known entropy rate, fixed-length sequence
+//! datasets, document wrapping and padding, seeded batching.
+
+mod dataset;
+mod markov;
+mod pairs;
+mod special;
+
+pub use dataset::{BatchCursor, SequenceDataset, pad_documents, wrap_documents};
+pub use markov::{MarkovSource, MarkovSourceConfig};
+pub use pairs::{PairsScore, PairsTask, PairsTaskConfig};
+pub use special::SpecialTokens;
