@@ -1,8 +1,10 @@
 //! The error type of `dlm-core`.
 
+use std::path::PathBuf;
+
 /// Invalid input to a `dlm-core` constructor, config or loader.
 ///
-/// Every variant names the object, the field and the offending value.
+/// Every variant names the object, the field or file, and the offending value.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum CoreError {
@@ -29,6 +31,79 @@ pub enum CoreError {
         value: usize,
         /// The admissible range, in words.
         expected: String,
+    },
+    /// Reading or writing a file failed.
+    #[error("{}: {source}", path.display())]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The underlying error.
+        source: std::io::Error,
+    },
+    /// The file is not a `dlm` checkpoint (wrong magic bytes).
+    #[error("{}: not a dlm checkpoint (it starts with {found:?}, expected {expected:?})", path.display())]
+    ForeignCheckpoint {
+        /// The file.
+        path: PathBuf,
+        /// Its first bytes.
+        found: Vec<u8>,
+        /// The checkpoint magic.
+        expected: Vec<u8>,
+    },
+    /// The checkpoint was written by an incompatible format version.
+    #[error("{}: checkpoint format version {found}, this build reads version {supported}", path.display())]
+    CheckpointVersion {
+        /// The file.
+        path: PathBuf,
+        /// The version in the file.
+        found: u32,
+        /// The version this build reads.
+        supported: u32,
+    },
+    /// The checkpoint ends before its declared contents (e.g. a write was interrupted).
+    #[error("{}: truncated checkpoint: {needed} bytes needed, {available} present", path.display())]
+    TruncatedCheckpoint {
+        /// The file.
+        path: PathBuf,
+        /// Bytes the header declares.
+        needed: u64,
+        /// Bytes in the file.
+        available: u64,
+    },
+    /// The checkpoint's checksum does not match its contents.
+    #[error("{}: corrupted checkpoint: checksum {found:#018x}, expected {expected:#018x}", path.display())]
+    CorruptCheckpoint {
+        /// The file.
+        path: PathBuf,
+        /// Checksum stored in the file.
+        expected: u64,
+        /// Checksum of the contents.
+        found: u64,
+    },
+    /// A section the reader needs is absent.
+    #[error("{}: checkpoint has no `{name}` section", path.display())]
+    MissingSection {
+        /// The file.
+        path: PathBuf,
+        /// The section.
+        name: String,
+    },
+    /// A JSON document (checkpoint metadata, config) could not be parsed or written.
+    #[error("{what}: {source}")]
+    Json {
+        /// What was being read.
+        what: String,
+        /// The parse error.
+        source: serde_json::Error,
+    },
+    /// burn refused a record: the saved tensors do not fit the model (missing, unexpected or
+    /// mis-shaped tensors) or the bytes are not a burnpack.
+    #[error("{what}: {message}")]
+    Record {
+        /// What was being loaded.
+        what: String,
+        /// burn's explanation.
+        message: String,
     },
 }
 

@@ -9,13 +9,16 @@
 //! | `tokenizer` | HF `tokenizers` (load `tokenizer.json`, train BPE offline), character and byte level, reserved special tokens | planned |
 //! | [`data`] | special tokens, synthetic sources with a known entropy rate (sparse Markov chain, correlated pairs), sequence datasets, wrapped and padded batching, seeded resumable batch order | done |
 //! | `corpus` | text corpora to cached token ids, deterministic splits | planned |
-//! | `train` | the training harness: objectives, AdamW, LR schedules, clipping, EMA, accumulation, validation | planned |
-//! | `checkpoint` | atomic checkpoints of model, optimiser, EMA, RNG state and config | planned |
-//! | `ar` | the autoregressive baseline every diffusion result is compared against | planned |
+//! | [`train`] | the training harness: objectives, AdamW, warmup + constant/cosine LR, global-norm clipping, EMA, accumulation, evaluation, progress bar, metrics CSV, loss plot | done |
+//! | [`checkpoint`] | atomic checkpoint files with typed errors for foreign, truncated and corrupted files; the trainer stores model, optimiser, EMA, state and config in them | done |
+//! | [`ar`] | the autoregressive baseline every diffusion result is compared against: causal objective, exact NLL, cached generation | done |
 
+pub mod ar;
 pub mod backbone;
+pub mod checkpoint;
 pub mod data;
 mod error;
 pub mod sampling;
+pub mod train;
 
 pub use error::CoreError;

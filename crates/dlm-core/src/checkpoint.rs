@@ -1,0 +1,230 @@
+//! A checkpoint file: named byte sections with a checksum, written atomically.
+//!
+//! Layout (little endian):
+//!
+//! ```text
+//! magic    8 bytes   "DLMCKPT\0"
+//! version  u32       1
+//! checksum u64       FNV-1a 64 of every byte after this field
+//! sections           repeated: name length u8, name (UTF-8), length u64, bytes
+//! ```
+//!
+//! Writing goes to a temporary file in the same directory, is flushed with `fsync`, renamed
+//! over the target and the directory is synced, so a crash leaves either the old file or the new
+//! one, never a mix. Reading distinguishes a foreign file, a newer format, a truncated file and
+//! corrupted bytes, each with its own [`CoreError`].
+
+use std::fs::{self, File};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use crate::error::CoreError;
+
+/// The first bytes of every checkpoint.
+pub const MAGIC: &[u8; 8] = b"DLMCKPT\0";
+/// The format version this build writes and reads.
+pub const VERSION: u32 = 1;
+const HEADER_LEN: usize = 8 + 4 + 8;
+
+/// FNV-1a, 64-bit (Fowler, Noll & Vo): enough to detect accidental corruption.
+fn fnv1a64(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |hash, &b| {
+        (hash ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
+    })
+}
+
+fn io_error(path: &Path) -> impl FnOnce(std::io::Error) -> CoreError + '_ {
+    move |source| CoreError::Io { path: path.to_path_buf(), source }
+}
+
+/// Writes `sections` to `path` atomically.
+///
+/// # Errors
+/// [`CoreError::Io`] if the directory cannot be written; [`CoreError::InvalidSize`] for a
+/// section name longer than 255 bytes.
+pub fn write_sections(path: &Path, sections: &[(&str, &[u8])]) -> Result<(), CoreError> {
+    let mut body = Vec::new();
+    for (name, bytes) in sections {
+        let name_len = u8::try_from(name.len()).map_err(|_| CoreError::InvalidSize {
+            context: "checkpoint",
+            name: "section name length",
+            value: name.len(),
+            expected: "at most 255 bytes".into(),
+        })?;
+        body.push(name_len);
+        body.extend_from_slice(name.as_bytes());
+        body.extend_from_slice(&(bytes.len() as u64).to_le_bytes());
+        body.extend_from_slice(bytes);
+    }
+    let mut file_bytes = Vec::with_capacity(HEADER_LEN + body.len());
+    file_bytes.extend_from_slice(MAGIC);
+    file_bytes.extend_from_slice(&VERSION.to_le_bytes());
+    file_bytes.extend_from_slice(&fnv1a64(&body).to_le_bytes());
+    file_bytes.extend_from_slice(&body);
+
+    let directory = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    fs::create_dir_all(directory).map_err(io_error(directory))?;
+    let file_name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let temporary: PathBuf = directory.join(format!(".{file_name}.tmp-{}", std::process::id()));
+    let write = || -> std::io::Result<()> {
+        let mut file = File::create(&temporary)?;
+        file.write_all(&file_bytes)?;
+        file.sync_all()?;
+        fs::rename(&temporary, path)?;
+        // Persist the rename itself (directories can be opened for fsync on Unix).
+        if let Ok(dir) = File::open(directory) {
+            let _ = dir.sync_all();
+        }
+        Ok(())
+    };
+    write().map_err(|source| {
+        let _ = fs::remove_file(&temporary);
+        CoreError::Io { path: path.to_path_buf(), source }
+    })
+}
+
+/// The sections of a checkpoint file, in file order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Sections {
+    path: PathBuf,
+    sections: Vec<(String, Vec<u8>)>,
+}
+
+impl Sections {
+    /// The bytes of section `name`.
+    ///
+    /// # Errors
+    /// [`CoreError::MissingSection`] if there is none.
+    pub fn get(&self, name: &str) -> Result<&[u8], CoreError> {
+        self.sections
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, bytes)| bytes.as_slice())
+            .ok_or_else(|| CoreError::MissingSection { path: self.path.clone(), name: name.into() })
+    }
+
+    /// Whether section `name` is present.
+    pub fn contains(&self, name: &str) -> bool {
+        self.sections.iter().any(|(n, _)| n == name)
+    }
+
+    /// The file the sections were read from.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+/// Reads and verifies a checkpoint file.
+///
+/// # Errors
+/// [`CoreError::Io`], [`CoreError::ForeignCheckpoint`], [`CoreError::CheckpointVersion`],
+/// [`CoreError::TruncatedCheckpoint`] or [`CoreError::CorruptCheckpoint`].
+pub fn read_sections(path: &Path) -> Result<Sections, CoreError> {
+    let bytes = fs::read(path).map_err(io_error(path))?;
+    let truncated = |needed: usize| CoreError::TruncatedCheckpoint {
+        path: path.to_path_buf(),
+        needed: needed as u64,
+        available: bytes.len() as u64,
+    };
+    if bytes.len() < MAGIC.len() || &bytes[..MAGIC.len()] != MAGIC {
+        return Err(CoreError::ForeignCheckpoint {
+            path: path.to_path_buf(),
+            found: bytes.iter().take(MAGIC.len()).copied().collect(),
+            expected: MAGIC.to_vec(),
+        });
+    }
+    if bytes.len() < HEADER_LEN {
+        return Err(truncated(HEADER_LEN));
+    }
+    let version = u32::from_le_bytes(bytes[8..12].try_into().expect("4 bytes"));
+    if version != VERSION {
+        return Err(CoreError::CheckpointVersion {
+            path: path.to_path_buf(),
+            found: version,
+            supported: VERSION,
+        });
+    }
+    let expected = u64::from_le_bytes(bytes[12..20].try_into().expect("8 bytes"));
+    let mut sections = Vec::new();
+    let mut at = HEADER_LEN;
+    while at < bytes.len() {
+        let name_len = usize::from(bytes[at]);
+        let name_end = at + 1 + name_len;
+        let len_end = name_end + 8;
+        if len_end > bytes.len() {
+            return Err(truncated(len_end));
+        }
+        let len = u64::from_le_bytes(bytes[name_end..len_end].try_into().expect("8 bytes"));
+        let end = usize::try_from(len).ok().and_then(|len| len_end.checked_add(len));
+        let end = match end {
+            Some(end) if end <= bytes.len() => end,
+            _ => return Err(truncated(len_end.saturating_add(len as usize))),
+        };
+        let name = String::from_utf8_lossy(&bytes[at + 1..name_end]).into_owned();
+        sections.push((name, bytes[len_end..end].to_vec()));
+        at = end;
+    }
+    let found = fnv1a64(&bytes[HEADER_LEN..]);
+    if found != expected {
+        return Err(CoreError::CorruptCheckpoint { path: path.to_path_buf(), expected, found });
+    }
+    Ok(Sections { path: path.to_path_buf(), sections })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn scratch(name: &str) -> PathBuf {
+        let dir =
+            std::env::temp_dir().join(format!("dlm-checkpoint-{}-{name}", std::process::id()));
+        fs::create_dir_all(&dir).unwrap();
+        dir.join("run.ckpt")
+    }
+
+    #[test]
+    fn round_trip_and_overwrite() {
+        let path = scratch("roundtrip");
+        write_sections(&path, &[("meta", b"{}"), ("model", &[1, 2, 3])]).unwrap();
+        let sections = read_sections(&path).unwrap();
+        assert_eq!(sections.get("model").unwrap(), &[1, 2, 3]);
+        assert!(sections.contains("meta") && !sections.contains("ema"));
+        assert!(matches!(sections.get("ema"), Err(CoreError::MissingSection { .. })));
+        write_sections(&path, &[("model", &[9])]).unwrap();
+        assert_eq!(read_sections(&path).unwrap().get("model").unwrap(), &[9]);
+        // No temporary file is left behind.
+        let leftovers = fs::read_dir(path.parent().unwrap()).unwrap().count();
+        assert_eq!(leftovers, 1);
+    }
+
+    #[test]
+    fn truncated_corrupted_and_foreign_files_give_typed_errors() {
+        let path = scratch("damaged");
+        write_sections(&path, &[("model", &[7; 100])]).unwrap();
+        let good = fs::read(&path).unwrap();
+
+        for cut in [good.len() - 1, good.len() - 60, HEADER_LEN + 3, 15] {
+            fs::write(&path, &good[..cut]).unwrap();
+            let err = read_sections(&path).unwrap_err();
+            assert!(matches!(err, CoreError::TruncatedCheckpoint { .. }), "cut {cut}: {err}");
+        }
+
+        let mut flipped = good.clone();
+        flipped[HEADER_LEN + 40] ^= 0x10;
+        fs::write(&path, &flipped).unwrap();
+        assert!(matches!(read_sections(&path), Err(CoreError::CorruptCheckpoint { .. })));
+
+        fs::write(&path, b"PK\x03\x04 a zip file, say").unwrap();
+        assert!(matches!(read_sections(&path), Err(CoreError::ForeignCheckpoint { .. })));
+        fs::write(&path, b"").unwrap();
+        assert!(matches!(read_sections(&path), Err(CoreError::ForeignCheckpoint { .. })));
+
+        let mut future = good;
+        future[8] = 2;
+        fs::write(&path, &future).unwrap();
+        assert!(matches!(read_sections(&path), Err(CoreError::CheckpointVersion { found: 2, .. })));
+
+        let missing = path.with_file_name("absent.ckpt");
+        assert!(matches!(read_sections(&missing), Err(CoreError::Io { .. })));
+    }
+}

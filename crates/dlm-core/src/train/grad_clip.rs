@@ -1,0 +1,52 @@
+//! Gradient clipping by the global norm over all parameters.
+
+use burn::module::{Module, ModuleVisitor, Param, ParamId};
+use burn::optim::GradientsParams;
+use burn::tensor::Tensor;
+
+/// Scales all gradients by `min(1, max_norm/‖g‖)` with `‖g‖` the L2 norm of every gradient
+/// concatenated (Pascanu et al. 2013, Alg. 1), and returns `‖g‖` before clipping. burn's own
+/// clipping acts on each parameter tensor separately.
+pub fn clip_global_norm<M: Module>(model: &M, grads: &mut GradientsParams, max_norm: f64) -> f64 {
+    struct SquaredNorm<'a> {
+        grads: &'a GradientsParams,
+        ids: Vec<ParamId>,
+        total: Option<Tensor<1>>,
+    }
+    impl ModuleVisitor for SquaredNorm<'_> {
+        fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+            if let Some(grad) = self.grads.get::<D>(param.id) {
+                let squared = grad.powi_scalar(2).sum();
+                self.total = Some(match self.total.take() {
+                    Some(total) => total + squared,
+                    None => squared,
+                });
+                self.ids.push(param.id);
+            }
+        }
+    }
+    let mut visitor = SquaredNorm { grads, ids: Vec::new(), total: None };
+    model.visit(&mut visitor);
+    let SquaredNorm { ids, total, .. } = visitor;
+    let Some(total) = total else { return 0.0 };
+    let norm = total.into_scalar::<f64>().sqrt();
+    if norm > max_norm {
+        let scale = max_norm / norm;
+        struct Scale<'a> {
+            grads: &'a mut GradientsParams,
+            ids: &'a [ParamId],
+            scale: f64,
+        }
+        impl ModuleVisitor for Scale<'_> {
+            fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+                if self.ids.contains(&param.id)
+                    && let Some(grad) = self.grads.remove::<D>(param.id)
+                {
+                    self.grads.register(param.id, grad.mul_scalar(self.scale));
+                }
+            }
+        }
+        model.visit(&mut Scale { grads, ids: &ids, scale });
+    }
+    norm
+}

@@ -1,0 +1,22 @@
+//! The training harness: an [`Objective`], AdamW with warmup and decay, global-norm clipping,
+//! gradient accumulation, EMA, evaluation, atomic checkpoints with exact resume, and a loop with
+//! progress bar, metrics CSV and loss plot.
+
+mod config;
+mod ema;
+mod grad_clip;
+mod lr;
+mod objective;
+mod run;
+mod trainer;
+
+pub use config::TrainConfig;
+pub use ema::update_ema;
+pub use grad_clip::clip_global_norm;
+pub use lr::{LrDecay, learning_rate};
+pub use objective::{LossSum, Objective};
+pub use run::{MetricsRow, RunOptions, plot_losses, run};
+pub use trainer::{EvalBatches, StepReport, TrainState, Trainer, evaluate};
+
+#[cfg(test)]
+mod tests;

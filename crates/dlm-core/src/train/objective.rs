@@ -1,0 +1,27 @@
+//! [`Objective`]: what a training run minimises.
+
+use burn::tensor::{Int, Tensor};
+use rand::rngs::StdRng;
+
+/// A loss summed over the tokens it covers, so that batches of different sizes, gradient
+/// accumulation and evaluation average correctly: the mean is `sum / count`.
+#[derive(Debug, Clone)]
+pub struct LossSum {
+    /// Sum of the per-token losses, shape `[1]`, differentiable.
+    pub sum: Tensor<1>,
+    /// Number of tokens (or other units) the sum covers.
+    pub count: usize,
+}
+
+/// A training objective on batches of token sequences, generic over the model.
+///
+/// The randomness it needs (diffusion times, masks) comes from `rng`, which the trainer derives
+/// from the run's seed and the step, so that a resumed run draws the same noise as the
+/// uninterrupted one; device-side randomness is reseeded per step likewise.
+pub trait Objective<M> {
+    /// The summed loss of one batch.
+    ///
+    /// # Shapes
+    /// - `batch`: `[batch, seq_len]` token ids
+    fn loss(&self, model: &M, batch: Tensor<2, Int>, rng: &mut StdRng) -> LossSum;
+}

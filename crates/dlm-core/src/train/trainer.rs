@@ -1,0 +1,304 @@
+//! [`Trainer`]: one optimiser step at a time, evaluation, checkpoints, resume.
+
+use std::path::Path;
+
+use burn::module::Module;
+use burn::optim::{AdamWConfig, GradientsAccumulator, GradientsParams, ModuleOptimizer};
+use burn::store::ModuleRecord;
+use burn::tensor::{Bytes, Device};
+use rand::SeedableRng;
+use rand::rngs::StdRng;
+use serde::{Deserialize, Serialize};
+
+use super::config::TrainConfig;
+use super::ema::update_ema;
+use super::grad_clip::clip_global_norm;
+use super::lr::learning_rate;
+use super::objective::{LossSum, Objective};
+use crate::checkpoint::{read_sections, write_sections};
+use crate::data::{BatchCursor, SequenceDataset};
+use crate::error::CoreError;
+
+/// Where a run is: the step, the position in the data, the seed. Together with the model, the
+/// optimiser and the EMA this is everything a checkpoint must hold for an exact resume: every
+/// random draw of step `s` comes from an RNG seeded with `(seed, s)`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TrainState {
+    /// Optimiser steps taken.
+    pub step: usize,
+    /// Position in the shuffled training data.
+    pub cursor: BatchCursor,
+}
+
+/// What one optimiser step did.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct StepReport {
+    /// The step just taken (1-based).
+    pub step: usize,
+    /// Mean training loss over the step's tokens.
+    pub loss: f64,
+    /// Tokens the loss covered.
+    pub tokens: usize,
+    /// Learning rate used.
+    pub learning_rate: f64,
+    /// Global gradient norm before clipping (when clipping is on).
+    pub grad_norm: Option<f64>,
+}
+
+/// The checkpoint's metadata section.
+#[derive(Debug, Serialize, Deserialize)]
+struct Meta {
+    state: TrainState,
+    config: TrainConfig,
+    /// Whatever the caller stores beside (the model config, typically).
+    extra: serde_json::Value,
+}
+
+/// Trains a model with an [`Objective`].
+///
+/// The model lives on an autodiff device; the EMA copy (if configured) on the same device
+/// without autodiff.
+pub struct Trainer<M: Module, O: Objective<M>> {
+    config: TrainConfig,
+    objective: O,
+    model: M,
+    ema: Option<M>,
+    optimizer: ModuleOptimizer,
+    state: TrainState,
+    device: Device,
+}
+
+/// Which batches [`evaluate`] reads and how its randomness is seeded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EvalBatches {
+    /// Sequences per batch.
+    pub batch_size: usize,
+    /// Read at most this many batches (in order).
+    pub max_batches: Option<usize>,
+    /// Seed of the objective's randomness (host RNG and device).
+    pub seed: u64,
+}
+
+/// Mean loss per token of `model` under `objective` over `data`, in consecutive batches; the
+/// sums accumulate in `f64`.
+pub fn evaluate<M: Module, O: Objective<M>>(
+    objective: &O,
+    model: &M,
+    data: &SequenceDataset,
+    batches: EvalBatches,
+) -> f64 {
+    let Some(device) = model.devices().into_iter().next() else { return f64::NAN };
+    device.seed(batches.seed);
+    let mut rng = StdRng::seed_from_u64(batches.seed);
+    let (mut sum, mut count) = (0.0, 0usize);
+    let chosen =
+        data.ordered_batches(batches.batch_size).take(batches.max_batches.unwrap_or(usize::MAX));
+    for indices in chosen {
+        let loss = objective.loss(model, data.batch(&indices, &device), &mut rng);
+        sum += loss.sum.into_scalar::<f64>();
+        count += loss.count;
+    }
+    sum / count.max(1) as f64
+}
+
+/// `(seed, step)` → one 64-bit seed (SplitMix64's finaliser).
+fn step_seed(seed: u64, step: usize) -> u64 {
+    let mut z = seed ^ (step as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
+fn record_error(what: &str) -> impl FnOnce(burn::store::RecordError) -> CoreError + '_ {
+    move |e| CoreError::Record { what: what.into(), message: e.to_string() }
+}
+
+impl<M: Module, O: Objective<M>> Trainer<M, O> {
+    /// Starts a run at step 0.
+    ///
+    /// # Errors
+    /// As [`TrainConfig::validate`].
+    ///
+    /// # Panics
+    /// If the model has no parameter (no device to train on).
+    pub fn new(config: TrainConfig, model: M, objective: O) -> Result<Self, CoreError> {
+        config.validate()?;
+        let device = model.devices().into_iter().next().expect("a model with parameters");
+        let cursor = BatchCursor::new(config.seed, config.batch_size)?;
+        let optimizer = Self::optimizer(&config);
+        let ema = config.ema_decay.map(|_| model.valid());
+        Ok(Self {
+            config,
+            objective,
+            model,
+            ema,
+            optimizer,
+            state: TrainState { step: 0, cursor },
+            device,
+        })
+    }
+
+    fn optimizer(config: &TrainConfig) -> ModuleOptimizer {
+        AdamWConfig::new()
+            .with_beta_1(config.beta_1 as f32)
+            .with_beta_2(config.beta_2 as f32)
+            .with_epsilon(config.epsilon as f32)
+            .with_weight_decay(config.weight_decay as f32)
+            .init()
+    }
+
+    /// The model being trained.
+    pub fn model(&self) -> &M {
+        &self.model
+    }
+
+    /// The EMA of the weights, if configured.
+    pub fn ema(&self) -> Option<&M> {
+        self.ema.as_ref()
+    }
+
+    /// The weights to evaluate: the EMA if configured, else the model, without autodiff.
+    pub fn eval_model(&self) -> M {
+        self.ema.clone().unwrap_or_else(|| self.model.valid())
+    }
+
+    /// The run's configuration.
+    pub fn config(&self) -> &TrainConfig {
+        &self.config
+    }
+
+    /// Where the run is.
+    pub fn state(&self) -> TrainState {
+        self.state
+    }
+
+    /// Whether every configured step has been taken.
+    pub fn is_done(&self) -> bool {
+        self.state.step >= self.config.steps
+    }
+
+    /// Takes one optimiser step on `train` (accumulating `grad_accumulation` micro-batches).
+    ///
+    /// # Errors
+    /// [`CoreError::InvalidSize`] if `train` has fewer sequences than one batch.
+    pub fn step(&mut self, train: &SequenceDataset) -> Result<StepReport, CoreError> {
+        let step = self.state.step;
+        let seed = step_seed(self.config.seed, step);
+        self.device.seed(seed);
+        let mut rng = StdRng::seed_from_u64(seed);
+        let micro_batches = self.config.grad_accumulation;
+        let mut accumulator = GradientsAccumulator::<M>::new();
+        let (mut loss_sum, mut tokens) = (0.0, 0);
+        for _ in 0..micro_batches {
+            let indices = self.state.cursor.next_batch(train)?;
+            let batch = train.batch(&indices, &self.device);
+            let LossSum { sum, count } = self.objective.loss(&self.model, batch, &mut rng);
+            let mean = sum.clone().div_scalar((count * micro_batches).max(1) as f64);
+            accumulator
+                .accumulate(&self.model, GradientsParams::from_grads(mean.backward(), &self.model));
+            loss_sum += sum.into_scalar::<f64>();
+            tokens += count;
+        }
+        let mut grads = accumulator.grads();
+        let grad_norm = self
+            .config
+            .grad_clip_norm
+            .map(|max_norm| clip_global_norm(&self.model, &mut grads, max_norm));
+        let lr = learning_rate(
+            step,
+            self.config.steps,
+            self.config.learning_rate,
+            self.config.warmup_steps,
+            self.config.decay,
+        );
+        self.model = self.optimizer.step(lr, self.model.clone(), grads);
+        if let (Some(ema), Some(decay)) = (self.ema.take(), self.config.ema_decay) {
+            self.ema = Some(update_ema(ema, &self.model, decay));
+        }
+        self.state.step += 1;
+        Ok(StepReport {
+            step: self.state.step,
+            loss: loss_sum / tokens.max(1) as f64,
+            tokens,
+            learning_rate: lr,
+            grad_norm,
+        })
+    }
+
+    /// Mean loss per token of the evaluation model over `data` (see [`evaluate`]), with the
+    /// training batch size and a fixed seed, so evaluations are comparable across steps.
+    pub fn evaluate(&self, data: &SequenceDataset, max_batches: Option<usize>) -> f64 {
+        let seed = step_seed(self.config.seed, usize::MAX);
+        let batches = EvalBatches { batch_size: self.config.batch_size, max_batches, seed };
+        evaluate(&self.objective, &self.eval_model(), data, batches)
+    }
+
+    /// Writes an atomic checkpoint: model, optimiser, EMA, state and config, plus `extra` (the
+    /// model config, say) in the metadata.
+    ///
+    /// # Errors
+    /// [`CoreError::Io`] or [`CoreError::Record`].
+    pub fn save_checkpoint(&self, path: &Path, extra: serde_json::Value) -> Result<(), CoreError> {
+        let meta = Meta { state: self.state, config: self.config.clone(), extra };
+        let meta = serde_json::to_vec_pretty(&meta)
+            .map_err(|source| CoreError::Json { what: "checkpoint metadata".into(), source })?;
+        let model = self.model.clone().into_record().into_bytes().map_err(record_error("model"))?;
+        let optimizer = self.optimizer.into_bytes().map_err(record_error("optimizer"))?;
+        let ema = match &self.ema {
+            Some(ema) => Some(ema.clone().into_record().into_bytes().map_err(record_error("ema"))?),
+            None => None,
+        };
+        let mut sections: Vec<(&str, &[u8])> =
+            vec![("meta", &meta), ("model", &model), ("optimizer", &optimizer)];
+        if let Some(ema) = &ema {
+            sections.push(("ema", ema));
+        }
+        write_sections(path, &sections)
+    }
+
+    /// Continues a run from a checkpoint. `model` must have the checkpoint's architecture (build
+    /// it from the config stored in [`Trainer::checkpoint_extra`]) on an autodiff device.
+    ///
+    /// # Errors
+    /// Any checkpoint error of [`crate::checkpoint::read_sections`]; [`CoreError::Json`] for
+    /// bad metadata; [`CoreError::Record`] when the saved tensors do not fit `model`.
+    pub fn resume(path: &Path, model: M, objective: O) -> Result<Self, CoreError> {
+        let sections = read_sections(path)?;
+        let meta: Meta = serde_json::from_slice(sections.get("meta")?).map_err(|source| {
+            CoreError::Json { what: format!("{}: metadata", path.display()), source }
+        })?;
+        let load = |model: M, name: &str| -> Result<M, CoreError> {
+            let bytes = Bytes::from_bytes_vec(sections.get(name)?.to_vec());
+            let what = format!("{}: {name}", path.display());
+            let record = ModuleRecord::from_bytes(bytes).map_err(record_error(&what))?;
+            model.try_load_record(record).map_err(record_error(&what))
+        };
+        let ema = match meta.config.ema_decay {
+            Some(_) => Some(load(model.valid(), "ema")?),
+            None => None,
+        };
+        let model = load(model, "model")?;
+        let mut trainer = Self::new(meta.config, model, objective)?;
+        let bytes = Bytes::from_bytes_vec(sections.get("optimizer")?.to_vec());
+        trainer.optimizer = trainer
+            .optimizer
+            .from_bytes(bytes)
+            .map_err(record_error(&format!("{}: optimizer", path.display())))?;
+        trainer.ema = ema;
+        trainer.state = meta.state;
+        Ok(trainer)
+    }
+
+    /// The `extra` value stored in a checkpoint (e.g. the model config needed to rebuild the
+    /// model before [`Trainer::resume`]).
+    ///
+    /// # Errors
+    /// As [`Trainer::resume`].
+    pub fn checkpoint_extra(path: &Path) -> Result<serde_json::Value, CoreError> {
+        let sections = read_sections(path)?;
+        let meta: Meta = serde_json::from_slice(sections.get("meta")?).map_err(|source| {
+            CoreError::Json { what: format!("{}: metadata", path.display()), source }
+        })?;
+        Ok(meta.extra)
+    }
+}
