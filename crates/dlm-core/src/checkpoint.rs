@@ -3,16 +3,18 @@
 //! Layout (little endian):
 //!
 //! ```text
-//! magic    8 bytes   "DLMCKPT\0"
-//! version  u32       1
-//! checksum u64       FNV-1a 64 of every byte after this field
+//! magic     8 bytes  "DLMCKPT\0"
+//! checksum  u64      FNV-1a 64 of every byte after this field
+//! version   u32      2
+//! body_len  u64      length of the sections
 //! sections           repeated: name length u8, name (UTF-8), length u64, bytes
 //! ```
 //!
 //! Writing goes to a temporary file in the same directory, is flushed with `fsync`, renamed
 //! over the target and the directory is synced, so a crash leaves either the old file or the new
-//! one, never a mix. Reading distinguishes a foreign file, a newer format, a truncated file and
-//! corrupted bytes, each with its own [`CoreError`].
+//! one, never a mix. Reading checks, in order: the magic (else a foreign file), the declared
+//! length (else a truncated file), the checksum over version, length and body (else corrupted
+//! bytes), the version; each failure has its own [`CoreError`]. Later versions keep this header.
 
 use std::fs::{self, File};
 use std::io::Write;
@@ -23,8 +25,9 @@ use crate::error::CoreError;
 /// The first bytes of every checkpoint.
 pub const MAGIC: &[u8; 8] = b"DLMCKPT\0";
 /// The format version this build writes and reads.
-pub const VERSION: u32 = 1;
-const HEADER_LEN: usize = 8 + 4 + 8;
+pub const VERSION: u32 = 2;
+/// Magic, checksum, version, body length.
+const HEADER_LEN: usize = 8 + 8 + 4 + 8;
 
 /// FNV-1a, 64-bit (Fowler, Noll & Vo): enough to detect accidental corruption.
 fn fnv1a64(bytes: &[u8]) -> u64 {
@@ -56,11 +59,14 @@ pub fn write_sections(path: &Path, sections: &[(&str, &[u8])]) -> Result<(), Cor
         body.extend_from_slice(&(bytes.len() as u64).to_le_bytes());
         body.extend_from_slice(bytes);
     }
-    let mut file_bytes = Vec::with_capacity(HEADER_LEN + body.len());
+    let mut checked = Vec::with_capacity(12 + body.len());
+    checked.extend_from_slice(&VERSION.to_le_bytes());
+    checked.extend_from_slice(&(body.len() as u64).to_le_bytes());
+    checked.extend_from_slice(&body);
+    let mut file_bytes = Vec::with_capacity(16 + checked.len());
     file_bytes.extend_from_slice(MAGIC);
-    file_bytes.extend_from_slice(&VERSION.to_le_bytes());
-    file_bytes.extend_from_slice(&fnv1a64(&body).to_le_bytes());
-    file_bytes.extend_from_slice(&body);
+    file_bytes.extend_from_slice(&fnv1a64(&checked).to_le_bytes());
+    file_bytes.extend_from_slice(&checked);
 
     let directory = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
     fs::create_dir_all(directory).map_err(io_error(directory))?;
@@ -126,17 +132,29 @@ pub fn read_sections(path: &Path) -> Result<Sections, CoreError> {
         needed: needed as u64,
         available: bytes.len() as u64,
     };
-    if bytes.len() < MAGIC.len() || &bytes[..MAGIC.len()] != MAGIC {
+    let head = &bytes[..bytes.len().min(MAGIC.len())];
+    if head != &MAGIC[..head.len()] || head.is_empty() {
         return Err(CoreError::ForeignCheckpoint {
             path: path.to_path_buf(),
-            found: bytes.iter().take(MAGIC.len()).copied().collect(),
+            found: head.to_vec(),
             expected: MAGIC.to_vec(),
         });
     }
     if bytes.len() < HEADER_LEN {
         return Err(truncated(HEADER_LEN));
     }
-    let version = u32::from_le_bytes(bytes[8..12].try_into().expect("4 bytes"));
+    let word = |at: usize| u64::from_le_bytes(bytes[at..at + 8].try_into().expect("8 bytes"));
+    let (expected, body_len) = (word(8), word(20));
+    let needed = usize::try_from(body_len).ok().and_then(|len| len.checked_add(HEADER_LEN));
+    match needed {
+        Some(needed) if needed <= bytes.len() => {}
+        _ => return Err(truncated(HEADER_LEN.saturating_add(body_len as usize))),
+    }
+    let found = fnv1a64(&bytes[16..]);
+    if found != expected {
+        return Err(CoreError::CorruptCheckpoint { path: path.to_path_buf(), expected, found });
+    }
+    let version = u32::from_le_bytes(bytes[16..20].try_into().expect("4 bytes"));
     if version != VERSION {
         return Err(CoreError::CheckpointVersion {
             path: path.to_path_buf(),
@@ -144,29 +162,21 @@ pub fn read_sections(path: &Path) -> Result<Sections, CoreError> {
             supported: VERSION,
         });
     }
-    let expected = u64::from_le_bytes(bytes[12..20].try_into().expect("8 bytes"));
+    // The checksum holds, so the sections are as written; a malformed one is still an error.
+    let corrupt = || CoreError::CorruptCheckpoint { path: path.to_path_buf(), expected, found };
+    let body = &bytes[HEADER_LEN..];
     let mut sections = Vec::new();
-    let mut at = HEADER_LEN;
-    while at < bytes.len() {
-        let name_len = usize::from(bytes[at]);
-        let name_end = at + 1 + name_len;
+    let mut at = 0;
+    while at < body.len() {
+        let name_end = at + 1 + usize::from(body[at]);
         let len_end = name_end + 8;
-        if len_end > bytes.len() {
-            return Err(truncated(len_end));
-        }
-        let len = u64::from_le_bytes(bytes[name_end..len_end].try_into().expect("8 bytes"));
-        let end = usize::try_from(len).ok().and_then(|len| len_end.checked_add(len));
-        let end = match end {
-            Some(end) if end <= bytes.len() => end,
-            _ => return Err(truncated(len_end.saturating_add(len as usize))),
-        };
-        let name = String::from_utf8_lossy(&bytes[at + 1..name_end]).into_owned();
-        sections.push((name, bytes[len_end..end].to_vec()));
+        let len = body.get(name_end..len_end).ok_or_else(corrupt)?;
+        let len = usize::try_from(u64::from_le_bytes(len.try_into().expect("8 bytes")))
+            .map_err(|_| corrupt())?;
+        let end = len_end.checked_add(len).filter(|&end| end <= body.len()).ok_or_else(corrupt)?;
+        let name = String::from_utf8_lossy(&body[at + 1..name_end]).into_owned();
+        sections.push((name, body[len_end..end].to_vec()));
         at = end;
-    }
-    let found = fnv1a64(&bytes[HEADER_LEN..]);
-    if found != expected {
-        return Err(CoreError::CorruptCheckpoint { path: path.to_path_buf(), expected, found });
     }
     Ok(Sections { path: path.to_path_buf(), sections })
 }
@@ -203,26 +213,41 @@ mod tests {
         write_sections(&path, &[("model", &[7; 100])]).unwrap();
         let good = fs::read(&path).unwrap();
 
-        for cut in [good.len() - 1, good.len() - 60, HEADER_LEN + 3, 15] {
+        // Cut anywhere, at a section boundary or inside the header: truncated.
+        let boundary = HEADER_LEN + 1 + "model".len() + 8;
+        for cut in [good.len() - 1, good.len() - 60, boundary, HEADER_LEN, HEADER_LEN - 3, 5] {
             fs::write(&path, &good[..cut]).unwrap();
             let err = read_sections(&path).unwrap_err();
             assert!(matches!(err, CoreError::TruncatedCheckpoint { .. }), "cut {cut}: {err}");
         }
 
-        let mut flipped = good.clone();
-        flipped[HEADER_LEN + 40] ^= 0x10;
-        fs::write(&path, &flipped).unwrap();
-        assert!(matches!(read_sections(&path), Err(CoreError::CorruptCheckpoint { .. })));
+        // A flipped bit anywhere after the magic, length fields and version included: corrupt
+        // (or, for the body length, truncated: it then claims more bytes than there are).
+        for at in [HEADER_LEN + 40, HEADER_LEN + 3, 16, 8] {
+            let mut flipped = good.clone();
+            flipped[at] ^= 0x10;
+            fs::write(&path, &flipped).unwrap();
+            let err = read_sections(&path).unwrap_err();
+            assert!(matches!(err, CoreError::CorruptCheckpoint { .. }), "byte {at}: {err}");
+        }
+        let mut longer = good.clone();
+        longer[20] ^= 0x80;
+        fs::write(&path, &longer).unwrap();
+        assert!(matches!(read_sections(&path), Err(CoreError::TruncatedCheckpoint { .. })));
 
         fs::write(&path, b"PK\x03\x04 a zip file, say").unwrap();
         assert!(matches!(read_sections(&path), Err(CoreError::ForeignCheckpoint { .. })));
         fs::write(&path, b"").unwrap();
         assert!(matches!(read_sections(&path), Err(CoreError::ForeignCheckpoint { .. })));
 
-        let mut future = good;
-        future[8] = 2;
-        fs::write(&path, &future).unwrap();
-        assert!(matches!(read_sections(&path), Err(CoreError::CheckpointVersion { found: 2, .. })));
+        // A file of another version (with a valid checksum): a version error.
+        let mut future = good[16..].to_vec();
+        future[0] = 3;
+        let mut file = MAGIC.to_vec();
+        file.extend_from_slice(&fnv1a64(&future).to_le_bytes());
+        file.extend_from_slice(&future);
+        fs::write(&path, &file).unwrap();
+        assert!(matches!(read_sections(&path), Err(CoreError::CheckpointVersion { found: 3, .. })));
 
         let missing = path.with_file_name("absent.ckpt");
         assert!(matches!(read_sections(&missing), Err(CoreError::Io { .. })));

@@ -65,7 +65,7 @@ pub enum CoreError {
     TruncatedCheckpoint {
         /// The file.
         path: PathBuf,
-        /// Bytes the header declares.
+        /// Bytes needed: the header, or the header and the body length it declares.
         needed: u64,
         /// Bytes in the file.
         available: u64,
@@ -95,6 +95,44 @@ pub enum CoreError {
         what: String,
         /// The parse error.
         source: serde_json::Error,
+    },
+    /// A tokenizer could not be loaded, trained, saved, or could not encode or decode.
+    #[error("{what}: {message}")]
+    Tokenizer {
+        /// What was being done.
+        what: String,
+        /// The tokenizer's explanation.
+        message: String,
+    },
+    /// A loaded tokenizer lacks a special token the project needs.
+    #[error("{what}: no special token named {names:?}")]
+    MissingSpecialToken {
+        /// The tokenizer.
+        what: String,
+        /// The names that were looked up.
+        names: Vec<&'static str>,
+    },
+    /// A character-level tokenizer met a character outside its alphabet.
+    #[error("character {character:?} at byte {offset} is not in the tokenizer's alphabet")]
+    UnknownCharacter {
+        /// The character.
+        character: char,
+        /// Its byte offset in the text.
+        offset: usize,
+    },
+    /// A text file is not valid UTF-8.
+    #[error("{}: not valid UTF-8 (invalid byte at offset {offset})", path.display())]
+    NotUtf8 {
+        /// The file.
+        path: PathBuf,
+        /// Offset of the first invalid byte.
+        offset: usize,
+    },
+    /// A corpus has no text.
+    #[error("{what}: the corpus is empty")]
+    EmptyCorpus {
+        /// The corpus (its files).
+        what: String,
     },
     /// burn refused a record: the saved tensors do not fit the model (missing, unexpected or
     /// mis-shaped tensors) or the bytes are not a burnpack.

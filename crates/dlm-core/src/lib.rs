@@ -6,9 +6,8 @@
 //! |---|---|---|
 //! | [`sampling`] | token sampling cores that take their noise: argmax, temperature, top-k, top-p, float64 Gumbel-max, confidence measures | done |
 //! | [`backbone`] | the transformer denoiser: token embedding or continuous-input projection, RoPE at explicit positions, pre-norm blocks, optional adaLN-zero time conditioning, tied or untied head; attention masks (full, causal, block-causal, BD3LM's `x_t ⊕ x0`, arbitrary); a KV cache | done |
-//! | `tokenizer` | HF `tokenizers` (load `tokenizer.json`, train BPE offline), character and byte level, reserved special tokens | planned |
-//! | [`data`] | special tokens, synthetic sources with a known entropy rate (sparse Markov chain, correlated pairs), sequence datasets, wrapped and padded batching, seeded resumable batch order | done |
-//! | `corpus` | text corpora to cached token ids, deterministic splits | planned |
+//! | [`tokenizer`] | HF `tokenizers` (load `tokenizer.json`, train byte-level BPE offline), character and byte level, with the project's special tokens | done |
+//! | [`data`] | special tokens, synthetic sources with a known entropy rate (sparse Markov chain, correlated pairs), sequence datasets, text corpora with token ids cached on disk and deterministic splits, wrapped and padded batching, seeded resumable batch order | done |
 //! | [`train`] | the training harness: objectives, AdamW, warmup + constant/cosine LR, global-norm clipping, EMA, accumulation, evaluation, progress bar, metrics CSV, loss plot | done |
 //! | [`checkpoint`] | atomic checkpoint files with typed errors for foreign, truncated and corrupted files; the trainer stores model, optimiser, EMA, state and config in them | done |
 //! | [`ar`] | the autoregressive baseline every diffusion result is compared against: causal objective, exact NLL, cached generation | done |
@@ -19,6 +18,10 @@ pub mod checkpoint;
 pub mod data;
 mod error;
 pub mod sampling;
+pub mod tokenizer;
 pub mod train;
+
+#[cfg(test)]
+mod test_util;
 
 pub use error::CoreError;

@@ -16,7 +16,7 @@ const CONTEXT: &str = "linear-beta schedule";
 ///
 /// This is the continuous-time limit of DDPM's linear `β_i` from `1e-4` to `0.02` over
 /// `T = 1000` steps (Ho et al. 2020, §4), written as the VP SDE of Song et al. 2021 (eq. 11), whose
-/// perturbation kernel (their App. C) has mean `exp(−σ(t)/2)·x0`, i.e. this `α(t)`, with
+/// perturbation kernel (their App. C) has mean `exp(−σ(t)/2)·x0 = √α(t)·x0`, with
 /// `β̄_min = 0.1`, `β̄_max = 20`. Those are the defaults.
 ///
 /// `α′(t) = −β(t)·α(t)`; `1 − α = −expm1(−σ)` is evaluated without cancellation.

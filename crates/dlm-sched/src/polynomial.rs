@@ -67,7 +67,7 @@ impl Polynomial {
 }
 
 impl Default for Polynomial {
-    /// `n = 3`, DFM's cubic schedule.
+    /// `n = 3`, the cubic.
     fn default() -> Self {
         Self { exponent: Self::default_exponent() }
     }

@@ -128,6 +128,20 @@ impl DenoiserConfig {
         Ok(())
     }
 
+    /// Checks that sequences of `seq_len` fit the context the model is configured for.
+    ///
+    /// # Errors
+    /// [`CoreError::InvalidSize`] if `seq_len` is 0 or exceeds `max_seq_len`.
+    pub fn check_seq_len(&self, seq_len: usize) -> Result<(), CoreError> {
+        ensure_size(
+            seq_len > 0 && seq_len <= self.max_seq_len,
+            "data",
+            "seq_len",
+            seq_len,
+            format!("between 1 and the model's max_seq_len = {}", self.max_seq_len),
+        )
+    }
+
     /// Builds the model on `device`.
     ///
     /// Token embeddings are drawn from `N(0, 0.02²)`; the untied output head and all adaLN
@@ -245,7 +259,8 @@ impl DenoiserInput {
         Self { mask, ..self }
     }
 
-    /// Explicit rotary position ids `[n]` (default: `cache_len .. cache_len + n`).
+    /// Explicit rotary position ids `[n]` (default: `cache_len .. cache_len + n`, and `i mod L`
+    /// for [`AttentionMask::Bd3lmTraining`]).
     pub fn with_positions(self, positions: Tensor<1, Int>) -> Self {
         Self { positions: Some(positions), ..self }
     }
@@ -300,7 +315,11 @@ impl Denoiser {
     ///
     /// # Panics
     /// If the values do not match the model's [`DenoiserIo`], a time-conditioned model gets no
-    /// time, a cache comes from a model of another depth, or a shape disagrees with the above.
+    /// time, a cache comes from a model of another depth, a shape disagrees with the above, or
+    /// the mask cannot serve the chunk (a zero block size, a BD3LM mask whose block size does
+    /// not divide its length or that is not applied to exactly `x_t ⊕ x0`; build masks with
+    /// [`AttentionMask::block_causal`] and [`AttentionMask::bd3lm_training`] to get these as
+    /// errors up front).
     pub fn forward(&self, input: DenoiserInput) -> DenoiserOutput {
         let DenoiserInput { values, time, mask, positions, cache, keep_cache } = input;
         let mut h = match (&self.input, values) {
@@ -322,9 +341,10 @@ impl Denoiser {
                 "cache from a model of another depth"
             );
         }
-        let positions = positions.unwrap_or_else(|| {
-            Tensor::<1, Int>::arange(offset as i64..(offset + n) as i64, &device)
-        });
+        if let Some(problem) = mask.problem(offset, n) {
+            panic!("attention mask: {problem}");
+        }
+        let positions = positions.unwrap_or_else(|| mask.default_positions(offset, n, &device));
         let rotary = RotaryTables::new(positions, d_model / self.n_heads, self.rope_base);
         let cond = self.time_embedding.as_ref().map(|embedding| {
             embedding.forward(time.expect("a time-conditioned denoiser needs `with_time`"))

@@ -13,8 +13,11 @@ pub(crate) struct LayerKv {
 
 /// Keys and values of every layer for a prefix of positions `[0, len)`, as returned by a forward
 /// pass with [`DenoiserInput::keep_cache`](super::DenoiserInput::keep_cache). Feeding it back
-/// runs the next chunk of positions against the prefix without recomputing it; with a causal or
-/// block-causal mask (and a prefix ending on a block boundary) this is exact.
+/// runs the next chunk of positions against the prefix without recomputing it. This is exact
+/// when the prefix's keys and values would not change if recomputed with the chunk: a causal or
+/// block-causal mask, a prefix ending on a block boundary, and (for a time-conditioned model) the
+/// prefix computed at the same time `t` as the chunk — or at the time it is meant to be seen at,
+/// as BD3LM's clean blocks are.
 #[derive(Debug, Clone)]
 pub struct KvCache {
     pub(crate) layers: Vec<LayerKv>,

@@ -2,6 +2,8 @@
 
 use burn::tensor::{Bool, Device, Int, Tensor};
 
+use crate::error::{CoreError, ensure_size};
+
 /// Which keys a query may attend to, as a rule on absolute indices, so that the same mask serves
 /// a full forward and a chunk run against a KV cache (queries at indices `[offset, offset + n)`,
 /// keys at `[0, offset + n)`).
@@ -47,6 +49,72 @@ impl AttentionMask {
         Self::Custom(Box::new(blocked))
     }
 
+    /// [`AttentionMask::BlockCausal`], validated.
+    ///
+    /// # Errors
+    /// [`CoreError::InvalidSize`] if `block_size == 0`.
+    pub fn block_causal(block_size: usize) -> Result<Self, CoreError> {
+        ensure_size(block_size > 0, "attention mask", "block_size", block_size, "at least 1")?;
+        Ok(Self::BlockCausal { block_size })
+    }
+
+    /// [`AttentionMask::Bd3lmTraining`], validated.
+    ///
+    /// # Errors
+    /// [`CoreError::InvalidSize`] if `block_size == 0` or does not divide `seq_len`.
+    pub fn bd3lm_training(block_size: usize, seq_len: usize) -> Result<Self, CoreError> {
+        ensure_size(
+            block_size > 0 && seq_len > 0 && seq_len.is_multiple_of(block_size),
+            "attention mask",
+            "block_size",
+            block_size,
+            format!("a divisor of seq_len = {seq_len}"),
+        )?;
+        Ok(Self::Bd3lmTraining { block_size, seq_len })
+    }
+
+    /// Why this mask cannot serve queries `[query_offset, query_offset + n_queries)`, if it
+    /// cannot: a zero block size, a block size that does not divide the BD3LM length, or a BD3LM
+    /// mask not applied to exactly `x_t ⊕ x0`.
+    pub(crate) fn problem(&self, query_offset: usize, n_queries: usize) -> Option<String> {
+        match *self {
+            Self::BlockCausal { block_size: 0 } => Some("block_size 0".into()),
+            Self::Bd3lmTraining { block_size, seq_len } => {
+                if block_size == 0 || !seq_len.is_multiple_of(block_size) {
+                    Some(format!("block_size {block_size} does not divide seq_len {seq_len}"))
+                } else if query_offset != 0 || n_queries != 2 * seq_len {
+                    Some(format!(
+                        "the BD3LM training mask needs the {} positions of x_t ⊕ x0 without a \
+                         cache, got {n_queries} at offset {query_offset}",
+                        2 * seq_len
+                    ))
+                } else {
+                    None
+                }
+            }
+            _ => None,
+        }
+    }
+
+    /// The default rotary positions of queries `[query_offset, query_offset + n_queries)`: the
+    /// indices themselves, except for BD3LM's `x_t ⊕ x0`, where token `i` of both halves sits at
+    /// position `i` (their `i mod L`).
+    pub(crate) fn default_positions(
+        &self,
+        query_offset: usize,
+        n_queries: usize,
+        device: &Device,
+    ) -> Tensor<1, Int> {
+        let indices = Tensor::<1, Int>::arange(
+            query_offset as i64..(query_offset + n_queries) as i64,
+            device,
+        );
+        match self {
+            Self::Bd3lmTraining { seq_len, .. } => indices.remainder_scalar(*seq_len as i64),
+            _ => indices,
+        }
+    }
+
     /// The `[batch, n_queries, n_keys]` boolean mask (`true` = blocked) for queries at
     /// `[query_offset, query_offset + n_queries)` and keys at `[0, n_keys)`, or `None` for
     /// [`AttentionMask::Full`].
@@ -55,7 +123,7 @@ impl AttentionMask {
     /// - returns `[batch, n_queries, n_keys]`
     ///
     /// # Panics
-    /// If a custom mask does not have this shape, or a block size is 0 (the backbone validates
+    /// If a custom mask does not have this shape, or a block size is 0 (the denoiser checks
     /// masks before calling this).
     pub fn blocked(
         &self,

@@ -4,6 +4,7 @@ use burn::module::Module;
 use burn::tensor::{Device, Distribution, Int, Tensor};
 
 use super::*;
+use crate::test_util::randomised;
 
 fn small(io: DenoiserIo, cond_dim: Option<usize>) -> DenoiserConfig {
     DenoiserConfig::new(io, 64)
@@ -15,20 +16,6 @@ fn small(io: DenoiserIo, cond_dim: Option<usize>) -> DenoiserConfig {
 
 fn tokens(batch: usize, n: usize, vocab: usize, device: &Device) -> Tensor<2, Int> {
     Tensor::<2>::random([batch, n], Distribution::Uniform(0.0, vocab as f64), device).int()
-}
-
-/// Gives every parameter a random value, so that zero-initialised heads and gates do not hide
-/// a broken path.
-fn randomised(model: Denoiser, device: &Device) -> Denoiser {
-    use burn::module::{ModuleMapper, Param};
-    struct Randomise<'a>(&'a Device);
-    impl ModuleMapper for Randomise<'_> {
-        fn map_float<const D: usize>(&mut self, param: Param<Tensor<D>>) -> Param<Tensor<D>> {
-            let shape = param.val().shape();
-            param.map(|_| Tensor::random(shape, Distribution::Normal(0.0, 0.2), self.0))
-        }
-    }
-    model.map(&mut Randomise(device))
 }
 
 fn max_abs_diff(a: Tensor<3>, b: Tensor<3>) -> f64 {
@@ -101,13 +88,15 @@ fn fresh_models_start_uniform_and_time_independent() {
         let t = Tensor::<1>::from_floats([t, t], &device);
         model.forward(DenoiserInput::tokens(x.clone()).with_time(t)).output
     };
-    // Zero-initialised head: logits 0, i.e. uniform over the vocabulary.
+    // Zero-initialised head: logits 0, i.e. uniform over the vocabulary, at every time.
     assert_eq!(at(0.1).abs().max().into_scalar::<f64>(), 0.0);
+    assert_eq!(at(0.9).abs().max().into_scalar::<f64>(), 0.0);
     // Vector models have the same head; their output is 0 until trained.
     let vectors = small(DenoiserIo::Vectors { dim: 6 }, None).init(&device).unwrap();
     let z = Tensor::<3>::random([2, 5, 6], Distribution::Normal(0.0, 1.0), &device);
     let out = vectors.forward(DenoiserInput::vectors(z)).output;
     assert_eq!(out.dims(), [2, 5, 6]);
+    assert_eq!(out.abs().max().into_scalar::<f64>(), 0.0);
 }
 
 #[test]
@@ -133,11 +122,13 @@ fn explicit_positions_shift_the_rotary_phase() {
     let io = DenoiserIo::Tokens { vocab_size: 5, tie_embeddings: false };
     let model = randomised(small(io, None).init(&device).unwrap(), &device);
     let x = tokens(1, 4, 5, &device);
-    let at = |start: i64| {
-        let positions = Tensor::<1, Int>::arange(start..start + 4, &device);
+    let at = |positions: [i64; 4]| {
+        let positions = Tensor::<1, Int>::from_ints(positions, &device);
         model.forward(DenoiserInput::tokens(x.clone()).with_positions(positions)).output
     };
-    assert!(max_abs_diff(at(0), at(10)) < 1e-4);
+    assert!(max_abs_diff(at([0, 1, 2, 3]), at([10, 11, 12, 13])) < 1e-4);
+    // Other relative distances change the output, so the positions are used.
+    assert!(max_abs_diff(at([0, 1, 2, 3]), at([0, 2, 4, 6])) > 1e-3);
 }
 
 #[test]
@@ -156,6 +147,10 @@ fn config_errors_name_the_field() {
     check(DenoiserConfig::tokens(10, 16).with_cond_dim(Some(7)), "cond_dim");
     check(DenoiserConfig::tokens(10, 16).with_rope_base(f64::NAN), "rope_base");
     assert!(DenoiserConfig::tokens(10, 16).init(&device).unwrap().num_params() > 0);
+    let config = DenoiserConfig::tokens(10, 16);
+    assert!(config.check_seq_len(16).is_ok());
+    let err = config.check_seq_len(17).unwrap_err().to_string();
+    assert!(err.contains("`seq_len` = 17") && err.contains("max_seq_len = 16"), "{err}");
 }
 
 #[test]
@@ -172,4 +167,60 @@ fn a_custom_mask_behaves_like_the_rule_it_spells_out() {
     let diff = max_abs_diff(run(AttentionMask::custom(blocked)), run(AttentionMask::Causal));
     assert!(diff < 1e-6, "{diff}");
     assert!(max_abs_diff(run(AttentionMask::Full), run(AttentionMask::Causal)) > 1e-4);
+}
+
+#[test]
+fn the_bd3lm_vectorised_pass_equals_block_by_block_passes() {
+    // x_t ⊕ x0 with BD3LM's mask in one pass gives, for each x_t block, the output of that block
+    // run after the clean blocks before it (block-causal), and for x0 its block-causal pass.
+    let device = Device::flex();
+    device.seed(4);
+    let io = DenoiserIo::Tokens { vocab_size: 13, tie_embeddings: false };
+    let model = randomised(small(io, None).init(&device).unwrap(), &device);
+    let (seq_len, block) = (8, 2);
+    let x0 = tokens(2, seq_len, 13, &device);
+    let x_t = tokens(2, seq_len, 13, &device);
+    let both = Tensor::cat(vec![x_t.clone(), x0.clone()], 1);
+    let mask = AttentionMask::bd3lm_training(block, seq_len).unwrap();
+    let vectorised = model.forward(DenoiserInput::tokens(both).with_mask(mask)).output;
+
+    let block_causal = AttentionMask::block_causal(block).unwrap();
+    let clean =
+        model.forward(DenoiserInput::tokens(x0.clone()).with_mask(block_causal.clone())).output;
+    let diff = max_abs_diff(vectorised.clone().narrow(1, seq_len, seq_len), clean);
+    assert!(diff < 1e-5, "x0 half: {diff}");
+    for b in 0..seq_len / block {
+        let noisy = x_t.clone().narrow(1, b * block, block);
+        let input = match b {
+            0 => noisy,
+            _ => Tensor::cat(vec![x0.clone().narrow(1, 0, b * block), noisy], 1),
+        };
+        let out =
+            model.forward(DenoiserInput::tokens(input).with_mask(block_causal.clone())).output;
+        let expected = out.narrow(1, b * block, block);
+        let diff = max_abs_diff(vectorised.clone().narrow(1, b * block, block), expected);
+        assert!(diff < 1e-5, "x_t block {b}: {diff}");
+    }
+}
+
+#[test]
+fn masks_are_validated() {
+    assert!(AttentionMask::block_causal(0).is_err());
+    assert!(AttentionMask::bd3lm_training(3, 8).is_err());
+    assert!(AttentionMask::bd3lm_training(0, 8).is_err());
+    assert!(AttentionMask::bd3lm_training(4, 8).is_ok());
+    let mask = AttentionMask::bd3lm_training(4, 8).unwrap();
+    assert!(mask.problem(0, 16).is_none());
+    assert!(mask.problem(0, 8).is_some(), "only x_t, not x_t ⊕ x0");
+    assert!(mask.problem(16, 16).is_some(), "with a cache");
+}
+
+#[test]
+#[should_panic(expected = "attention mask")]
+fn a_bd3lm_mask_on_the_wrong_length_panics_with_a_message() {
+    let device = Device::flex();
+    let model =
+        DenoiserConfig::tokens(10, 16).with_d_model(16).with_n_layers(1).init(&device).unwrap();
+    let mask = AttentionMask::Bd3lmTraining { block_size: 2, seq_len: 4 };
+    model.forward(DenoiserInput::tokens(tokens(1, 6, 10, &device)).with_mask(mask));
 }

@@ -12,7 +12,7 @@ use crate::error::{CoreError, ensure_size};
 const CONTEXT: &str = "sequence dataset";
 
 /// `n` token sequences of one length, stored row-major.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SequenceDataset {
     seq_len: usize,
     vocab_size: usize,
@@ -119,6 +119,9 @@ impl SequenceDataset {
     }
 
     /// The sequences `indices` as a `[indices.len(), seq_len]` tensor.
+    ///
+    /// # Panics
+    /// If an index is `≥ len()`.
     pub fn batch(&self, indices: &[usize], device: &Device) -> Tensor<2, Int> {
         let data: Vec<i64> =
             indices.iter().flat_map(|&i| self.sequence(i).iter().map(|&t| i64::from(t))).collect();
@@ -137,6 +140,7 @@ impl SequenceDataset {
 /// batch of an epoch is dropped). The cursor is plain data, so a checkpoint stores it and a
 /// resumed run sees exactly the batches the uninterrupted run would have seen.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "BatchCursorParams")]
 pub struct BatchCursor {
     /// Seed of the shuffles.
     pub seed: u64,
@@ -146,6 +150,26 @@ pub struct BatchCursor {
     pub epoch: u64,
     /// Index of the next batch within the epoch.
     pub batch_in_epoch: usize,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct BatchCursorParams {
+    seed: u64,
+    batch_size: usize,
+    epoch: u64,
+    batch_in_epoch: usize,
+}
+
+impl TryFrom<BatchCursorParams> for BatchCursor {
+    type Error = CoreError;
+    fn try_from(p: BatchCursorParams) -> Result<Self, Self::Error> {
+        Ok(Self {
+            epoch: p.epoch,
+            batch_in_epoch: p.batch_in_epoch,
+            ..Self::new(p.seed, p.batch_size)?
+        })
+    }
 }
 
 impl BatchCursor {
@@ -284,8 +308,15 @@ mod tests {
         let mut seen: Vec<usize> = (0..3).flat_map(|_| cursor.next_batch(&data).unwrap()).collect();
         seen.sort_unstable();
         assert_eq!(seen, (0..12).collect::<Vec<_>>());
-        // A copy of the cursor (what a checkpoint stores) continues identically.
-        let mut resumed = cursor;
+        // The cursor as a checkpoint stores it (JSON) continues identically.
+        let mut resumed: BatchCursor =
+            serde_json::from_str(&serde_json::to_string(&cursor).unwrap()).unwrap();
+        assert!(
+            serde_json::from_str::<BatchCursor>(
+                r#"{"seed": 1, "batch_size": 0, "epoch": 0, "batch_in_epoch": 0}"#
+            )
+            .is_err()
+        );
         let a: Vec<Vec<usize>> = (0..5).map(|_| cursor.next_batch(&data).unwrap()).collect();
         let b: Vec<Vec<usize>> = (0..5).map(|_| resumed.next_batch(&data).unwrap()).collect();
         assert_eq!(a, b);

@@ -10,8 +10,6 @@ use crate::error::{CoreError, ensure_size};
 const CONTEXT: &str = "Markov source";
 /// The largest number of contexts `V^k` a source may have.
 const MAX_CONTEXTS: usize = 1 << 20;
-/// How many seeds to try for an ergodic chain before giving up.
-const MAX_ATTEMPTS: u64 = 64;
 
 /// Parameters of a [`MarkovSource`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -31,11 +29,11 @@ pub struct MarkovSourceConfig {
 ///
 /// `H = −Σ_c π(c) Σ_x P(x | c) ln P(x | c)` nats/token (Cover & Thomas 2006, Thm. 4.2.4),
 ///
-/// with `π` the stationary distribution over the `V^k` contexts, found by power iteration. One of
-/// the `b` symbols allowed after each context is the one that follows it in a de Bruijn sequence
-/// `B(V, k)`, so the chain visits every context (irreducible); the table is re-drawn from the next
-/// seed if the iteration does not converge (periodic chain). Sequences start from `π`, so every
-/// window is stationary.
+/// with `π` the stationary distribution over the `V^k` contexts. One of the `b` symbols allowed
+/// after each context is the one that follows it in a de Bruijn sequence `B(V, k)`, so the chain
+/// visits every context: it is irreducible and `π` is unique. `π` is found by power iteration on
+/// the lazy chain `(I + P)/2`, which has the same `π` and converges even when `P` is periodic.
+/// Sequences start from `π`, so every window is stationary.
 ///
 /// It is the ground truth of the project's likelihood experiments: a model's NLL per token on
 /// positions with a full context is bounded below by `H`, and `sequence_entropy(L)` is the exact
@@ -55,8 +53,7 @@ impl MarkovSource {
     /// Builds the chain.
     ///
     /// # Errors
-    /// [`CoreError::InvalidSize`] for `V < 2`, `k = 0`, `b ∉ [1, V]`, `V^k > 2²⁰`, or when no
-    /// ergodic table is found in 64 seeds (likely with `b = 1`).
+    /// [`CoreError::InvalidSize`] for `V < 2`, `k = 0`, `b ∉ [1, V]` or `V^k > 2²⁰`.
     pub fn new(config: MarkovSourceConfig) -> Result<Self, CoreError> {
         let MarkovSourceConfig { n_symbols, order, branching, seed } = config;
         ensure_size(n_symbols >= 2, CONTEXT, "n_symbols", n_symbols, "at least 2")?;
@@ -79,22 +76,11 @@ impl MarkovSource {
             })?;
         let cycle = de_bruijn_successors(n_symbols, order);
         debug_assert_eq!(cycle.len(), n_contexts);
-        for attempt in 0..MAX_ATTEMPTS {
-            let mut rng = StdRng::seed_from_u64(seed.wrapping_add(attempt));
-            let (next_symbols, next_probs) = random_table(&cycle, n_symbols, branching, &mut rng);
-            let source = Self { config, next_symbols, next_probs, stationary: Vec::new() };
-            if let Some(stationary) = source.stationary_distribution() {
-                return Ok(Self { stationary, ..source });
-            }
-        }
-        Err(CoreError::InvalidSize {
-            context: CONTEXT,
-            name: "branching",
-            value: branching,
-            expected: format!(
-                "a sparsity that admits an ergodic chain ({MAX_ATTEMPTS} seeds tried)"
-            ),
-        })
+        let mut rng = StdRng::seed_from_u64(seed);
+        let (next_symbols, next_probs) = random_table(&cycle, n_symbols, branching, &mut rng);
+        let source = Self { config, next_symbols, next_probs, stationary: Vec::new() };
+        let stationary = source.stationary_distribution();
+        Ok(Self { stationary, ..source })
     }
 
     /// The parameters.
@@ -115,27 +101,27 @@ impl MarkovSource {
         (context * self.config.n_symbols + symbol as usize) % self.n_contexts()
     }
 
-    /// `π` by power iteration from uniform, or `None` if it does not converge (a periodic
-    /// chain; the de Bruijn edges make every chain irreducible).
-    fn stationary_distribution(&self) -> Option<Vec<f64>> {
+    /// `π` by power iteration of the lazy chain `π ← (π + πP)/2` from uniform, until the L1
+    /// change is below `1e-15` (or 10⁶ iterations).
+    fn stationary_distribution(&self) -> Vec<f64> {
         let n = self.n_contexts();
         let b = self.config.branching;
         let mut pi = vec![1.0 / n as f64; n];
-        for _ in 0..100_000 {
-            let mut next = vec![0.0; n];
+        for _ in 0..1_000_000 {
+            let mut next: Vec<f64> = pi.iter().map(|p| 0.5 * p).collect();
             for (c, &mass) in pi.iter().enumerate() {
                 for j in 0..b {
                     next[self.successor(c, self.next_symbols[c * b + j])] +=
-                        mass * self.next_probs[c * b + j];
+                        0.5 * mass * self.next_probs[c * b + j];
                 }
             }
             let change: f64 = pi.iter().zip(&next).map(|(a, b)| (a - b).abs()).sum();
             pi = next;
             if change < 1e-15 {
-                return Some(pi);
+                break;
             }
         }
-        None
+        pi
     }
 
     /// The entropy rate `H` in nats per token.
@@ -353,6 +339,14 @@ mod tests {
             }
             assert_eq!(context, 0, "V = {n}, k = {k}: not a cycle");
         }
+    }
+
+    #[test]
+    fn a_deterministic_cycle_has_zero_entropy_and_uniform_stationary_law() {
+        // b = 1 is the de Bruijn permutation itself: periodic, yet π is found (uniform).
+        let s = source(3, 2, 1);
+        assert!(s.entropy_rate().abs() < 1e-12);
+        assert!(s.stationary.iter().all(|p| (p - 1.0 / 9.0).abs() < 1e-12));
     }
 
     #[test]

@@ -1,11 +1,14 @@
 //! Data: special tokens, synthetic sources with a known entropy rate, fixed-length sequence
-//! datasets, document wrapping and padding, seeded batching.
+//! datasets, text corpora (cached token ids, deterministic splits), document wrapping and padding,
+//! seeded batching.
 
+mod corpus;
 mod dataset;
 mod markov;
 mod pairs;
 mod special;
 
+pub use corpus::{CorpusSplits, read_documents, split_corpus, tokenize_documents};
 pub use dataset::{BatchCursor, SequenceDataset, pad_documents, wrap_documents};
 pub use markov::{MarkovSource, MarkovSourceConfig};
 pub use pairs::{PairsScore, PairsTask, PairsTaskConfig};

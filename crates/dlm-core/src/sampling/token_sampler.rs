@@ -16,10 +16,35 @@ const CONTEXT: &str = "token sampler";
 /// core [`TokenSampler::sample_with_gumbel`] takes the noise; [`TokenSampler::sample`] draws it
 /// on the logits' device.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(try_from = "TokenSamplerParams")]
 pub struct TokenSampler {
     temperature: f64,
     top_k: Option<usize>,
     top_p: Option<f64>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TokenSamplerParams {
+    temperature: f64,
+    #[serde(default)]
+    top_k: Option<usize>,
+    #[serde(default)]
+    top_p: Option<f64>,
+}
+
+impl TryFrom<TokenSamplerParams> for TokenSampler {
+    type Error = CoreError;
+    fn try_from(p: TokenSamplerParams) -> Result<Self, Self::Error> {
+        let mut sampler = Self::new(p.temperature)?;
+        if let Some(k) = p.top_k {
+            sampler = sampler.with_top_k(k)?;
+        }
+        if let Some(top_p) = p.top_p {
+            sampler = sampler.with_top_p(top_p)?;
+        }
+        Ok(sampler)
+    }
 }
 
 impl TokenSampler {
@@ -218,5 +243,16 @@ mod tests {
             TokenSampler::greedy().with_top_p(1.5),
             Err(CoreError::InvalidValue { name: "top_p", .. })
         ));
+        // Configs go through the same checks.
+        let ok: TokenSampler =
+            serde_json::from_str(r#"{"temperature": 0.7, "top_p": 0.9}"#).unwrap();
+        assert_eq!(ok, TokenSampler::new(0.7).unwrap().with_top_p(0.9).unwrap());
+        for bad in [
+            r#"{"temperature": -1}"#,
+            r#"{"temperature": 1, "top_k": 0}"#,
+            r#"{"temperature": 1, "top_p": 0}"#,
+        ] {
+            assert!(serde_json::from_str::<TokenSampler>(bad).is_err(), "{bad}");
+        }
     }
 }

@@ -5,10 +5,14 @@ use std::collections::HashMap;
 use burn::module::{Module, ModuleMapper, ModuleVisitor, Param, ParamId};
 use burn::tensor::Tensor;
 
-/// `ema ← decay·ema + (1 − decay)·model` for every float parameter, matched by id (Polyak &
-/// Juditsky 1992; the weight average MDLM and SEDD evaluate, with `decay = 0.9999`).
+/// `ema ← decay·ema + (1 − decay)·model` for every float parameter, matched by id: the
+/// exponential moving average of the weights that MDLM and SEDD evaluate (`decay = 0.9999`).
 /// `ema` lives on a device without autodiff; `model` may be on an autodiff device. Everything
 /// stays on the device.
+///
+/// # Panics
+/// If a parameter of `model` has no counterpart in `ema` (they must be copies of one model, as
+/// [`Trainer`](super::Trainer) keeps them); a silently frozen average would be worse.
 pub fn update_ema<M: Module>(ema: M, model: &M, decay: f64) -> M {
     /// The model's parameters, flattened so that tensors of every rank share one map.
     struct Collect(HashMap<ParamId, Tensor<1>>);
@@ -33,5 +37,8 @@ pub fn update_ema<M: Module>(ema: M, model: &M, decay: f64) -> M {
     }
     let mut collect = Collect(HashMap::new());
     model.visit(&mut collect);
-    ema.map(&mut Blend { current: collect.0, decay })
+    let mut blend = Blend { current: collect.0, decay };
+    let ema = ema.map(&mut blend);
+    assert!(blend.current.is_empty(), "EMA and model parameters do not match (different ids)");
+    ema
 }

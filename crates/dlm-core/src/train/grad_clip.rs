@@ -15,6 +15,9 @@ pub fn clip_global_norm<M: Module>(model: &M, grads: &mut GradientsParams, max_n
     }
     impl ModuleVisitor for SquaredNorm<'_> {
         fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+            if self.ids.contains(&param.id) {
+                return;
+            }
             if let Some(grad) = self.grads.get::<D>(param.id) {
                 let squared = grad.powi_scalar(2).sum();
                 self.total = Some(match self.total.take() {
@@ -27,26 +30,31 @@ pub fn clip_global_norm<M: Module>(model: &M, grads: &mut GradientsParams, max_n
     }
     let mut visitor = SquaredNorm { grads, ids: Vec::new(), total: None };
     model.visit(&mut visitor);
-    let SquaredNorm { ids, total, .. } = visitor;
-    let Some(total) = total else { return 0.0 };
+    let Some(total) = visitor.total else { return 0.0 };
     let norm = total.into_scalar::<f64>().sqrt();
     if norm > max_norm {
-        let scale = max_norm / norm;
-        struct Scale<'a> {
-            grads: &'a mut GradientsParams,
-            ids: &'a [ParamId],
-            scale: f64,
-        }
-        impl ModuleVisitor for Scale<'_> {
-            fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
-                if self.ids.contains(&param.id)
-                    && let Some(grad) = self.grads.remove::<D>(param.id)
-                {
-                    self.grads.register(param.id, grad.mul_scalar(self.scale));
-                }
-            }
-        }
-        model.visit(&mut Scale { grads, ids: &ids, scale });
+        scale_gradients(model, grads, max_norm / norm);
     }
     norm
+}
+
+/// Multiplies every gradient of `model`'s parameters by `factor`.
+pub fn scale_gradients<M: Module>(model: &M, grads: &mut GradientsParams, factor: f64) {
+    struct Scale<'a> {
+        grads: &'a mut GradientsParams,
+        done: Vec<ParamId>,
+        factor: f64,
+    }
+    impl ModuleVisitor for Scale<'_> {
+        fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+            // A parameter reachable twice is scaled once.
+            if !self.done.contains(&param.id)
+                && let Some(grad) = self.grads.remove::<D>(param.id)
+            {
+                self.grads.register(param.id, grad.mul_scalar(self.factor));
+                self.done.push(param.id);
+            }
+        }
+    }
+    model.visit(&mut Scale { grads, done: Vec::new(), factor });
 }

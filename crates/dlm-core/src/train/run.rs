@@ -111,7 +111,8 @@ pub fn run<M: Module, O: Objective<M>>(
         let last = trainer.is_done();
         let evaluate = report.step.is_multiple_of(options.eval_every.max(1)) || last;
         if report.step.is_multiple_of(options.log_every.max(1)) || evaluate {
-            let valid_loss = evaluate.then(|| trainer.evaluate(valid, options.eval_batches));
+            let valid_loss =
+                evaluate.then(|| trainer.evaluate(valid, options.eval_batches)).transpose()?;
             let seconds = window_start.elapsed().as_secs_f64();
             let row = MetricsRow {
                 step: report.step,

@@ -12,22 +12,25 @@ use serde::{Deserialize, Serialize};
 
 use super::config::TrainConfig;
 use super::ema::update_ema;
-use super::grad_clip::clip_global_norm;
+use super::grad_clip::{clip_global_norm, scale_gradients};
 use super::lr::learning_rate;
 use super::objective::{LossSum, Objective};
 use crate::checkpoint::{read_sections, write_sections};
 use crate::data::{BatchCursor, SequenceDataset};
 use crate::error::CoreError;
 
-/// Where a run is: the step, the position in the data, the seed. Together with the model, the
-/// optimiser and the EMA this is everything a checkpoint must hold for an exact resume: every
-/// random draw of step `s` comes from an RNG seeded with `(seed, s)`.
+/// Where a run is: the step and the position in the data. Together with the model, the
+/// optimiser, the EMA and the config (which holds the seed) this is everything a checkpoint must
+/// hold for an exact resume: every random draw of step `s` comes from an RNG seeded with
+/// `(seed, s)`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TrainState {
     /// Optimiser steps taken.
     pub step: usize,
     /// Position in the shuffled training data.
     pub cursor: BatchCursor,
+    /// Number of training sequences, fixed at the first step (the batch order depends on it).
+    pub train_sequences: Option<usize>,
 }
 
 /// What one optimiser step did.
@@ -81,13 +84,20 @@ pub struct EvalBatches {
 
 /// Mean loss per token of `model` under `objective` over `data`, in consecutive batches; the
 /// sums accumulate in `f64`.
+///
+/// # Errors
+/// As [`Objective::check_seq_len`].
+///
+/// # Panics
+/// If the model has no parameter (no device to run on).
 pub fn evaluate<M: Module, O: Objective<M>>(
     objective: &O,
     model: &M,
     data: &SequenceDataset,
     batches: EvalBatches,
-) -> f64 {
-    let Some(device) = model.devices().into_iter().next() else { return f64::NAN };
+) -> Result<f64, CoreError> {
+    objective.check_seq_len(data.seq_len())?;
+    let device = model.devices().into_iter().next().expect("a model with parameters");
     device.seed(batches.seed);
     let mut rng = StdRng::seed_from_u64(batches.seed);
     let (mut sum, mut count) = (0.0, 0usize);
@@ -98,7 +108,7 @@ pub fn evaluate<M: Module, O: Objective<M>>(
         sum += loss.sum.into_scalar::<f64>();
         count += loss.count;
     }
-    sum / count.max(1) as f64
+    Ok(sum / count.max(1) as f64)
 }
 
 /// `(seed, step)` → one 64-bit seed (SplitMix64's finaliser).
@@ -133,7 +143,7 @@ impl<M: Module, O: Objective<M>> Trainer<M, O> {
             model,
             ema,
             optimizer,
-            state: TrainState { step: 0, cursor },
+            state: TrainState { step: 0, cursor, train_sequences: None },
             device,
         })
     }
@@ -177,29 +187,41 @@ impl<M: Module, O: Objective<M>> Trainer<M, O> {
         self.state.step >= self.config.steps
     }
 
-    /// Takes one optimiser step on `train` (accumulating `grad_accumulation` micro-batches).
+    /// Takes one optimiser step on `train`, accumulating `grad_accumulation` micro-batches; the
+    /// gradient is that of the mean loss over all their tokens.
     ///
     /// # Errors
-    /// [`CoreError::InvalidSize`] if `train` has fewer sequences than one batch.
+    /// [`CoreError::InvalidSize`] if `train` has fewer sequences than one batch, sequences the
+    /// objective cannot score, or another number of sequences than the run was started on (the
+    /// batch order depends on it).
     pub fn step(&mut self, train: &SequenceDataset) -> Result<StepReport, CoreError> {
+        self.objective.check_seq_len(train.seq_len())?;
+        let expected = *self.state.train_sequences.get_or_insert(train.len());
+        crate::error::ensure_size(
+            train.len() == expected,
+            "trainer",
+            "training sequences",
+            train.len(),
+            format!("{expected}, the size of the training set the run started on"),
+        )?;
         let step = self.state.step;
         let seed = step_seed(self.config.seed, step);
         self.device.seed(seed);
         let mut rng = StdRng::seed_from_u64(seed);
-        let micro_batches = self.config.grad_accumulation;
         let mut accumulator = GradientsAccumulator::<M>::new();
         let (mut loss_sum, mut tokens) = (0.0, 0);
-        for _ in 0..micro_batches {
+        for _ in 0..self.config.grad_accumulation {
             let indices = self.state.cursor.next_batch(train)?;
             let batch = train.batch(&indices, &self.device);
             let LossSum { sum, count } = self.objective.loss(&self.model, batch, &mut rng);
-            let mean = sum.clone().div_scalar((count * micro_batches).max(1) as f64);
+            // Gradients of the sums; divided by the total count below.
             accumulator
-                .accumulate(&self.model, GradientsParams::from_grads(mean.backward(), &self.model));
+                .accumulate(&self.model, GradientsParams::from_grads(sum.backward(), &self.model));
             loss_sum += sum.into_scalar::<f64>();
             tokens += count;
         }
         let mut grads = accumulator.grads();
+        scale_gradients(&self.model, &mut grads, 1.0 / tokens.max(1) as f64);
         let grad_norm = self
             .config
             .grad_clip_norm
@@ -227,7 +249,14 @@ impl<M: Module, O: Objective<M>> Trainer<M, O> {
 
     /// Mean loss per token of the evaluation model over `data` (see [`evaluate`]), with the
     /// training batch size and a fixed seed, so evaluations are comparable across steps.
-    pub fn evaluate(&self, data: &SequenceDataset, max_batches: Option<usize>) -> f64 {
+    ///
+    /// # Errors
+    /// As [`evaluate`].
+    pub fn evaluate(
+        &self,
+        data: &SequenceDataset,
+        max_batches: Option<usize>,
+    ) -> Result<f64, CoreError> {
         let seed = step_seed(self.config.seed, usize::MAX);
         let batches = EvalBatches { batch_size: self.config.batch_size, max_batches, seed };
         evaluate(&self.objective, &self.eval_model(), data, batches)

@@ -1,0 +1,17 @@
+//! Helpers shared by the unit tests.
+
+use burn::module::{Module, ModuleMapper, Param};
+use burn::tensor::{Device, Distribution, Tensor};
+
+/// Gives every parameter a random value `N(0, 0.2²)`, so that zero-initialised heads and gates do
+/// not hide a broken path.
+pub(crate) fn randomised<M: Module>(model: M, device: &Device) -> M {
+    struct Randomise<'a>(&'a Device);
+    impl ModuleMapper for Randomise<'_> {
+        fn map_float<const D: usize>(&mut self, param: Param<Tensor<D>>) -> Param<Tensor<D>> {
+            let shape = param.val().shape();
+            param.map(|_| Tensor::random(shape, Distribution::Normal(0.0, 0.2), self.0))
+        }
+    }
+    model.map(&mut Randomise(device))
+}

@@ -1,0 +1,191 @@
+//! Hugging Face `tokenizers`: load a `tokenizer.json`, or train a byte-level BPE offline.
+
+use std::path::{Path, PathBuf};
+
+use tokenizers::models::bpe::{BPE, BpeTrainerBuilder};
+use tokenizers::pre_tokenizers::byte_level::ByteLevel;
+use tokenizers::{AddedToken, NormalizerWrapper, TokenizerBuilder};
+
+use crate::data::SpecialTokens;
+use crate::error::CoreError;
+
+/// A Hugging Face tokenizer with the ids of its special tokens.
+#[derive(Debug, Clone)]
+pub struct HfTokenizer {
+    inner: tokenizers::Tokenizer,
+    special: SpecialTokens,
+    source: String,
+}
+
+/// Names under which a loaded tokenizer may spell each special token.
+const PAD: &[&str] = &["[PAD]", "<pad>"];
+const BOS: &[&str] = &["[BOS]", "<s>", "[CLS]", "<|endoftext|>"];
+const EOS: &[&str] = &["[EOS]", "</s>", "[SEP]", "<|endoftext|>"];
+const MASK: &[&str] = &["[MASK]", "<mask>"];
+
+fn tokenizer_error(what: &str) -> impl FnOnce(tokenizers::Error) -> CoreError + '_ {
+    move |e| CoreError::Tokenizer { what: what.into(), message: e.to_string() }
+}
+
+impl HfTokenizer {
+    /// Loads a `tokenizer.json`; padding and truncation stored in it are switched off. The
+    /// special tokens are looked up by name (`[PAD]`/`<pad>`, `[BOS]`/`<s>`/`[CLS]`,
+    /// `[EOS]`/`</s>`/`[SEP]`, `[MASK]`/`<mask>`).
+    ///
+    /// # Errors
+    /// [`CoreError::Io`] for a missing file, [`CoreError::Tokenizer`] for one `tokenizers`
+    /// cannot read, [`CoreError::MissingSpecialToken`] if a special token is absent.
+    pub fn load(path: &Path) -> Result<Self, CoreError> {
+        if !path.is_file() {
+            return Err(CoreError::Io {
+                path: path.into(),
+                source: std::io::Error::new(std::io::ErrorKind::NotFound, "no tokenizer file here"),
+            });
+        }
+        let what = path.display().to_string();
+        let mut inner = tokenizers::Tokenizer::from_file(path).map_err(tokenizer_error(&what))?;
+        inner.with_padding(None);
+        inner.with_truncation(None).map_err(tokenizer_error(&what))?;
+        Self::with_specials(inner, what)
+    }
+
+    fn with_specials(inner: tokenizers::Tokenizer, source: String) -> Result<Self, CoreError> {
+        let find = |names: &'static [&'static str]| {
+            names.iter().find_map(|n| inner.token_to_id(n)).ok_or_else(|| {
+                CoreError::MissingSpecialToken { what: source.clone(), names: names.to_vec() }
+            })
+        };
+        let special =
+            SpecialTokens { pad: find(PAD)?, bos: find(BOS)?, eos: find(EOS)?, mask: find(MASK)? };
+        Ok(Self { inner, special, source })
+    }
+
+    /// Trains a byte-level BPE (GPT-2 style pre-tokenisation) of `vocab_size` tokens on local
+    /// text files, with the project's special tokens reserved as ids `0..4`.
+    ///
+    /// # Errors
+    /// [`CoreError::InvalidSize`] if `vocab_size` cannot hold the byte alphabet and the special
+    /// tokens, [`CoreError::Io`] for a missing file, [`CoreError::Tokenizer`] if training fails.
+    pub fn train_bpe(files: &[PathBuf], vocab_size: usize) -> Result<Self, CoreError> {
+        let minimum = 256 + SpecialTokens::COUNT as usize;
+        crate::error::ensure_size(
+            vocab_size >= minimum,
+            "BPE training",
+            "vocab_size",
+            vocab_size,
+            format!("at least {minimum} (bytes and special tokens)"),
+        )?;
+        for file in files {
+            if !file.is_file() {
+                return Err(CoreError::Io {
+                    path: file.clone(),
+                    source: std::io::Error::new(
+                        std::io::ErrorKind::NotFound,
+                        "no corpus file here",
+                    ),
+                });
+            }
+        }
+        let specials = SpecialTokens::NAMES.iter().map(|n| AddedToken::from(*n, true)).collect();
+        let mut trainer = BpeTrainerBuilder::new()
+            .vocab_size(vocab_size)
+            .show_progress(false)
+            .special_tokens(specials)
+            .initial_alphabet(ByteLevel::alphabet().into_iter().collect())
+            .build();
+        let what = "BPE training";
+        let mut builder =
+            TokenizerBuilder::<BPE, NormalizerWrapper, ByteLevel, ByteLevel, ByteLevel>::new()
+                .with_model(BPE::default())
+                .with_pre_tokenizer(Some(ByteLevel::default().add_prefix_space(false)))
+                .with_post_processor(Some(ByteLevel::default()))
+                .with_decoder(Some(ByteLevel::default()))
+                .build()
+                .map_err(tokenizer_error(what))?;
+        let files: Vec<String> = files.iter().map(|f| f.display().to_string()).collect();
+        builder.train_from_files(&mut trainer, files).map_err(tokenizer_error(what))?;
+        Self::with_specials(builder.into(), format!("BPE({vocab_size})"))
+    }
+
+    /// Token ids of `text` (no special tokens added).
+    ///
+    /// # Errors
+    /// [`CoreError::Tokenizer`].
+    pub fn encode(&self, text: &str) -> Result<Vec<u32>, CoreError> {
+        let encoding = self.inner.encode(text, false).map_err(tokenizer_error(&self.source))?;
+        Ok(encoding.get_ids().to_vec())
+    }
+
+    /// Text of `ids`, special tokens skipped.
+    ///
+    /// # Errors
+    /// [`CoreError::Tokenizer`].
+    pub fn decode(&self, ids: &[u32]) -> Result<String, CoreError> {
+        self.inner.decode(ids, true).map_err(tokenizer_error(&self.source))
+    }
+
+    /// Number of ids, added tokens included.
+    pub fn vocab_size(&self) -> usize {
+        self.inner.get_vocab_size(true)
+    }
+
+    /// The special tokens' ids.
+    pub fn special(&self) -> SpecialTokens {
+        self.special
+    }
+
+    /// The `tokenizer.json` text.
+    ///
+    /// # Errors
+    /// [`CoreError::Tokenizer`].
+    pub fn to_json(&self) -> Result<String, CoreError> {
+        self.inner.to_string(false).map_err(tokenizer_error(&self.source))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn corpus(name: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("dlm-tokenizer-{}-{name}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("corpus.txt");
+        let verse =
+            "Shall I compare thee to a summer's day?\nThou art more lovely and more temperate.\n";
+        std::fs::write(&path, verse.repeat(50)).unwrap();
+        path
+    }
+
+    #[test]
+    fn trained_bpe_reserves_specials_and_round_trips() {
+        let path = corpus("bpe");
+        let t = HfTokenizer::train_bpe(std::slice::from_ref(&path), 300).unwrap();
+        assert_eq!(t.special(), SpecialTokens::reserved());
+        assert!(t.vocab_size() <= 300 && t.vocab_size() > 260);
+        let text = "Thou art more lovely than a summer's day.";
+        let ids = t.encode(text).unwrap();
+        assert!(ids.len() < text.len(), "merges shorten the text");
+        assert_eq!(t.decode(&ids).unwrap(), text);
+        // Saved and loaded, it is the same tokenizer.
+        let saved = path.with_file_name("tokenizer.json");
+        std::fs::write(&saved, t.to_json().unwrap()).unwrap();
+        let loaded = HfTokenizer::load(&saved).unwrap();
+        assert_eq!(loaded.encode(text).unwrap(), ids);
+        assert_eq!(loaded.special(), t.special());
+    }
+
+    #[test]
+    fn bad_files_and_sizes_give_typed_errors() {
+        let missing = std::env::temp_dir().join("dlm-no-such-tokenizer.json");
+        assert!(matches!(HfTokenizer::load(&missing), Err(CoreError::Io { .. })));
+        let garbage = corpus("garbage").with_file_name("garbage.json");
+        std::fs::write(&garbage, "{ not json").unwrap();
+        assert!(matches!(HfTokenizer::load(&garbage), Err(CoreError::Tokenizer { .. })));
+        assert!(matches!(
+            HfTokenizer::train_bpe(&[corpus("small")], 100),
+            Err(CoreError::InvalidSize { name: "vocab_size", .. })
+        ));
+        assert!(matches!(HfTokenizer::train_bpe(&[missing], 300), Err(CoreError::Io { .. })));
+    }
+}
