@@ -160,7 +160,7 @@ mod tests {
         let device = Device::flex();
         device.seed(8);
         // Random weights: every prediction depends on the whole context.
-        let model = crate::test_util::randomised(model(&device, 10), &device);
+        let model = crate::testing::randomised(model(&device, 10), &device);
         let prompt = Tensor::<2>::random([2, 3], Distribution::Uniform(0.0, 10.0), &device).int();
         // One token at a time against the cache: the same logits as recomputing the prefix.
         let full = |tokens: Tensor<2, Int>| {

@@ -21,7 +21,7 @@ pub mod sampling;
 pub mod tokenizer;
 pub mod train;
 
-#[cfg(test)]
-mod test_util;
+#[cfg(any(test, feature = "testing"))]
+pub mod testing;
 
 pub use error::CoreError;

@@ -1,15 +1,24 @@
-//! Discrete diffusion language models: D3PM transition matrices and MDLM masked diffusion, with
+//! Discrete diffusion language models: MDLM masked diffusion and D3PM transition matrices, with
 //! the samplers of the literature.
 //!
-//! **Status: planned, not implemented yet** (issue "dlm-discrete: D3PM and MDLM"). Nothing in this
-//! crate works yet; the map below is the agreed shape.
+//! # Module map
 //!
-//! # Module map (planned)
-//!
-//! | module | what |
+//! | item | what |
 //! |---|---|
-//! | `d3pm` | uniform and absorbing transition matrices, closed-form `Q̄_t`, posteriors, hybrid loss |
-//! | `mdlm` | masking process, SUBS parameterisation, continuous-time NELBO, evaluation |
-//! | `sampler` | one `Sampler` interface and its driver loop |
-//! | `unmasking` | composable policies: ancestral, cached, top-k confidence, threshold, factor, random |
-//! | `remasking` | ReMDM (cap, rescale, loop) |
+//! | [`MaskingProcess`] | the absorbing forward process, with kept (prompt, context) positions |
+//! | [`MaskedDenoiser`], [`Subs`] | `log p_θ(x0 | z_t)` and MDLM's SUBS parameterisation of a [`Denoiser`](dlm_core::backbone::Denoiser) |
+//! | [`Mdlm`] | the continuous-time NELBO as a training [`Objective`](dlm_core::train::Objective), and its evaluation |
+//! | [`d3pm`] | D3PM: uniform and absorbing transitions in closed form, posteriors, the hybrid loss `L_vb + λ·CE`, ancestral sampling, the mutual-information schedule |
+//! | [`sampler`] | one driver ([`MaskedSampler`](sampler::MaskedSampler)) composed of a token proposal and an [`Unmasking`](sampler::Unmasking) policy: MDLM ancestral (and its cached variant), ReMDM, LLaDA top-k and random, Fast-dLLM threshold and factor, semi-autoregressive blocks |
+
+pub mod d3pm;
+mod denoiser;
+mod error;
+mod masking;
+mod mdlm;
+pub mod sampler;
+
+pub use denoiser::{MaskedDenoiser, NEG_INFINITY, Subs, subs_log_probs};
+pub use error::DiscreteError;
+pub use masking::{Masked, MaskingProcess};
+pub use mdlm::{Conditioning, Mdlm, NelboReport};

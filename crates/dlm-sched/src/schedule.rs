@@ -114,3 +114,50 @@ pub trait NoiseSchedule {
         self.alpha_prime_tensor(t.clone()).neg() / self.one_minus_alpha_tensor(t)
     }
 }
+
+/// A reference to a schedule is a schedule (so `&dyn NoiseSchedule` and `&S` can be passed where
+/// a schedule is owned). Every method forwards, so overridden closed forms are kept.
+impl<S: NoiseSchedule + ?Sized> NoiseSchedule for &S {
+    fn alpha(&self, t: f64) -> f64 {
+        (**self).alpha(t)
+    }
+    fn alpha_prime(&self, t: f64) -> f64 {
+        (**self).alpha_prime(t)
+    }
+    fn alpha_tensor(&self, t: Tensor<1>) -> Tensor<1> {
+        (**self).alpha_tensor(t)
+    }
+    fn alpha_prime_tensor(&self, t: Tensor<1>) -> Tensor<1> {
+        (**self).alpha_prime_tensor(t)
+    }
+    fn one_minus_alpha(&self, t: f64) -> f64 {
+        (**self).one_minus_alpha(t)
+    }
+    fn sigma(&self, t: f64) -> f64 {
+        (**self).sigma(t)
+    }
+    fn sigma_prime(&self, t: f64) -> f64 {
+        (**self).sigma_prime(t)
+    }
+    fn log_snr(&self, t: f64) -> f64 {
+        (**self).log_snr(t)
+    }
+    fn masked_elbo_weight(&self, t: f64) -> f64 {
+        (**self).masked_elbo_weight(t)
+    }
+    fn one_minus_alpha_tensor(&self, t: Tensor<1>) -> Tensor<1> {
+        (**self).one_minus_alpha_tensor(t)
+    }
+    fn sigma_tensor(&self, t: Tensor<1>) -> Tensor<1> {
+        (**self).sigma_tensor(t)
+    }
+    fn sigma_prime_tensor(&self, t: Tensor<1>) -> Tensor<1> {
+        (**self).sigma_prime_tensor(t)
+    }
+    fn log_snr_tensor(&self, t: Tensor<1>) -> Tensor<1> {
+        (**self).log_snr_tensor(t)
+    }
+    fn masked_elbo_weight_tensor(&self, t: Tensor<1>) -> Tensor<1> {
+        (**self).masked_elbo_weight_tensor(t)
+    }
+}

@@ -4,7 +4,7 @@ use burn::module::Module;
 use burn::tensor::{Device, Distribution, Int, Tensor};
 
 use super::*;
-use crate::test_util::randomised;
+use crate::testing::randomised;
 
 fn small(io: DenoiserIo, cond_dim: Option<usize>) -> DenoiserConfig {
     DenoiserConfig::new(io, 64)

@@ -1,11 +1,11 @@
-//! Helpers shared by the unit tests.
+//! Helpers for tests (this crate's and, with the `testing` feature, those of crates built on it).
 
 use burn::module::{Module, ModuleMapper, Param};
 use burn::tensor::{Device, Distribution, Tensor};
 
 /// Gives every parameter a random value `N(0, 0.2²)`, so that zero-initialised heads and gates do
 /// not hide a broken path.
-pub(crate) fn randomised<M: Module>(model: M, device: &Device) -> M {
+pub fn randomised<M: Module>(model: M, device: &Device) -> M {
     struct Randomise<'a>(&'a Device);
     impl ModuleMapper for Randomise<'_> {
         fn map_float<const D: usize>(&mut self, param: Param<Tensor<D>>) -> Param<Tensor<D>> {

@@ -1,0 +1,111 @@
+//! [`MaskedDenoiser`]: what masked-diffusion losses and samplers need from a model, and the SUBS
+//! parameterisation that turns a [`Denoiser`]'s logits into it.
+
+use burn::module::Module;
+use burn::tensor::activation::log_softmax;
+use burn::tensor::{Bool, Device, Int, Tensor};
+use dlm_core::backbone::{Denoiser, DenoiserInput};
+
+/// The value SUBS uses for "impossible" log-probabilities: MDLM's `neg_infinity = −1e6`, finite
+/// so that `−∞ − (−∞)` never makes a NaN.
+pub const NEG_INFINITY: f64 = -1e6;
+
+/// A model of the clean tokens given a partly masked sequence: `log p_θ(x0 | z_t)`.
+///
+/// Implementations follow SUBS (below): the mask token has probability 0, and an unmasked
+/// position puts all its mass on its current token.
+pub trait MaskedDenoiser {
+    /// `log p_θ(x0 | z_t, t)`.
+    ///
+    /// # Shapes
+    /// - `z_t`: `[batch, seq_len]`, `t`: `[batch]`
+    /// - returns `[batch, seq_len, vocab_size]`
+    fn log_probs(&self, z_t: Tensor<2, Int>, t: Tensor<1>) -> Tensor<3>;
+
+    /// Whether the output depends on `t`. Samplers that reuse a prediction when no token changed
+    /// require that it does not.
+    fn is_time_conditioned(&self) -> bool;
+
+    /// The mask token's id.
+    fn mask_id(&self) -> u32;
+
+    /// The device the model computes on.
+    fn device(&self) -> Device;
+}
+
+/// SUBS (Sahoo et al. 2024, §3.2): from raw logits, (1) *zero masking probabilities*: the mask
+/// token's logit is set to [`NEG_INFINITY`] before the softmax; (2) *carry-over unmasking*: at a
+/// position whose token is not the mask, the log-probability is 0 for that token and
+/// [`NEG_INFINITY`] elsewhere.
+///
+/// # Shapes
+/// - `logits`: `[batch, seq_len, vocab_size]`, `z_t`: `[batch, seq_len]` → `[batch, seq_len, vocab_size]`
+pub fn subs_log_probs(logits: Tensor<3>, z_t: Tensor<2, Int>, mask_id: u32) -> Tensor<3> {
+    let [batch, seq_len, vocab_size] = logits.dims();
+    let device = logits.device();
+    let is_mask_column = Tensor::<1, Int>::arange(0..vocab_size as i64, &device)
+        .equal_elem(mask_id as i64)
+        .reshape([1, 1, vocab_size])
+        .expand([batch, seq_len, vocab_size]);
+    let log_probs = log_softmax(logits.mask_fill(is_mask_column, NEG_INFINITY), 2);
+    let is_unmasked: Tensor<3, Bool> = z_t
+        .clone()
+        .not_equal_elem(mask_id as i64)
+        .unsqueeze_dim::<3>(2)
+        .expand([batch, seq_len, vocab_size]);
+    let carried = z_t.one_hot::<3>(vocab_size).float().sub_scalar(1.0).mul_scalar(-NEG_INFINITY);
+    log_probs.mask_where(is_unmasked, carried)
+}
+
+/// A [`Denoiser`] over a vocabulary that contains `mask_id`, read through SUBS.
+#[derive(Debug, Clone, Copy)]
+pub struct Subs<'a> {
+    /// The network.
+    pub model: &'a Denoiser,
+    /// The mask token.
+    pub mask_id: u32,
+}
+
+impl MaskedDenoiser for Subs<'_> {
+    fn log_probs(&self, z_t: Tensor<2, Int>, t: Tensor<1>) -> Tensor<3> {
+        let logits = self.model.forward(DenoiserInput::tokens(z_t.clone()).with_time(t)).output;
+        subs_log_probs(logits, z_t, self.mask_id)
+    }
+
+    fn is_time_conditioned(&self) -> bool {
+        self.model.is_time_conditioned()
+    }
+
+    fn mask_id(&self) -> u32 {
+        self.mask_id
+    }
+
+    fn device(&self) -> Device {
+        self.model.devices().into_iter().next().expect("a model with parameters")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use burn::tensor::{Device, Distribution};
+
+    use super::*;
+
+    #[test]
+    fn subs_zeroes_the_mask_and_carries_unmasked_tokens() {
+        let device = Device::flex();
+        let logits = Tensor::<3>::random([1, 3, 5], Distribution::Normal(0.0, 1.0), &device);
+        let z_t = Tensor::<2, Int>::from_ints([[2, 4, 1]], &device); // mask = 4
+        let log_probs = subs_log_probs(logits.clone(), z_t, 4);
+        let p: Vec<f32> = log_probs.exp().into_data().iter::<f32>().collect();
+        // Position 0 and 2 are unmasked: one-hot on their token.
+        assert_eq!(&p[0..5], &[0.0, 0.0, 1.0, 0.0, 0.0]);
+        assert_eq!(&p[10..15], &[0.0, 1.0, 0.0, 0.0, 0.0]);
+        // Position 1 is masked: a softmax over the 4 other tokens, none on the mask.
+        assert_eq!(p[9], 0.0);
+        assert!((p[5..9].iter().sum::<f32>() - 1.0).abs() < 1e-6);
+        let raw: Vec<f32> = logits.into_data().iter::<f32>().collect();
+        let z: f32 = raw[5..9].iter().map(|l| l.exp()).sum();
+        assert!((p[5] - raw[5].exp() / z).abs() < 1e-6);
+    }
+}

@@ -1,0 +1,148 @@
+//! The masking (absorbing-state) forward process of masked diffusion.
+
+use burn::tensor::{Bool, Device, Int, Tensor, TensorData};
+use dlm_sched::NoiseSchedule;
+use rand::{Rng, RngExt};
+
+/// A sequence after masking.
+#[derive(Debug, Clone)]
+pub struct Masked {
+    /// `z_t`: the tokens with masked positions set to the mask id, `[batch, seq_len]`.
+    pub z_t: Tensor<2, Int>,
+    /// Which positions were masked, `[batch, seq_len]`.
+    pub is_masked: Tensor<2, Bool>,
+}
+
+/// The forward process of masked diffusion: every token independently stays with probability
+/// `α(t)` and becomes the mask token otherwise, `q(z_t | x0) = Cat(α_t x0 + (1 − α_t) m)`
+/// (MDLM, Sahoo et al. 2024, §3.2; D3PM's absorbing state, Austin et al. 2021, App. A.2.2).
+///
+/// Positions marked `keep` are never masked: a prompt kept clean (LLaDA's SFT), or the fixed
+/// positions of an infilling task.
+#[derive(Debug, Clone)]
+pub struct MaskingProcess<S> {
+    schedule: S,
+    mask_id: u32,
+}
+
+impl<S: NoiseSchedule> MaskingProcess<S> {
+    /// The process with schedule `schedule` and mask token `mask_id`.
+    pub fn new(schedule: S, mask_id: u32) -> Self {
+        Self { schedule, mask_id }
+    }
+
+    /// The noise schedule.
+    pub fn schedule(&self) -> &S {
+        &self.schedule
+    }
+
+    /// The mask token.
+    pub fn mask_id(&self) -> u32 {
+        self.mask_id
+    }
+
+    /// Masks position `(b, i)` iff `uniforms[b, i] < 1 − α(t_b)` and it is not kept
+    /// (deterministic core).
+    ///
+    /// # Shapes
+    /// - `x0`, `uniforms`, `keep`: `[batch, seq_len]`, `t`: `[batch]`
+    pub fn mask_with_uniforms(
+        &self,
+        x0: Tensor<2, Int>,
+        t: Tensor<1>,
+        uniforms: Tensor<2>,
+        keep: Option<Tensor<2, Bool>>,
+    ) -> Masked {
+        let [batch, seq_len] = x0.dims();
+        let mask_rate = self.schedule.one_minus_alpha_tensor(t).reshape([batch, 1]);
+        let mut is_masked = uniforms.lower(mask_rate.expand([batch, seq_len]));
+        if let Some(keep) = keep {
+            is_masked = is_masked.bool_and(keep.bool_not());
+        }
+        Masked { z_t: x0.mask_fill(is_masked.clone(), self.mask_id as i64), is_masked }
+    }
+
+    /// Masks `x0` at times `t` with uniforms drawn from `rng` on the host (so the draw is the same
+    /// on every backend and is reproduced by a resumed run).
+    ///
+    /// # Shapes
+    /// As [`MaskingProcess::mask_with_uniforms`].
+    pub fn mask<R: Rng + ?Sized>(
+        &self,
+        x0: Tensor<2, Int>,
+        t: Tensor<1>,
+        keep: Option<Tensor<2, Bool>>,
+        rng: &mut R,
+    ) -> Masked {
+        let [batch, seq_len] = x0.dims();
+        let uniforms = host_uniforms(batch * seq_len, rng);
+        let uniforms = Tensor::from_data(TensorData::new(uniforms, [batch, seq_len]), &x0.device());
+        self.mask_with_uniforms(x0, t, uniforms, keep)
+    }
+}
+
+/// `n` uniforms in `[0, 1)` from `rng`, as `f32`.
+pub(crate) fn host_uniforms<R: Rng + ?Sized>(n: usize, rng: &mut R) -> Vec<f32> {
+    (0..n).map(|_| rng.random::<f32>()).collect()
+}
+
+/// A `[batch]` tensor of times.
+pub(crate) fn times_tensor(times: &[f64], device: &Device) -> Tensor<1> {
+    let times: Vec<f32> = times.iter().map(|&t| t as f32).collect();
+    Tensor::from_data(TensorData::new(times.clone(), [times.len()]), device)
+}
+
+#[cfg(test)]
+mod tests {
+    use burn::tensor::Device;
+    use dlm_sched::{Cosine, LogLinear};
+    use rand::SeedableRng;
+    use rand::rngs::StdRng;
+
+    use super::*;
+
+    #[test]
+    fn masking_rate_matches_one_minus_alpha() {
+        let device = Device::flex();
+        let (batch, seq_len) = (4, 25_000);
+        let x0 = Tensor::<2, Int>::ones([batch, seq_len], &device).mul_scalar(7);
+        let times = [0.1, 0.35, 0.6, 0.95];
+        let t = times_tensor(&times, &device);
+        let mut rng = StdRng::seed_from_u64(0);
+        for schedule in
+            [Box::new(LogLinear::default()) as Box<dyn NoiseSchedule>, Box::new(Cosine::default())]
+        {
+            let process = MaskingProcess::new(schedule.as_ref(), 3);
+            let masked = process.mask(x0.clone(), t.clone(), None, &mut rng);
+            let rates: Vec<f64> =
+                masked.is_masked.int().float().mean_dim(1).into_data().iter::<f64>().collect();
+            for (rate, &time) in rates.iter().zip(&times) {
+                let p = schedule.one_minus_alpha(time);
+                // Four binomial standard deviations.
+                let tolerance = 4.0 * (p * (1.0 - p) / seq_len as f64).sqrt();
+                assert!((rate - p).abs() < tolerance, "t = {time}: {rate} vs {p}");
+            }
+            // Masked positions hold the mask id, the others x0.
+            let z: Vec<i64> = masked.z_t.into_data().iter::<i64>().collect();
+            assert!(z.iter().all(|&v| v == 3 || v == 7));
+        }
+    }
+
+    #[test]
+    fn kept_positions_are_never_masked() {
+        let device = Device::flex();
+        let x0 = Tensor::<2, Int>::ones([2, 6], &device).mul_scalar(5);
+        let keep = Tensor::<2, Int>::from_ints([[1, 1, 0, 0, 0, 0], [1, 0, 0, 0, 0, 1]], &device)
+            .equal_elem(1);
+        let t = times_tensor(&[1.0, 1.0], &device);
+        let masked = MaskingProcess::new(dlm_sched::Polynomial::new(1.0).unwrap(), 3).mask(
+            x0,
+            t,
+            Some(keep),
+            &mut StdRng::seed_from_u64(1),
+        );
+        let z: Vec<i64> = masked.z_t.into_data().iter::<i64>().collect();
+        // At t = 1 with α = 1 − t everything else is masked.
+        assert_eq!(z, vec![5, 5, 3, 3, 3, 3, 5, 3, 3, 3, 3, 5]);
+    }
+}

@@ -1,0 +1,280 @@
+//! Masked-diffusion samplers: one driver, composed of a token proposal ([`TokenSampler`]), an
+//! [`Unmasking`] policy (ancestral, ReMDM, top-k confidence, random, threshold, factor) and an
+//! optional semi-autoregressive block length.
+
+mod remdm;
+mod state;
+mod unmasking;
+
+use burn::tensor::{DType, Int, Tensor, TensorData};
+use dlm_core::sampling::{TokenSampler, gumbel_from_uniforms};
+use dlm_sched::TimeGrid;
+use rand::RngExt;
+use rand::rngs::StdRng;
+use serde::{Deserialize, Serialize};
+
+pub use remdm::{ReMdm, ReMdmStrategy};
+pub use state::SamplerState;
+pub use unmasking::Unmasking;
+use unmasking::{RowStep, tokens_per_step};
+
+use crate::denoiser::MaskedDenoiser;
+use crate::error::{DiscreteError, ensure_size};
+
+/// A model that does not read the time, so a prediction can be reused while no token changes
+/// (MDLM's `ddpm_cache`, Sahoo et al. 2024, §4.1): the only way to reach
+/// [`MaskedSampler::sample_reusing`].
+#[derive(Debug, Clone)]
+pub struct TimeAgnostic<M>(M);
+
+impl<M: MaskedDenoiser> TimeAgnostic<M> {
+    /// Wraps `model`.
+    ///
+    /// # Errors
+    /// [`DiscreteError::TimeConditionedModel`] if the model reads the time.
+    pub fn new(model: M) -> Result<Self, DiscreteError> {
+        if model.is_time_conditioned() {
+            return Err(DiscreteError::TimeConditionedModel { what: "the cached sampler" });
+        }
+        Ok(Self(model))
+    }
+
+    /// The model.
+    pub fn model(&self) -> &M {
+        &self.0
+    }
+}
+
+/// A masked-diffusion sampler.
+///
+/// Each step: one model call gives `p_θ(x0 | z_t)`; the proposal draws a token for every
+/// position (float64 Gumbel-max); the [`Unmasking`] policy picks which masked positions of the
+/// current block take their proposal (and, for ReMDM, which decoded ones are masked again).
+/// Fixed positions (a prompt) never change. Grid policies walk `steps` uniform steps from
+/// `t = 1` to `0` per block; count policies decode the block's masked positions in `steps` even
+/// shares (LLaDA); threshold and factor decode until the block is done, at least one token a
+/// step. Whatever is still masked at the end is filled with the argmax of one last prediction
+/// (MDLM's noise removal), so no mask is ever left behind. Every model call is counted in
+/// [`SamplerState::nfe`].
+///
+/// Randomness: every draw (the proposals' float64 Gumbel noise and the policies' uniforms) comes
+/// from the host `rng`, so with a fixed model the output is determined by the seed.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MaskedSampler {
+    proposal: TokenSampler,
+    unmasking: Unmasking,
+    steps: usize,
+    block_length: Option<usize>,
+}
+
+impl MaskedSampler {
+    /// A sampler with greedy proposals, over the whole sequence at once.
+    ///
+    /// # Errors
+    /// [`DiscreteError::InvalidSize`] if `steps == 0`.
+    pub fn new(unmasking: Unmasking, steps: usize) -> Result<Self, DiscreteError> {
+        ensure_size(steps > 0, "masked sampler", "steps", steps, "at least 1")?;
+        Ok(Self { proposal: TokenSampler::greedy(), unmasking, steps, block_length: None })
+    }
+
+    /// Draws proposals with `proposal` (temperature, top-k, top-p).
+    pub fn with_proposal(self, proposal: TokenSampler) -> Self {
+        Self { proposal, ..self }
+    }
+
+    /// Semi-autoregressive decoding in blocks of `block_length` positions, left to right.
+    ///
+    /// # Errors
+    /// [`DiscreteError::InvalidSize`] if `block_length == 0`.
+    pub fn with_block_length(self, block_length: usize) -> Result<Self, DiscreteError> {
+        ensure_size(
+            block_length > 0,
+            "masked sampler",
+            "block_length",
+            block_length,
+            "at least 1",
+        )?;
+        Ok(Self { block_length: Some(block_length), ..self })
+    }
+
+    /// The unmasking policy.
+    pub fn unmasking(&self) -> &Unmasking {
+        &self.unmasking
+    }
+
+    /// Decodes every masked, non-fixed position of `state`.
+    pub fn sample<M: MaskedDenoiser>(
+        &self,
+        model: &M,
+        state: SamplerState,
+        rng: &mut StdRng,
+    ) -> SamplerState {
+        self.run(model, state, rng, false)
+    }
+
+    /// As [`MaskedSampler::sample`], but skips the model call when no token changed since the
+    /// last one (MDLM's `ddpm_cache`): with ancestral steps many steps decode nothing, so the
+    /// number of model calls is at most the number of positions.
+    pub fn sample_reusing<M: MaskedDenoiser>(
+        &self,
+        model: &TimeAgnostic<M>,
+        state: SamplerState,
+        rng: &mut StdRng,
+    ) -> SamplerState {
+        self.run(model.model(), state, rng, true)
+    }
+
+    fn run<M: MaskedDenoiser>(
+        &self,
+        model: &M,
+        mut state: SamplerState,
+        rng: &mut StdRng,
+        reuse: bool,
+    ) -> SamplerState {
+        let mask = i64::from(model.mask_id());
+        let device = model.device();
+        let [batch, seq_len] = state.tokens.dims();
+        let fixed: Vec<bool> = state.fixed.clone().into_data().iter::<bool>().collect();
+        let mut tokens: Vec<i64> = state.tokens.clone().into_data().iter::<i64>().collect();
+        let free_per_row: Vec<usize> =
+            fixed.chunks(seq_len).map(|row| row.iter().filter(|&&f| !f).count()).collect();
+        let mut last: Option<(Vec<i64>, Tensor<3>)> = None;
+        let block = self.block_length.unwrap_or(seq_len);
+        let grid = TimeGrid::uniform(self.steps, 0.0).expect("steps ≥ 1");
+
+        for block_start in (0..seq_len).step_by(block) {
+            let block_end = (block_start + block).min(seq_len);
+            let in_block = |i: usize| (block_start..block_end).contains(&(i % seq_len));
+            let candidates = |tokens: &[i64]| -> Vec<bool> {
+                (0..batch * seq_len)
+                    .map(|i| tokens[i] == mask && !fixed[i] && in_block(i))
+                    .collect()
+            };
+            let n_in_block: Vec<usize> = candidates(&tokens)
+                .chunks(seq_len)
+                .map(|row| row.iter().filter(|&&c| c).count())
+                .collect();
+            let n_steps = if self.unmasking.runs_to_completion() {
+                block_end - block_start
+            } else {
+                self.steps
+            };
+            for step in 0..n_steps {
+                let candidate = candidates(&tokens);
+                if !candidate.iter().any(|&c| c) {
+                    break;
+                }
+                let (t, s) = if self.unmasking.walks_time() {
+                    grid.pairs().nth(step).expect("one pair per step")
+                } else {
+                    (f64::NAN, f64::NAN)
+                };
+                let row_times: Vec<f64> = (0..batch)
+                    .map(|b| {
+                        if self.unmasking.walks_time() {
+                            t
+                        } else {
+                            let masked = (0..seq_len)
+                                .filter(|&i| {
+                                    tokens[b * seq_len + i] == mask && !fixed[b * seq_len + i]
+                                })
+                                .count();
+                            masked as f64 / free_per_row[b].max(1) as f64
+                        }
+                    })
+                    .collect();
+                let log_probs = match &last {
+                    Some((seen, log_probs)) if reuse && *seen == tokens => log_probs.clone(),
+                    _ => {
+                        state.nfe += 1;
+                        let z_t = int_tensor(&tokens, batch, seq_len, &device);
+                        let log_probs =
+                            model.log_probs(z_t, crate::masking::times_tensor(&row_times, &device));
+                        last = Some((tokens.clone(), log_probs.clone()));
+                        log_probs
+                    }
+                };
+                let proposals = self.propose(log_probs.clone(), rng);
+                let confidence: Vec<f32> = match self.unmasking.confidence() {
+                    Some(measure) => measure
+                        .score(log_probs, proposals.clone())
+                        .into_data()
+                        .iter::<f32>()
+                        .collect(),
+                    None => vec![0.0; batch * seq_len],
+                };
+                let proposals: Vec<i64> = proposals.into_data().iter::<i64>().collect();
+                let uniforms: Vec<f64> =
+                    (0..2 * batch * seq_len).map(|_| rng.random::<f64>()).collect();
+                let decoded: Vec<bool> =
+                    (0..batch * seq_len).map(|i| tokens[i] != mask && !fixed[i]).collect();
+                for (b, &n_masked) in n_in_block.iter().enumerate() {
+                    let row = b * seq_len..(b + 1) * seq_len;
+                    let selection = self.unmasking.select(&RowStep {
+                        candidates: &candidate[row.clone()],
+                        decoded: &decoded[row.clone()],
+                        confidence: &confidence[row.clone()],
+                        uniforms: &uniforms[2 * row.start..2 * row.end],
+                        k: tokens_per_step(n_masked, self.steps, step),
+                        t,
+                        s,
+                    });
+                    for (offset, (commit, remask)) in
+                        selection.commit.iter().zip(&selection.remask).enumerate()
+                    {
+                        let i = row.start + offset;
+                        if *commit {
+                            tokens[i] = proposals[i];
+                        } else if *remask {
+                            tokens[i] = mask;
+                        }
+                    }
+                }
+            }
+        }
+        // Noise removal: nothing stays masked.
+        if (0..batch * seq_len).any(|i| tokens[i] == mask && !fixed[i]) {
+            state.nfe += 1;
+            let z_t = int_tensor(&tokens, batch, seq_len, &device);
+            let zeros = crate::masking::times_tensor(&vec![0.0; batch], &device);
+            let best: Vec<i64> =
+                model.log_probs(z_t, zeros).argmax(2).into_data().iter::<i64>().collect();
+            for i in 0..batch * seq_len {
+                if tokens[i] == mask && !fixed[i] {
+                    tokens[i] = best[i];
+                }
+            }
+        }
+        state.tokens = int_tensor(&tokens, batch, seq_len, &device);
+        state
+    }
+}
+
+impl MaskedSampler {
+    /// Proposals with float64 Gumbel noise from the host `rng` (none when greedy), so that a
+    /// sampler's output is determined by its `rng` alone, whatever else uses the device.
+    fn propose(&self, log_probs: Tensor<3>, rng: &mut StdRng) -> Tensor<2, Int> {
+        if self.proposal.temperature() == 0.0 {
+            return self.proposal.sample(log_probs);
+        }
+        let shape = log_probs.dims();
+        let uniforms: Vec<f64> = (0..shape.iter().product()).map(|_| rng.random::<f64>()).collect();
+        let uniforms = Tensor::<3>::from_data(
+            TensorData::new(uniforms, shape),
+            (&log_probs.device(), DType::F64),
+        );
+        self.proposal.sample_with_gumbel(log_probs, gumbel_from_uniforms(uniforms))
+    }
+}
+
+fn int_tensor(
+    values: &[i64],
+    batch: usize,
+    seq_len: usize,
+    device: &burn::tensor::Device,
+) -> Tensor<2, Int> {
+    Tensor::from_data(TensorData::new(values.to_vec(), [batch, seq_len]), device)
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,58 @@
+//! [`SamplerState`]: what changes between sampler steps.
+
+use burn::tensor::{Bool, Device, Int, Tensor};
+
+use crate::error::{DiscreteError, ensure_size};
+
+/// The tokens being decoded and the positions that never change.
+#[derive(Debug, Clone)]
+pub struct SamplerState {
+    /// Current tokens, `[batch, seq_len]`; undecided positions hold the mask id.
+    pub tokens: Tensor<2, Int>,
+    /// Positions that never change (a prompt, the context of an infilling task), `[batch, seq_len]`.
+    pub fixed: Tensor<2, Bool>,
+    /// Model calls made so far (number of function evaluations).
+    pub nfe: usize,
+}
+
+impl SamplerState {
+    /// Unconditional generation: every position masked.
+    pub fn all_masked(batch: usize, seq_len: usize, mask_id: u32, device: &Device) -> Self {
+        let tokens = Tensor::<2, Int>::ones([batch, seq_len], device).mul_scalar(mask_id as i64);
+        let fixed = Tensor::<2, Int>::zeros([batch, seq_len], device).equal_elem(1);
+        Self { tokens, fixed, nfe: 0 }
+    }
+
+    /// Continues `prompt` by `gen_len` masked positions; the prompt is fixed.
+    ///
+    /// # Shapes
+    /// - `prompt`: `[batch, prompt_len]` → state `[batch, prompt_len + gen_len]`
+    pub fn with_prompt(prompt: Tensor<2, Int>, gen_len: usize, mask_id: u32) -> Self {
+        let [batch, prompt_len] = prompt.dims();
+        let device = prompt.device();
+        let masked = Tensor::<2, Int>::ones([batch, gen_len], &device).mul_scalar(mask_id as i64);
+        let tokens = Tensor::cat(vec![prompt, masked], 1);
+        let fixed = Tensor::<1, Int>::arange(0..(prompt_len + gen_len) as i64, &device)
+            .lower_elem(prompt_len as i64)
+            .reshape([1, prompt_len + gen_len])
+            .expand([batch, prompt_len + gen_len]);
+        Self { tokens, fixed, nfe: 0 }
+    }
+
+    /// Infilling: the positions of `tokens` that hold `mask_id` are generated, every other
+    /// position is fixed.
+    ///
+    /// # Errors
+    /// [`DiscreteError::InvalidSize`] if no position is masked.
+    pub fn infill(tokens: Tensor<2, Int>, mask_id: u32) -> Result<Self, DiscreteError> {
+        let fixed = tokens.clone().not_equal_elem(mask_id as i64);
+        let free = fixed.clone().bool_not().int().sum().into_scalar::<i64>() as usize;
+        ensure_size(free > 0, "infilling", "masked positions", free, "at least 1")?;
+        Ok(Self { tokens, fixed, nfe: 0 })
+    }
+
+    /// Masked positions, `[batch, seq_len]`.
+    pub fn is_masked(&self, mask_id: u32) -> Tensor<2, Bool> {
+        self.tokens.clone().equal_elem(mask_id as i64)
+    }
+}

@@ -1,0 +1,174 @@
+//! Sampler tests on a small randomised denoiser.
+
+use burn::tensor::{Device, Distribution, Int, Tensor};
+use dlm_core::backbone::{Denoiser, DenoiserConfig, DenoiserIo};
+use dlm_core::sampling::{Confidence, TokenSampler};
+use dlm_core::testing::randomised;
+use dlm_sched::{LogLinear, ScheduleKind, SquareRoot};
+use rand::SeedableRng;
+use rand::rngs::StdRng;
+
+use super::*;
+use crate::denoiser::Subs;
+
+const VOCAB: usize = 12;
+const MASK: u32 = 3;
+
+fn model(device: &Device, cond_dim: Option<usize>) -> Denoiser {
+    let config =
+        DenoiserConfig::new(DenoiserIo::Tokens { vocab_size: VOCAB, tie_embeddings: false }, 32)
+            .with_d_model(32)
+            .with_n_heads(2)
+            .with_n_layers(2)
+            .with_cond_dim(cond_dim);
+    randomised(config.init(device).unwrap(), device)
+}
+
+fn policies() -> Vec<(&'static str, MaskedSampler)> {
+    let schedule = ScheduleKind::LogLinear(LogLinear::default());
+    let remdm = ReMdm::new(schedule.clone(), ReMdmStrategy::Rescale { eta: 0.5 }).unwrap();
+    let sqrt = ScheduleKind::SquareRoot(SquareRoot::default());
+    vec![
+        ("ancestral", MaskedSampler::new(Unmasking::Ancestral { schedule }, 8).unwrap()),
+        ("ancestral sqrt", MaskedSampler::new(Unmasking::Ancestral { schedule: sqrt }, 3).unwrap()),
+        ("remdm", MaskedSampler::new(Unmasking::ReMdm(remdm), 8).unwrap()),
+        (
+            "top-k",
+            MaskedSampler::new(Unmasking::TopK { confidence: Confidence::Margin }, 5).unwrap(),
+        ),
+        ("random", MaskedSampler::new(Unmasking::Random, 4).unwrap()),
+        (
+            "threshold",
+            MaskedSampler::new(Unmasking::threshold(Confidence::TokenProbability, 0.5).unwrap(), 1)
+                .unwrap(),
+        ),
+        (
+            "factor",
+            MaskedSampler::new(Unmasking::factor(Confidence::NegativeEntropy, 1.0).unwrap(), 1)
+                .unwrap()
+                .with_block_length(4)
+                .unwrap(),
+        ),
+    ]
+}
+
+fn run(sampler: &MaskedSampler, model: &Denoiser, state: SamplerState, seed: u64) -> SamplerState {
+    let subs = Subs { model, mask_id: MASK };
+    sampler.sample(&subs, state, &mut StdRng::seed_from_u64(seed))
+}
+
+fn values(tokens: Tensor<2, Int>) -> Vec<i64> {
+    tokens.into_data().iter::<i64>().collect()
+}
+
+#[test]
+fn every_sampler_is_deterministic_decodes_everything_and_keeps_the_prompt() {
+    let device = Device::flex();
+    let model = model(&device, None);
+    let prompt =
+        Tensor::<2>::random([2, 3], Distribution::Uniform(4.0, VOCAB as f64), &device).int();
+    let sampling = TokenSampler::new(1.0).unwrap();
+    for (name, sampler) in policies() {
+        let sampler = sampler.with_proposal(sampling);
+        let start = || SamplerState::with_prompt(prompt.clone(), 10, MASK);
+        let a = run(&sampler, &model, start(), 7);
+        let b = run(&sampler, &model, start(), 7);
+        let tokens = values(a.tokens.clone());
+        assert_eq!(tokens, values(b.tokens), "{name}: not deterministic");
+        assert!(tokens.iter().all(|&t| t != i64::from(MASK)), "{name}: a mask is left: {tokens:?}");
+        assert_eq!(
+            values(a.tokens.narrow(1, 0, 3)),
+            values(prompt.clone()),
+            "{name}: prompt changed"
+        );
+        assert!(a.nfe > 0, "{name}");
+    }
+}
+
+#[test]
+fn threshold_one_equals_top1_one_token_per_step() {
+    let device = Device::flex();
+    let model = model(&device, None);
+    let start = || SamplerState::all_masked(3, 8, MASK, &device);
+    let strict =
+        MaskedSampler::new(Unmasking::threshold(Confidence::TokenProbability, 1.0).unwrap(), 1)
+            .unwrap();
+    let top1 = MaskedSampler::new(Unmasking::TopK { confidence: Confidence::TokenProbability }, 8)
+        .unwrap();
+    let (a, b) = (run(&strict, &model, start(), 1), run(&top1, &model, start(), 1));
+    assert_eq!(values(a.tokens), values(b.tokens));
+    assert_eq!((a.nfe, b.nfe), (8, 8));
+    // A lower threshold commits several tokens per step: fewer model calls.
+    let loose =
+        MaskedSampler::new(Unmasking::threshold(Confidence::TokenProbability, 0.05).unwrap(), 1)
+            .unwrap();
+    assert!(run(&loose, &model, start(), 1).nfe < 8);
+}
+
+#[test]
+fn blocks_and_steps_set_the_number_of_model_calls() {
+    let device = Device::flex();
+    let model = model(&device, None);
+    let start = || SamplerState::all_masked(2, 12, MASK, &device);
+    let topk = |steps| {
+        MaskedSampler::new(Unmasking::TopK { confidence: Confidence::Margin }, steps).unwrap()
+    };
+    assert_eq!(run(&topk(6), &model, start(), 0).nfe, 6);
+    let blocks = topk(2).with_block_length(4).unwrap();
+    assert_eq!(run(&blocks, &model, start(), 0).nfe, 3 * 2);
+}
+
+#[test]
+fn the_cached_sampler_reuses_predictions_and_matches_the_uncached_one() {
+    let device = Device::flex();
+    let model = model(&device, None);
+    let subs = Subs { model: &model, mask_id: MASK };
+    let sampler = MaskedSampler::new(
+        Unmasking::Ancestral { schedule: ScheduleKind::LogLinear(LogLinear::default()) },
+        64,
+    )
+    .unwrap()
+    .with_proposal(TokenSampler::new(1.0).unwrap());
+    let start = || SamplerState::all_masked(1, 6, MASK, &device);
+    let plain = sampler.sample(&subs, start(), &mut StdRng::seed_from_u64(3));
+    let cached = sampler.sample_reusing(
+        &TimeAgnostic::new(subs).unwrap(),
+        start(),
+        &mut StdRng::seed_from_u64(3),
+    );
+    assert_eq!(values(plain.tokens), values(cached.tokens));
+    // The plain sampler calls the model at every step until the last position is decoded.
+    assert!(plain.nfe > 20 && plain.nfe <= 64, "{}", plain.nfe);
+    assert!(cached.nfe <= 6 + 1, "at most one call per decoded position: {}", cached.nfe);
+    // A time-conditioned model cannot be used that way.
+    let conditioned = model_with_time(&device);
+    let err = TimeAgnostic::new(Subs { model: &conditioned, mask_id: MASK }).unwrap_err();
+    assert!(matches!(err, DiscreteError::TimeConditionedModel { .. }));
+}
+
+fn model_with_time(device: &Device) -> Denoiser {
+    model(device, Some(16))
+}
+
+#[test]
+fn infilling_keeps_the_context() {
+    let device = Device::flex();
+    let model = model(&device, Some(16));
+    let tokens = Tensor::<2, Int>::from_ints([[5, 3, 3, 6, 3, 7]], &device);
+    let state = SamplerState::infill(tokens, MASK).unwrap();
+    let sampler =
+        MaskedSampler::new(Unmasking::TopK { confidence: Confidence::TokenProbability }, 3)
+            .unwrap();
+    let out = values(run(&sampler, &model, state, 2).tokens);
+    assert_eq!((out[0], out[3], out[5]), (5, 6, 7));
+    assert!(out.iter().all(|&t| t != i64::from(MASK)));
+    let nothing_masked = Tensor::<2, Int>::from_ints([[5, 6]], &device);
+    assert!(SamplerState::infill(nothing_masked, MASK).is_err());
+}
+
+#[test]
+fn bad_settings_are_rejected() {
+    let policy = Unmasking::Random;
+    assert!(MaskedSampler::new(policy.clone(), 0).is_err());
+    assert!(MaskedSampler::new(policy, 4).unwrap().with_block_length(0).is_err());
+}

@@ -1,0 +1,273 @@
+//! Unmasking policies: which masked positions a sampler step commits (and, for ReMDM, which
+//! decoded ones it masks again).
+
+use dlm_core::sampling::Confidence;
+use dlm_sched::{NoiseSchedule, ScheduleKind};
+use serde::{Deserialize, Serialize};
+
+use super::remdm::ReMdm;
+use crate::error::{DiscreteError, ensure_value};
+
+/// Which masked positions a step commits to their proposed token.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "policy", rename_all = "snake_case")]
+pub enum Unmasking {
+    /// MDLM's ancestral step from `t` to `s` (Sahoo et al. 2024, eq. 6 with SUBS, their `ddpm`
+    /// sampler): each masked position unmasks with probability `(α_s − α_t)/(1 − α_t)`.
+    Ancestral {
+        /// The schedule the model was trained with.
+        schedule: ScheduleKind,
+    },
+    /// ReMDM (Wang et al. 2025): ancestral steps that also remask decoded tokens.
+    ReMdm(ReMdm),
+    /// LLaDA's low-confidence remasking (Nie et al. 2025): `k` positions per step, the most
+    /// confident, with the block's masked positions split evenly over the steps.
+    TopK {
+        /// How confidence is measured.
+        confidence: Confidence,
+    },
+    /// LLaDA's random remasking: `k` uniformly chosen positions per step, `k` as for `TopK`.
+    Random,
+    /// Fast-dLLM's parallel decoding (Wu et al. 2025): every position with confidence `≥ τ`,
+    /// and always the most confident one, so a step never stalls.
+    Threshold {
+        /// How confidence is measured.
+        confidence: Confidence,
+        /// The threshold `τ` (Fast-dLLM: 0.9).
+        tau: f64,
+    },
+    /// Fast-dLLM's factor rule: with confidences sorted `c_(1) ≥ c_(2) ≥ …`, the longest prefix
+    /// with `(k + 1)(1 − c_(k)) ≤ f` — their Theorem 1's `(n + 1)ε ≤ 1` relaxed by `f` — and at
+    /// least one position.
+    Factor {
+        /// How confidence is measured.
+        confidence: Confidence,
+        /// The factor `f`.
+        factor: f64,
+    },
+}
+
+impl Unmasking {
+    /// [`Unmasking::Threshold`], validated.
+    ///
+    /// # Errors
+    /// [`DiscreteError::InvalidValue`] unless `0 < τ ≤ 1`.
+    pub fn threshold(confidence: Confidence, tau: f64) -> Result<Self, DiscreteError> {
+        ensure_value(
+            tau > 0.0 && tau <= 1.0,
+            "threshold unmasking",
+            "tau",
+            tau,
+            "a value in (0, 1]",
+        )?;
+        Ok(Self::Threshold { confidence, tau })
+    }
+
+    /// [`Unmasking::Factor`], validated.
+    ///
+    /// # Errors
+    /// [`DiscreteError::InvalidValue`] unless `f` is finite and `> 0`.
+    pub fn factor(confidence: Confidence, factor: f64) -> Result<Self, DiscreteError> {
+        ensure_value(
+            factor > 0.0 && factor.is_finite(),
+            "factor unmasking",
+            "factor",
+            factor,
+            "a finite value > 0",
+        )?;
+        Ok(Self::Factor { confidence, factor })
+    }
+
+    /// The confidence measure the policy ranks by, if any.
+    pub fn confidence(&self) -> Option<Confidence> {
+        match self {
+            Self::TopK { confidence }
+            | Self::Threshold { confidence, .. }
+            | Self::Factor { confidence, .. } => Some(*confidence),
+            _ => None,
+        }
+    }
+
+    /// Whether the policy walks a time grid (else it counts tokens).
+    pub(crate) fn walks_time(&self) -> bool {
+        matches!(self, Self::Ancestral { .. } | Self::ReMdm(_))
+    }
+
+    /// Whether the policy decodes until the block is done, whatever the step count.
+    pub(crate) fn runs_to_completion(&self) -> bool {
+        matches!(self, Self::Threshold { .. } | Self::Factor { .. })
+    }
+}
+
+/// One row's view of a step, on the host.
+pub(crate) struct RowStep<'a> {
+    /// Masked positions of the current block that may be decoded.
+    pub(crate) candidates: &'a [bool],
+    /// Decoded, non-fixed positions (ReMDM may remask them).
+    pub(crate) decoded: &'a [bool],
+    /// Confidence of each position's proposal.
+    pub(crate) confidence: &'a [f32],
+    /// Uniforms in `[0, 1)`, two per position.
+    pub(crate) uniforms: &'a [f64],
+    /// Tokens to commit this step (count-based policies).
+    pub(crate) k: usize,
+    /// Current and next time (grid policies).
+    pub(crate) t: f64,
+    /// See `t`.
+    pub(crate) s: f64,
+}
+
+/// What a step does to one row: positions to commit and positions to mask again.
+pub(crate) struct RowSelection {
+    pub(crate) commit: Vec<bool>,
+    pub(crate) remask: Vec<bool>,
+}
+
+impl Unmasking {
+    pub(crate) fn select(&self, row: &RowStep<'_>) -> RowSelection {
+        let n = row.candidates.len();
+        let mut commit = vec![false; n];
+        let mut remask = vec![false; n];
+        let candidates: Vec<usize> = (0..n).filter(|&i| row.candidates[i]).collect();
+        let by_confidence = || {
+            let mut order = candidates.clone();
+            order.sort_by(|&a, &b| row.confidence[b].total_cmp(&row.confidence[a]));
+            order
+        };
+        match self {
+            Self::Ancestral { schedule } => {
+                let p = unmask_probability(schedule, row.t, row.s);
+                for &i in &candidates {
+                    commit[i] = row.uniforms[2 * i] < p;
+                }
+            }
+            Self::ReMdm(remdm) => {
+                let (p_unmask, p_remask) = remdm.probabilities(row.t, row.s);
+                for &i in &candidates {
+                    commit[i] = row.uniforms[2 * i] < p_unmask;
+                }
+                for i in (0..n).filter(|&i| row.decoded[i]) {
+                    remask[i] = row.uniforms[2 * i + 1] < p_remask;
+                }
+            }
+            Self::TopK { .. } => {
+                for &i in by_confidence().iter().take(row.k) {
+                    commit[i] = true;
+                }
+            }
+            Self::Random => {
+                let mut order = candidates.clone();
+                order.sort_by(|&a, &b| row.uniforms[2 * a].total_cmp(&row.uniforms[2 * b]));
+                for &i in order.iter().take(row.k) {
+                    commit[i] = true;
+                }
+            }
+            Self::Threshold { tau, .. } => {
+                for (rank, &i) in by_confidence().iter().enumerate() {
+                    commit[i] = rank == 0 || f64::from(row.confidence[i]) >= *tau;
+                }
+            }
+            Self::Factor { factor, .. } => {
+                for (rank, &i) in by_confidence().iter().enumerate() {
+                    let k = (rank + 1) as f64;
+                    let passes = (k + 1.0) * (1.0 - f64::from(row.confidence[i])) <= *factor;
+                    if rank > 0 && !passes {
+                        break;
+                    }
+                    commit[i] = true;
+                }
+            }
+        }
+        RowSelection { commit, remask }
+    }
+}
+
+/// `(α_s − α_t)/(1 − α_t)`, the probability that a masked token is unmasked between `t` and
+/// `s < t` (MDLM eq. 6); 1 when `α_t = 1`.
+pub(crate) fn unmask_probability(schedule: &impl NoiseSchedule, t: f64, s: f64) -> f64 {
+    let one_minus_alpha_t = schedule.one_minus_alpha(t);
+    if one_minus_alpha_t <= 0.0 {
+        return 1.0;
+    }
+    ((schedule.alpha(s) - schedule.alpha(t)) / one_minus_alpha_t).clamp(0.0, 1.0)
+}
+
+/// LLaDA's `get_num_transfer_tokens`: `n` tokens over `steps` steps, `⌊n/steps⌋` each and one
+/// more in the first `n mod steps` steps.
+pub(crate) fn tokens_per_step(n: usize, steps: usize, step: usize) -> usize {
+    let steps = steps.max(1);
+    n / steps + usize::from(step < n % steps)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row<'a>(
+        candidates: &'a [bool],
+        confidence: &'a [f32],
+        uniforms: &'a [f64],
+        k: usize,
+    ) -> RowStep<'a> {
+        RowStep { candidates, decoded: &[], confidence, uniforms, k, t: 0.5, s: 0.25 }
+    }
+
+    #[test]
+    fn count_split_matches_llada() {
+        let per_step: Vec<usize> = (0..4).map(|i| tokens_per_step(10, 4, i)).collect();
+        assert_eq!(per_step, [3, 3, 2, 2]);
+        assert_eq!((0..4).map(|i| tokens_per_step(10, 4, i)).sum::<usize>(), 10);
+    }
+
+    #[test]
+    fn confidence_policies_pick_what_their_rules_say() {
+        let candidates = [true, true, false, true, true];
+        let confidence = [0.95, 0.5, 0.99, 0.92, 0.7];
+        let uniforms = [0.0; 10];
+        let top2 = Unmasking::TopK { confidence: Confidence::TokenProbability }.select(&row(
+            &candidates,
+            &confidence,
+            &uniforms,
+            2,
+        ));
+        assert_eq!(top2.commit, [true, false, false, true, false]);
+        let threshold = Unmasking::threshold(Confidence::TokenProbability, 0.9).unwrap();
+        assert_eq!(
+            threshold.select(&row(&candidates, &confidence, &uniforms, 0)).commit,
+            [true, false, false, true, false]
+        );
+        // Nothing passes τ = 0.999: the top-1 still goes.
+        let strict = Unmasking::threshold(Confidence::TokenProbability, 0.999).unwrap();
+        assert_eq!(
+            strict.select(&row(&candidates, &confidence, &uniforms, 0)).commit,
+            [true, false, false, false, false]
+        );
+        // Factor f = 0.3: 2·0.05 = 0.10 ≤ 0.3, 3·0.08 = 0.24 ≤ 0.3, 4·0.3 = 1.2 > 0.3.
+        let factor = Unmasking::factor(Confidence::TokenProbability, 0.3).unwrap();
+        assert_eq!(
+            factor.select(&row(&candidates, &confidence, &uniforms, 0)).commit,
+            [true, false, false, true, false]
+        );
+    }
+
+    #[test]
+    fn ancestral_unmasking_probability_follows_the_posterior() {
+        let schedule = ScheduleKind::LogLinear(dlm_sched::LogLinear::new(1e-9).unwrap());
+        // α = 1 − t: (α_s − α_t)/(1 − α_t) = (t − s)/t.
+        assert!((unmask_probability(&schedule, 0.5, 0.25) - 0.5).abs() < 1e-6);
+        assert!((unmask_probability(&schedule, 0.1, 0.0) - 1.0).abs() < 1e-6);
+        let candidates = [true; 4];
+        let uniforms = [0.1, 0.0, 0.6, 0.0, 0.49, 0.0, 0.51, 0.0];
+        let step =
+            Unmasking::Ancestral { schedule }.select(&row(&candidates, &[0.0; 4], &uniforms, 0));
+        assert_eq!(step.commit, [true, false, true, false]);
+    }
+
+    #[test]
+    fn bad_settings_are_rejected() {
+        assert!(Unmasking::threshold(Confidence::Margin, 0.0).is_err());
+        assert!(Unmasking::threshold(Confidence::Margin, 1.5).is_err());
+        assert!(Unmasking::factor(Confidence::Margin, f64::NAN).is_err());
+        assert!(Unmasking::factor(Confidence::Margin, -1.0).is_err());
+    }
+}
