@@ -5,7 +5,7 @@
 //!
 //! | item | what |
 //! |---|---|
-//! | [`MaskingProcess`] | the absorbing forward process, with kept (prompt, context) positions |
+//! | [`MaskingProcess`] | the absorbing forward process, with kept (prompt, context) positions and optionally DiffusionBERT's token-dependent [`Spindle`] schedule |
 //! | [`MaskedDenoiser`], [`Subs`] | `log p_θ(x0 | z_t)` and MDLM's SUBS parameterisation of a [`Denoiser`](dlm_core::backbone::Denoiser) |
 //! | [`Mdlm`] | the continuous-time NELBO as a training [`Objective`](dlm_core::train::Objective), and its evaluation |
 //! | [`d3pm`] | D3PM: uniform and absorbing transitions in closed form, posteriors, the hybrid loss `L_vb + λ·CE`, ancestral sampling, the mutual-information schedule |
@@ -17,8 +17,10 @@ mod error;
 mod masking;
 mod mdlm;
 pub mod sampler;
+mod spindle;
 
 pub use denoiser::{MaskedDenoiser, NEG_INFINITY, Subs, subs_log_probs};
 pub use error::DiscreteError;
 pub use masking::{Masked, MaskingProcess};
 pub use mdlm::{Conditioning, Mdlm, NelboReport};
+pub use spindle::Spindle;

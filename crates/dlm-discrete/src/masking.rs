@@ -4,6 +4,8 @@ use burn::tensor::{Bool, Device, Int, Tensor, TensorData};
 use dlm_sched::NoiseSchedule;
 use rand::{Rng, RngExt};
 
+use crate::spindle::Spindle;
+
 /// A sequence after masking.
 #[derive(Debug, Clone)]
 pub struct Masked {
@@ -18,17 +20,59 @@ pub struct Masked {
 /// (MDLM, Sahoo et al. 2024, §3.2; D3PM's absorbing state, Austin et al. 2021, App. A.2.2).
 ///
 /// Positions marked `keep` are never masked: a prompt kept clean (LLaDA's SFT), or the fixed
-/// positions of an infilling task.
+/// positions of an infilling task. With a [`Spindle`], the keep probability depends on the token
+/// (DiffusionBERT).
 #[derive(Debug, Clone)]
 pub struct MaskingProcess<S> {
     schedule: S,
     mask_id: u32,
+    spindle: Option<Spindle>,
 }
 
 impl<S: NoiseSchedule> MaskingProcess<S> {
     /// The process with schedule `schedule` and mask token `mask_id`.
     pub fn new(schedule: S, mask_id: u32) -> Self {
-        Self { schedule, mask_id }
+        Self { schedule, mask_id, spindle: None }
+    }
+
+    /// Token-dependent keep probabilities (DiffusionBERT's spindle schedule).
+    pub fn with_spindle(self, spindle: Spindle) -> Self {
+        Self { spindle: Some(spindle), ..self }
+    }
+
+    /// The mask probability of every token, `1 − α_i(t)`.
+    ///
+    /// # Shapes
+    /// - `x0`: `[batch, seq_len]`, `t`: `[batch]` → `[batch, seq_len]`
+    pub fn mask_rates(&self, x0: Tensor<2, Int>, t: Tensor<1>) -> Tensor<2> {
+        let [batch, seq_len] = x0.dims();
+        match &self.spindle {
+            None => {
+                self.schedule.one_minus_alpha_tensor(t).reshape([batch, 1]).expand([batch, seq_len])
+            }
+            Some(spindle) => spindle.token_alphas(&self.schedule, x0, t).0.neg().add_scalar(1.0),
+        }
+    }
+
+    /// The NELBO weight of every token, `w_i(t) = −α_i′(t)/(1 − α_i(t))` (the schedule's careful
+    /// closed form without a spindle).
+    ///
+    /// # Shapes
+    /// - `x0`: `[batch, seq_len]`, `t`: `[batch]` → `[batch, seq_len]`
+    pub fn elbo_weights(&self, x0: Tensor<2, Int>, t: Tensor<1>) -> Tensor<2> {
+        let [batch, seq_len] = x0.dims();
+        match &self.spindle {
+            None => self
+                .schedule
+                .masked_elbo_weight_tensor(t)
+                .reshape([batch, 1])
+                .expand([batch, seq_len]),
+            Some(spindle) => {
+                let (alpha, alpha_prime) = spindle.token_alphas(&self.schedule, x0, t);
+                alpha_prime.neg()
+                    / alpha.neg().add_scalar(1.0).clamp_min(f64::from(f32::MIN_POSITIVE))
+            }
+        }
     }
 
     /// The noise schedule.
@@ -53,9 +97,7 @@ impl<S: NoiseSchedule> MaskingProcess<S> {
         uniforms: Tensor<2>,
         keep: Option<Tensor<2, Bool>>,
     ) -> Masked {
-        let [batch, seq_len] = x0.dims();
-        let mask_rate = self.schedule.one_minus_alpha_tensor(t).reshape([batch, 1]);
-        let mut is_masked = uniforms.lower(mask_rate.expand([batch, seq_len]));
+        let mut is_masked = uniforms.lower(self.mask_rates(x0.clone(), t));
         if let Some(keep) = keep {
             is_masked = is_masked.bool_and(keep.bool_not());
         }

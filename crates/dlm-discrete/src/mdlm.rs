@@ -122,8 +122,8 @@ impl<S: NoiseSchedule> Mdlm<S> {
         let keep = self.keep(batch, seq_len, &device);
         let masked = self.process.mask(x0.clone(), t.clone(), keep, rng);
         let log_probs = model.log_probs(masked.z_t, t.clone());
-        let nll = log_probs.gather(2, x0.unsqueeze_dim(2)).squeeze_dim::<2>(2).neg();
-        let weight = self.process.schedule().masked_elbo_weight_tensor(t).reshape([batch, 1]);
+        let nll = log_probs.gather(2, x0.clone().unsqueeze_dim(2)).squeeze_dim::<2>(2).neg();
+        let weight = self.process.elbo_weights(x0, t);
         let terms = (nll * weight).mask_fill(masked.is_masked.bool_not(), 0.0);
         LossSum { sum: terms.sum(), count: batch * self.scored_per_sequence(seq_len) }
     }
@@ -278,6 +278,32 @@ mod tests {
             assert!(relative.abs() < 0.03, "expected {expected}, got {report:?}");
             assert_eq!(report.tokens, 64 * 16);
         }
+    }
+
+    #[test]
+    fn the_uniform_invariant_holds_with_a_spindle_too() {
+        // Each token has its own schedule with the same endpoints, so the uniform denoiser still
+        // pays ln(V − 1)·(α_i(t_min) − α_i(1)) per token.
+        let device = Device::flex();
+        let model = DenoiserConfig::new(
+            DenoiserIo::Tokens { vocab_size: VOCAB, tie_embeddings: false },
+            16,
+        )
+        .with_d_model(16)
+        .with_n_layers(1)
+        .init(&device)
+        .unwrap();
+        let schedule = Polynomial::new(1.0).unwrap();
+        let counts: Vec<f64> =
+            (0..VOCAB).map(|v| if v < 4 { 0.0 } else { (v * v) as f64 }).collect();
+        let spindle = crate::Spindle::new(0.05, &counts, &schedule).unwrap();
+        let mdlm =
+            Mdlm::new(MaskingProcess::new(schedule, MASK).with_spindle(spindle), 1e-4).unwrap();
+        let report = mdlm
+            .evaluate(&Subs { model: &model, mask_id: MASK }, &data(&device), 16, 8, 0)
+            .unwrap();
+        let expected = ((VOCAB - 1) as f64).ln();
+        assert!((report.nats_per_token / expected - 1.0).abs() < 0.03, "{report:?}");
     }
 
     #[test]
