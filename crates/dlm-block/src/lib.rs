@@ -1,13 +1,19 @@
-//! Block diffusion: BD3LM (Arriola et al. 2025) with exact KV-cached sampling and arbitrary-length
-//! generation, and Fast-dLLM's approximate caches for full-attention models.
+//! Block diffusion: BD3LM (Arriola et al. 2025) — block-causal training on `x_t ⊕ x0`, exact
+//! KV-cached sampling, arbitrary-length generation — and Fast-dLLM's approximate caches for
+//! full-attention models.
 //!
-//! **Status: planned, not implemented yet** (issue "dlm-block: BD3LM block diffusion"). Nothing in
-//! this crate works yet; the map below is the agreed shape.
+//! # Module map
 //!
-//! # Module map (planned)
-//!
-//! | module | what |
+//! | item | what |
 //! |---|---|
-//! | `training` | vectorised training on `x_t ⊕ x0` with the block mask, per-block `t`, clipped schedules and their variance-minimising search |
-//! | `sampling` | block-by-block sampling with an exact KV cache of clean blocks, variable length |
-//! | `approximate_cache` | block-wise decoding with prefix and dual caches (Fast-dLLM) |
+//! | [`Bd3lm`] | the vectorised block NELBO as a training objective; evaluation; the clipped-schedule variance search |
+//! | [`BlockSampler`] | block-by-block sampling with any masked sampler inside a block, the clean blocks in an exact KV cache (or recomputed, the reference); stops at `eos`; a sliding window goes past the training context |
+//! | `approximate_cache` | block-wise decoding with prefix and dual caches (Fast-dLLM) (planned) |
+
+mod error;
+mod sampling;
+mod training;
+
+pub use error::BlockError;
+pub use sampling::{BlockSampler, CachedBlock, Generation, Prefix, RecomputedBlock};
+pub use training::{Bd3lm, ClipCandidate};

@@ -60,10 +60,13 @@ impl Spindle {
         // Tokens absent from the data (special tokens, say) get the average information, 1.
         let information: Vec<f64> = counts
             .iter()
-            .map(|&c| if c > 0.0 { -(c / total).ln() / entropy.max(f64::MIN_POSITIVE) } else { 1.0 })
+            .map(
+                |&c| if c > 0.0 { -(c / total).ln() / entropy.max(f64::MIN_POSITIVE) } else { 1.0 },
+            )
             .collect();
         let seen = || information.iter().zip(counts).filter(|(_, c)| **c > 0.0).map(|(h, _)| *h);
-        let spread = seen().fold(f64::NEG_INFINITY, f64::max) - seen().fold(f64::INFINITY, f64::min);
+        let spread =
+            seen().fold(f64::NEG_INFINITY, f64::max) - seen().fold(f64::INFINITY, f64::min);
         let steepest = (1..1000)
             .map(|k| -schedule.alpha_prime(k as f64 / 1000.0))
             .fold(f64::INFINITY, f64::min);

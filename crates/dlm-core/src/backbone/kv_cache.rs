@@ -34,6 +34,61 @@ impl KvCache {
         self.len() == 0
     }
 
+    /// Keeps only the last `len` cached positions (a sliding window over a long generation; the
+    /// caller then passes explicit positions, since the cache no longer starts at position 0).
+    /// A `len` beyond the cache keeps everything.
+    pub fn keep_last(self, len: usize) -> Self {
+        let total = self.len();
+        if len >= total {
+            return self;
+        }
+        let layers = self
+            .layers
+            .into_iter()
+            .map(|kv| LayerKv {
+                key: kv.key.narrow(2, total - len, len),
+                value: kv.value.narrow(2, total - len, len),
+            })
+            .collect();
+        Self { layers }
+    }
+
+    /// Concatenates the positions of `self` and `other` (e.g. a prefix and a suffix cache for a
+    /// chunk to attend to; under full attention the order of keys does not matter, since every
+    /// key carries its rotary position).
+    ///
+    /// # Panics
+    /// If the caches come from models of different depth or batch size.
+    pub fn concat(self, other: KvCache) -> Self {
+        assert_eq!(self.layers.len(), other.layers.len(), "caches of models of another depth");
+        let layers = self
+            .layers
+            .into_iter()
+            .zip(other.layers)
+            .map(|(a, b)| LayerKv {
+                key: Tensor::cat(vec![a.key, b.key], 2),
+                value: Tensor::cat(vec![a.value, b.value], 2),
+            })
+            .collect();
+        Self { layers }
+    }
+
+    /// The cached positions `[start, start + len)`.
+    ///
+    /// # Panics
+    /// If the range exceeds the cache.
+    pub fn slice(&self, start: usize, len: usize) -> Self {
+        let layers = self
+            .layers
+            .iter()
+            .map(|kv| LayerKv {
+                key: kv.key.clone().narrow(2, start, len),
+                value: kv.value.clone().narrow(2, start, len),
+            })
+            .collect();
+        Self { layers }
+    }
+
     /// Keeps only the first `len` cached positions (e.g. to drop a block that is being
     /// re-decoded). A `len` beyond the cache keeps everything.
     pub fn truncate(self, len: usize) -> Self {

@@ -1,0 +1,293 @@
+//! BD3LM sampling: block by block, a masked sampler inside each block, the clean blocks in an
+//! exact KV cache.
+
+use burn::tensor::{Device, Int, Tensor, TensorData};
+use dlm_core::backbone::{AttentionMask, Denoiser, DenoiserInput, KvCache};
+use dlm_discrete::sampler::{MaskedSampler, SamplerState};
+use dlm_discrete::{MaskedDenoiser, subs_log_probs};
+use rand::rngs::StdRng;
+
+use crate::error::{BlockError, ensure_size};
+
+/// The block being decoded, run against the cached keys and values of the clean blocks before
+/// it (BD3LM's Algorithm 2): one forward pass over `block_size` positions per call.
+#[derive(Debug, Clone)]
+pub struct CachedBlock<'a> {
+    model: &'a Denoiser,
+    cache: Option<&'a KvCache>,
+    /// Rotary position of the block's first token.
+    start: usize,
+    block_size: usize,
+    mask_id: u32,
+}
+
+/// The same block without a cache: every call recomputes the whole clean prefix (the reference
+/// the cache must equal).
+#[derive(Debug, Clone)]
+pub struct RecomputedBlock<'a> {
+    model: &'a Denoiser,
+    prefix: Option<&'a Tensor<2, Int>>,
+    block_size: usize,
+    mask_id: u32,
+}
+
+fn model_device(model: &Denoiser) -> Device {
+    burn::module::Module::devices(model).into_iter().next().expect("a model with parameters")
+}
+
+impl MaskedDenoiser for CachedBlock<'_> {
+    fn log_probs(&self, z_block: Tensor<2, Int>, _t: Tensor<1>) -> Tensor<3> {
+        let device = z_block.device();
+        let n = z_block.dims()[1];
+        let positions =
+            Tensor::<1, Int>::arange(self.start as i64..(self.start + n) as i64, &device);
+        let mut input = DenoiserInput::tokens(z_block.clone())
+            .with_mask(AttentionMask::BlockCausal { block_size: self.block_size })
+            .with_positions(positions);
+        if let Some(cache) = self.cache {
+            input = input.with_cache(cache.clone());
+        }
+        subs_log_probs(self.model.forward(input).output, z_block, self.mask_id)
+    }
+
+    fn is_time_conditioned(&self) -> bool {
+        self.model.is_time_conditioned()
+    }
+
+    fn mask_id(&self) -> u32 {
+        self.mask_id
+    }
+
+    fn device(&self) -> Device {
+        model_device(self.model)
+    }
+}
+
+impl MaskedDenoiser for RecomputedBlock<'_> {
+    fn log_probs(&self, z_block: Tensor<2, Int>, _t: Tensor<1>) -> Tensor<3> {
+        let n = z_block.dims()[1];
+        let input = match self.prefix {
+            Some(prefix) => Tensor::cat(vec![prefix.clone(), z_block.clone()], 1),
+            None => z_block.clone(),
+        };
+        let total = input.dims()[1];
+        let mask = AttentionMask::BlockCausal { block_size: self.block_size };
+        let logits = self
+            .model
+            .forward(DenoiserInput::tokens(input).with_mask(mask))
+            .output
+            .narrow(1, total - n, n);
+        subs_log_probs(logits, z_block, self.mask_id)
+    }
+
+    fn is_time_conditioned(&self) -> bool {
+        self.model.is_time_conditioned()
+    }
+
+    fn mask_id(&self) -> u32 {
+        self.mask_id
+    }
+
+    fn device(&self) -> Device {
+        model_device(self.model)
+    }
+}
+
+/// How the clean blocks are given to the model.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Prefix {
+    /// Keys and values of the clean blocks are cached and extended by one pass per block.
+    Cached {
+        /// Keep at most this many cached positions (a sliding window, a multiple of the block
+        /// size), to generate beyond the training context; `None` keeps everything.
+        window: Option<usize>,
+    },
+    /// The whole clean prefix is recomputed at every model call.
+    Recomputed,
+}
+
+/// What [`BlockSampler::generate`] returns.
+#[derive(Debug, Clone)]
+pub struct Generation {
+    /// Prompt and generated tokens, `[batch, len]`; rows that met `eos` are padded with it.
+    pub tokens: Tensor<2, Int>,
+    /// Model calls, cache updates included.
+    pub nfe: usize,
+    /// Blocks generated.
+    pub blocks: usize,
+}
+
+/// BD3LM's sampler: blocks of `block_size` are generated left to right, each by a
+/// [`MaskedSampler`] (any unmasking policy) that sees the clean blocks before it.
+#[derive(Debug, Clone)]
+pub struct BlockSampler {
+    inner: MaskedSampler,
+    block_size: usize,
+    mask_id: u32,
+}
+
+impl BlockSampler {
+    /// Decodes each block with `inner`; `mask_id` is the model's mask token.
+    ///
+    /// # Errors
+    /// [`BlockError::InvalidSize`] if `block_size == 0`.
+    pub fn new(inner: MaskedSampler, block_size: usize, mask_id: u32) -> Result<Self, BlockError> {
+        ensure_size(block_size > 0, "block sampler", "block_size", block_size, "at least 1")?;
+        Ok(Self { inner, block_size, mask_id })
+    }
+
+    /// Generates up to `max_blocks` blocks after `prompt` (`[batch, p]`, `p` a multiple of the
+    /// block size; `None` for unconditional generation). With `eos`, generation stops once every
+    /// row has produced it, and positions after a row's first `eos` are set to `eos`.
+    ///
+    /// Randomness comes from `rng` only: the same seed gives the same tokens with `Cached` and
+    /// `Recomputed` prefixes, which compute the same logits.
+    ///
+    /// # Errors
+    /// [`BlockError::InvalidSize`] for a prompt that is not a multiple of the block size, a
+    /// window that is not a positive multiple of it, or `max_blocks == 0`;
+    /// [`BlockError::TimeConditionedModel`] for a time-conditioned model.
+    #[allow(clippy::too_many_arguments)]
+    pub fn generate(
+        &self,
+        model: &Denoiser,
+        prompt: Option<Tensor<2, Int>>,
+        batch: usize,
+        max_blocks: usize,
+        eos: Option<u32>,
+        prefix: Prefix,
+        rng: &mut StdRng,
+    ) -> Result<Generation, BlockError> {
+        let bs = self.block_size;
+        ensure_size(max_blocks > 0, "block sampler", "max_blocks", max_blocks, "at least 1")?;
+        if model.is_time_conditioned() {
+            return Err(BlockError::TimeConditionedModel { what: "BD3LM sampling" });
+        }
+        if let Prefix::Cached { window: Some(window) } = prefix {
+            ensure_size(
+                window > 0 && window.is_multiple_of(bs),
+                "block sampler",
+                "window",
+                window,
+                format!("a positive multiple of block_size = {bs}"),
+            )?;
+        }
+        let device = model_device(model);
+        let mask_id = self.mask_id;
+        let mut tokens = match &prompt {
+            Some(p) => {
+                let [rows, len] = p.dims();
+                ensure_size(
+                    rows == batch,
+                    "block sampler",
+                    "prompt rows",
+                    rows,
+                    format!("batch = {batch}"),
+                )?;
+                ensure_size(
+                    len.is_multiple_of(bs),
+                    "block sampler",
+                    "prompt length",
+                    len,
+                    format!("a multiple of block_size = {bs}"),
+                )?;
+                Some(p.clone())
+            }
+            None => None,
+        };
+        let mut nfe = 0;
+        let mut cache: Option<KvCache> = None;
+        if let (Prefix::Cached { window }, Some(p)) = (prefix, &tokens) {
+            nfe += 1;
+            cache = Some(self.extend(model, None, p.clone(), 0, window));
+        }
+        let mut finished = vec![false; batch];
+        let mut blocks = 0;
+        while blocks < max_blocks && !finished.iter().all(|&f| f) {
+            let start = tokens.as_ref().map_or(0, |t| t.dims()[1]);
+            let state = SamplerState::all_masked(batch, bs, mask_id, &device);
+            let decoded = match prefix {
+                Prefix::Cached { .. } => {
+                    let view = CachedBlock {
+                        model,
+                        cache: cache.as_ref(),
+                        start,
+                        block_size: bs,
+                        mask_id,
+                    };
+                    self.inner.sample(&view, state, rng)
+                }
+                Prefix::Recomputed => {
+                    let view =
+                        RecomputedBlock { model, prefix: tokens.as_ref(), block_size: bs, mask_id };
+                    self.inner.sample(&view, state, rng)
+                }
+            };
+            nfe += decoded.nfe;
+            let block = decoded.tokens;
+            if let Prefix::Cached { window } = prefix {
+                nfe += 1;
+                cache = Some(self.extend(model, cache.take(), block.clone(), start, window));
+            }
+            if let Some(eos) = eos {
+                let values: Vec<i64> = block.clone().into_data().iter::<i64>().collect();
+                for (row, chunk) in values.chunks(bs).enumerate() {
+                    finished[row] |= chunk.contains(&i64::from(eos));
+                }
+            }
+            tokens = Some(match tokens {
+                Some(t) => Tensor::cat(vec![t, block], 1),
+                None => block,
+            });
+            blocks += 1;
+        }
+        let tokens = tokens.expect("at least one block");
+        let tokens = match eos {
+            Some(eos) => pad_after_eos(tokens, eos),
+            None => tokens,
+        };
+        Ok(Generation { tokens, nfe, blocks })
+    }
+
+    /// Runs the clean `block` (rotary positions from `start`) against `cache` and returns the
+    /// cache extended by it, trimmed to `window`.
+    fn extend(
+        &self,
+        model: &Denoiser,
+        cache: Option<KvCache>,
+        block: Tensor<2, Int>,
+        start: usize,
+        window: Option<usize>,
+    ) -> KvCache {
+        let n = block.dims()[1];
+        let positions = Tensor::<1, Int>::arange(start as i64..(start + n) as i64, &block.device());
+        let mut input = DenoiserInput::tokens(block)
+            .with_mask(AttentionMask::BlockCausal { block_size: self.block_size })
+            .with_positions(positions)
+            .keep_cache();
+        if let Some(cache) = cache {
+            input = input.with_cache(cache);
+        }
+        let cache = model.forward(input).cache.expect("asked for the cache");
+        match window {
+            Some(window) => cache.keep_last(window),
+            None => cache,
+        }
+    }
+}
+
+/// Sets every position after a row's first `eos` to `eos`.
+fn pad_after_eos(tokens: Tensor<2, Int>, eos: u32) -> Tensor<2, Int> {
+    let [batch, len] = tokens.dims();
+    let device = tokens.device();
+    let mut values: Vec<i64> = tokens.into_data().iter::<i64>().collect();
+    for row in values.chunks_mut(len) {
+        if let Some(first) = row.iter().position(|&t| t == i64::from(eos)) {
+            row[first..].fill(i64::from(eos));
+        }
+    }
+    Tensor::from_data(TensorData::new(values, [batch, len]), &device)
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,254 @@
+//! BD3LM training: the block-diffusion NELBO on `x_t ⊕ x0` in one vectorised pass.
+
+use burn::tensor::{Int, Tensor, TensorData};
+use dlm_core::backbone::{AttentionMask, Denoiser, DenoiserInput};
+use dlm_core::data::SequenceDataset;
+use dlm_core::train::{LossSum, Objective};
+use dlm_discrete::subs_log_probs;
+use dlm_sched::{NoiseSchedule, TimeSampler};
+use rand::rngs::StdRng;
+use rand::{RngExt, SeedableRng};
+
+use crate::error::{BlockError, ensure_size};
+
+/// BD3LM's objective (Arriola et al. 2025, §3, eq. 8): the sequence is cut into blocks of
+/// `block_size`; block `b` is a masked diffusion conditioned on the clean blocks before it,
+///
+/// `L = Σ_b E_{t_b} [ w(t_b) · Σ_{i ∈ b, masked} −log p_θ(x0_i | x_{t_b}^b, x0^{<b}) ]`,
+///
+/// with an independent `t_b` per block and per sequence and `w = −α′/(1 − α)`. Training runs on
+/// `x_t ⊕ x0` (length `2L`) with the block mask of [`AttentionMask::Bd3lmTraining`], so every
+/// block sees its own noisy tokens and the clean blocks before it in one forward pass (their
+/// §3.3). The loss is averaged over all tokens.
+///
+/// Times come from a [`TimeSampler`]: `U[ε, 1]` for likelihoods, BD3LM's clipped `U[β, ω]` to
+/// lower the variance of training (their §5.2; see [`Bd3lm::variance_search`]).
+#[derive(Debug, Clone)]
+pub struct Bd3lm<S> {
+    schedule: S,
+    mask_id: u32,
+    block_size: usize,
+    time_sampler: TimeSampler,
+}
+
+impl<S: NoiseSchedule> Bd3lm<S> {
+    /// BD3LM with blocks of `block_size`.
+    ///
+    /// # Errors
+    /// [`BlockError::InvalidSize`] if `block_size == 0`.
+    pub fn new(
+        schedule: S,
+        mask_id: u32,
+        block_size: usize,
+        time_sampler: TimeSampler,
+    ) -> Result<Self, BlockError> {
+        ensure_size(block_size > 0, "BD3LM", "block_size", block_size, "at least 1")?;
+        Ok(Self { schedule, mask_id, block_size, time_sampler })
+    }
+
+    /// The block size `L′`.
+    pub fn block_size(&self) -> usize {
+        self.block_size
+    }
+
+    /// The same objective with another time sampler.
+    pub fn with_time_sampler(&self, time_sampler: TimeSampler) -> Self
+    where
+        S: Clone,
+    {
+        Self { time_sampler, ..self.clone() }
+    }
+
+    /// Checks that `model` and sequences of `seq_len` fit: the block size divides `seq_len`, and
+    /// the model reads no time.
+    ///
+    /// # Errors
+    /// [`BlockError::InvalidSize`] or [`BlockError::TimeConditionedModel`].
+    pub fn check(&self, model: &Denoiser, seq_len: usize) -> Result<(), BlockError> {
+        ensure_size(
+            seq_len > 0 && seq_len.is_multiple_of(self.block_size),
+            "BD3LM",
+            "seq_len",
+            seq_len,
+            format!("a multiple of block_size = {}", self.block_size),
+        )?;
+        if model.is_time_conditioned() {
+            return Err(BlockError::TimeConditionedModel { what: "BD3LM training" });
+        }
+        Ok(())
+    }
+
+    /// The summed loss at given block times (`block_times[b·n_blocks + j]` for block `j` of
+    /// sequence `b`), masking with uniforms from `rng` (deterministic given them).
+    ///
+    /// # Panics
+    /// If `block_times` has the wrong length or the block size does not divide `seq_len`.
+    pub fn loss_at(
+        &self,
+        model: &Denoiser,
+        x0: Tensor<2, Int>,
+        block_times: &[f64],
+        rng: &mut StdRng,
+    ) -> LossSum {
+        let [batch, seq_len] = x0.dims();
+        let device = x0.device();
+        let n_blocks = seq_len / self.block_size;
+        assert_eq!(block_times.len(), batch * n_blocks, "one time per block");
+        let token_times: Vec<f32> = (0..batch * seq_len)
+            .map(|i| block_times[(i / seq_len) * n_blocks + (i % seq_len) / self.block_size] as f32)
+            .collect();
+        let t = Tensor::<1>::from_data(TensorData::new(token_times, [batch * seq_len]), &device);
+        let mask_rate = self.schedule.one_minus_alpha_tensor(t.clone()).reshape([batch, seq_len]);
+        let weight = self.schedule.masked_elbo_weight_tensor(t).reshape([batch, seq_len]);
+        let uniforms: Vec<f32> = (0..batch * seq_len).map(|_| rng.random::<f32>()).collect();
+        let uniforms = Tensor::<2>::from_data(TensorData::new(uniforms, [batch, seq_len]), &device);
+        let is_masked = uniforms.lower(mask_rate);
+        let z_t = x0.clone().mask_fill(is_masked.clone(), self.mask_id as i64);
+        let both = Tensor::cat(vec![z_t.clone(), x0.clone()], 1);
+        let mask = AttentionMask::Bd3lmTraining { block_size: self.block_size, seq_len };
+        let logits =
+            model.forward(DenoiserInput::tokens(both).with_mask(mask)).output.narrow(1, 0, seq_len);
+        let log_probs = subs_log_probs(logits, z_t, self.mask_id);
+        let nll = log_probs.gather(2, x0.unsqueeze_dim(2)).squeeze_dim::<2>(2).neg();
+        let terms = (nll * weight).mask_fill(is_masked.bool_not(), 0.0);
+        LossSum { sum: terms.sum(), count: batch * seq_len }
+    }
+
+    fn draw_times(&self, n: usize, rng: &mut StdRng) -> Vec<f64> {
+        self.time_sampler.sample(n, rng)
+    }
+
+    /// The mean loss per token on `data`, `time_samples` draws of the block times per sequence,
+    /// `f64` sums. With `U[ε, 1]` times this is the NELBO bound on the NLL per token.
+    ///
+    /// # Errors
+    /// [`BlockError`] from [`Bd3lm::check`], or a zero `batch_size` or `time_samples`.
+    pub fn evaluate(
+        &self,
+        model: &Denoiser,
+        data: &SequenceDataset,
+        batch_size: usize,
+        time_samples: usize,
+        seed: u64,
+    ) -> Result<f64, BlockError> {
+        self.check(model, data.seq_len())?;
+        ensure_size(batch_size > 0, "BD3LM evaluation", "batch_size", batch_size, "at least 1")?;
+        ensure_size(
+            time_samples > 0,
+            "BD3LM evaluation",
+            "time_samples",
+            time_samples,
+            "at least 1",
+        )?;
+        let device = burn::module::Module::devices(model).into_iter().next().expect("parameters");
+        let n_blocks = data.seq_len() / self.block_size;
+        let mut rng = StdRng::seed_from_u64(seed);
+        let (mut sum, mut count) = (0.0, 0usize);
+        for indices in data.ordered_batches(batch_size) {
+            let x0 = data.batch(&indices, &device);
+            for _ in 0..time_samples {
+                let times = self.draw_times(indices.len() * n_blocks, &mut rng);
+                let loss = self.loss_at(model, x0.clone(), &times, &mut rng);
+                sum += loss.sum.into_scalar::<f64>();
+                count += loss.count;
+            }
+        }
+        Ok(sum / count as f64)
+    }
+
+    /// BD3LM's data-driven schedule search (Arriola et al. 2025, §5.3): for each candidate
+    /// `(β, ω)`, the variance across sequences and draws of the per-sequence loss with block times
+    /// from `U[β, ω]`, on `data`; returned sorted, lowest variance first. Train with the winner;
+    /// report likelihoods with `U[ε, 1]`.
+    ///
+    /// # Errors
+    /// As [`Bd3lm::evaluate`], and invalid `(β, ω)`.
+    pub fn variance_search(
+        &self,
+        model: &Denoiser,
+        data: &SequenceDataset,
+        candidates: &[(f64, f64)],
+        time_samples: usize,
+        seed: u64,
+    ) -> Result<Vec<ClipCandidate>, BlockError>
+    where
+        S: Clone,
+    {
+        self.check(model, data.seq_len())?;
+        let device = burn::module::Module::devices(model).into_iter().next().expect("parameters");
+        let seq_len = data.seq_len();
+        let n_blocks = seq_len / self.block_size;
+        let mut results = Vec::with_capacity(candidates.len());
+        for &(beta, omega) in candidates {
+            let clipped = self.with_time_sampler(TimeSampler::clipped(beta, omega)?);
+            let mut rng = StdRng::seed_from_u64(seed);
+            let mut per_sequence = Vec::new();
+            for indices in data.ordered_batches(64) {
+                let x0 = data.batch(&indices, &device);
+                for _ in 0..time_samples {
+                    let times = clipped.draw_times(indices.len() * n_blocks, &mut rng);
+                    // One loss per sequence: run each row alone to keep the sums apart.
+                    for row in 0..indices.len() {
+                        let loss = clipped.loss_at(
+                            model,
+                            x0.clone().narrow(0, row, 1),
+                            &times[row * n_blocks..(row + 1) * n_blocks],
+                            &mut rng,
+                        );
+                        per_sequence.push(loss.sum.into_scalar::<f64>() / seq_len as f64);
+                    }
+                }
+            }
+            let n = per_sequence.len() as f64;
+            let mean = per_sequence.iter().sum::<f64>() / n;
+            let variance =
+                per_sequence.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / (n - 1.0).max(1.0);
+            results.push(ClipCandidate { beta, omega, mean, variance });
+        }
+        results.sort_by(|a, b| a.variance.total_cmp(&b.variance));
+        Ok(results)
+    }
+}
+
+/// One candidate of [`Bd3lm::variance_search`].
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ClipCandidate {
+    /// Lower end of the mask-rate range.
+    pub beta: f64,
+    /// Upper end.
+    pub omega: f64,
+    /// Mean per-token loss under `U[β, ω]`.
+    pub mean: f64,
+    /// Its variance across sequences and draws.
+    pub variance: f64,
+}
+
+impl<S: NoiseSchedule> Objective<Denoiser> for Bd3lm<S> {
+    fn check_seq_len(&self, seq_len: usize) -> Result<(), dlm_core::CoreError> {
+        if seq_len > 0 && seq_len.is_multiple_of(self.block_size) {
+            Ok(())
+        } else {
+            Err(dlm_core::CoreError::InvalidSize {
+                context: "BD3LM",
+                name: "seq_len",
+                value: seq_len,
+                expected: format!("a multiple of block_size = {}", self.block_size),
+            })
+        }
+    }
+
+    /// # Panics
+    /// If the model is time-conditioned (see [`Bd3lm::check`]).
+    fn loss(&self, model: &Denoiser, batch: Tensor<2, Int>, rng: &mut StdRng) -> LossSum {
+        assert!(
+            !model.is_time_conditioned(),
+            "BD3LM training needs a model without time conditioning"
+        );
+        let [b, seq_len] = batch.dims();
+        let times = self.draw_times(b * (seq_len / self.block_size), rng);
+        self.loss_at(model, batch, &times, rng)
+    }
+}
+
+#[cfg(test)]
+mod tests;
