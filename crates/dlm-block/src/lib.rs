@@ -8,12 +8,14 @@
 //! |---|---|
 //! | [`Bd3lm`] | the vectorised block NELBO as a training objective; evaluation; the clipped-schedule variance search |
 //! | [`BlockSampler`] | block-by-block sampling with any masked sampler inside a block, the clean blocks in an exact KV cache (or recomputed, the reference); stops at `eos`; a sliding window goes past the training context |
-//! | `approximate_cache` | block-wise decoding with prefix and dual caches (Fast-dLLM) (planned) |
+//! | [`BlockwiseDecoder`] | block-wise decoding of full-attention models with Fast-dLLM's prefix and dual caches (and none, the exact reference) |
 
+mod approximate_cache;
 mod error;
 mod sampling;
 mod training;
 
+pub use approximate_cache::{BlockwiseDecoder, CacheMode, Decoded};
 pub use error::BlockError;
 pub use sampling::{BlockSampler, CachedBlock, Generation, Prefix, RecomputedBlock};
 pub use training::{Bd3lm, ClipCandidate};

@@ -76,7 +76,7 @@ impl KvCache {
     /// The cached positions `[start, start + len)`.
     ///
     /// # Panics
-    /// If the range exceeds the cache.
+    /// If the range exceeds the cache or is empty.
     pub fn slice(&self, start: usize, len: usize) -> Self {
         let layers = self
             .layers

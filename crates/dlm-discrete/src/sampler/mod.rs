@@ -15,8 +15,8 @@ use serde::{Deserialize, Serialize};
 
 pub use remdm::{ReMdm, ReMdmStrategy};
 pub use state::SamplerState;
-pub use unmasking::Unmasking;
-use unmasking::{RowStep, tokens_per_step};
+use unmasking::RowStep;
+pub use unmasking::{Unmasking, tokens_per_step};
 
 use crate::denoiser::MaskedDenoiser;
 use crate::error::{DiscreteError, ensure_size};
@@ -43,6 +43,25 @@ impl<M: MaskedDenoiser> TimeAgnostic<M> {
     pub fn model(&self) -> &M {
         &self.0
     }
+}
+
+/// The positions one step works on (see [`MaskedSampler::step_region`]), row-major.
+#[derive(Debug)]
+pub struct StepRegion<'a> {
+    /// Current tokens; committed positions are overwritten.
+    pub tokens: &'a mut [i64],
+    /// Masked positions that may be decoded this step.
+    pub candidates: &'a [bool],
+    /// Decoded positions that ReMDM may mask again.
+    pub decoded: &'a [bool],
+    /// Tokens to commit per row (count-based policies).
+    pub k_per_row: &'a [usize],
+    /// The mask token.
+    pub mask_id: u32,
+    /// Current time (grid policies).
+    pub t: f64,
+    /// Next time (grid policies).
+    pub s: f64,
 }
 
 /// A masked-diffusion sampler.
@@ -100,6 +119,11 @@ impl MaskedSampler {
     /// The unmasking policy.
     pub fn unmasking(&self) -> &Unmasking {
         &self.unmasking
+    }
+
+    /// Steps per block (a cap for threshold and factor policies, which run to completion).
+    pub fn steps(&self) -> usize {
+        self.steps
     }
 
     /// Decodes every masked, non-fixed position of `state`.
@@ -194,42 +218,20 @@ impl MaskedSampler {
                         log_probs
                     }
                 };
-                let proposals = self.propose(log_probs.clone(), rng);
-                let confidence: Vec<f32> = match self.unmasking.confidence() {
-                    Some(measure) => measure
-                        .score(log_probs, proposals.clone())
-                        .into_data()
-                        .iter::<f32>()
-                        .collect(),
-                    None => vec![0.0; batch * seq_len],
-                };
-                let proposals: Vec<i64> = proposals.into_data().iter::<i64>().collect();
-                let uniforms: Vec<f64> =
-                    (0..2 * batch * seq_len).map(|_| rng.random::<f64>()).collect();
+                let k_per_row: Vec<usize> =
+                    n_in_block.iter().map(|&n| tokens_per_step(n, self.steps, step)).collect();
                 let decoded: Vec<bool> =
                     (0..batch * seq_len).map(|i| tokens[i] != mask && !fixed[i]).collect();
-                for (b, &n_masked) in n_in_block.iter().enumerate() {
-                    let row = b * seq_len..(b + 1) * seq_len;
-                    let selection = self.unmasking.select(&RowStep {
-                        candidates: &candidate[row.clone()],
-                        decoded: &decoded[row.clone()],
-                        confidence: &confidence[row.clone()],
-                        uniforms: &uniforms[2 * row.start..2 * row.end],
-                        k: tokens_per_step(n_masked, self.steps, step),
-                        t,
-                        s,
-                    });
-                    for (offset, (commit, remask)) in
-                        selection.commit.iter().zip(&selection.remask).enumerate()
-                    {
-                        let i = row.start + offset;
-                        if *commit {
-                            tokens[i] = proposals[i];
-                        } else if *remask {
-                            tokens[i] = mask;
-                        }
-                    }
-                }
+                let region = StepRegion {
+                    tokens: &mut tokens,
+                    candidates: &candidate,
+                    decoded: &decoded,
+                    k_per_row: &k_per_row,
+                    mask_id: model.mask_id(),
+                    t,
+                    s,
+                };
+                self.step_region(log_probs, region, rng);
             }
         }
         // Noise removal: nothing stays masked.
@@ -251,6 +253,57 @@ impl MaskedSampler {
 }
 
 impl MaskedSampler {
+    /// One step on a region of `n` positions per row (the whole sequence, or a block): proposals
+    /// from `log_probs`, then the policy's choice among the region's candidates, committed into
+    /// its tokens; ReMDM may also mask decoded positions again.
+    ///
+    /// # Shapes
+    /// - `log_probs`: `[batch, n, vocab_size]`; the region's slices have `batch · n` entries
+    ///
+    /// # Panics
+    /// If the region's slices do not have `batch · n` entries.
+    pub fn step_region(&self, log_probs: Tensor<3>, region: StepRegion<'_>, rng: &mut StdRng) {
+        let [batch, n, _] = log_probs.dims();
+        let StepRegion { tokens, candidates, decoded, k_per_row, mask_id, t, s } = region;
+        assert!(
+            tokens.len() == batch * n
+                && candidates.len() == batch * n
+                && decoded.len() == batch * n,
+            "one entry per position of the region"
+        );
+        let proposals = self.propose(log_probs.clone(), rng);
+        let confidence: Vec<f32> = match self.unmasking.confidence() {
+            Some(measure) => {
+                measure.score(log_probs, proposals.clone()).into_data().iter::<f32>().collect()
+            }
+            None => vec![0.0; batch * n],
+        };
+        let proposals: Vec<i64> = proposals.into_data().iter::<i64>().collect();
+        let uniforms: Vec<f64> = (0..2 * batch * n).map(|_| rng.random::<f64>()).collect();
+        for (b, &k) in k_per_row.iter().enumerate() {
+            let row = b * n..(b + 1) * n;
+            let selection = self.unmasking.select(&RowStep {
+                candidates: &candidates[row.clone()],
+                decoded: &decoded[row.clone()],
+                confidence: &confidence[row.clone()],
+                uniforms: &uniforms[2 * row.start..2 * row.end],
+                k,
+                t,
+                s,
+            });
+            for (offset, (commit, remask)) in
+                selection.commit.iter().zip(&selection.remask).enumerate()
+            {
+                let i = row.start + offset;
+                if *commit {
+                    tokens[i] = proposals[i];
+                } else if *remask {
+                    tokens[i] = i64::from(mask_id);
+                }
+            }
+        }
+    }
+
     /// Proposals with float64 Gumbel noise from the host `rng` (none when greedy), so that a
     /// sampler's output is determined by its `rng` alone, whatever else uses the device.
     fn propose(&self, log_probs: Tensor<3>, rng: &mut StdRng) -> Tensor<2, Int> {

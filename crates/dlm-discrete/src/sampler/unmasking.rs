@@ -88,13 +88,14 @@ impl Unmasking {
         }
     }
 
-    /// Whether the policy walks a time grid (else it counts tokens).
-    pub(crate) fn walks_time(&self) -> bool {
+    /// Whether the policy walks a time grid (ancestral, ReMDM); else it counts tokens.
+    pub fn walks_time(&self) -> bool {
         matches!(self, Self::Ancestral { .. } | Self::ReMdm(_))
     }
 
-    /// Whether the policy decodes until the block is done, whatever the step count.
-    pub(crate) fn runs_to_completion(&self) -> bool {
+    /// Whether the policy decodes until the block is done, whatever the step count (threshold,
+    /// factor).
+    pub fn runs_to_completion(&self) -> bool {
         matches!(self, Self::Threshold { .. } | Self::Factor { .. })
     }
 }
@@ -193,8 +194,8 @@ pub(crate) fn unmask_probability(schedule: &impl NoiseSchedule, t: f64, s: f64) 
 }
 
 /// LLaDA's `get_num_transfer_tokens`: `n` tokens over `steps` steps, `⌊n/steps⌋` each and one
-/// more in the first `n mod steps` steps.
-pub(crate) fn tokens_per_step(n: usize, steps: usize, step: usize) -> usize {
+/// more in the first `n mod steps` steps; this is the count of step `step`.
+pub fn tokens_per_step(n: usize, steps: usize, step: usize) -> usize {
     let steps = steps.max(1);
     n / steps + usize::from(step < n % steps)
 }
