@@ -156,6 +156,33 @@ impl MarkovSource {
         head_entropy + len.saturating_sub(k) as f64 * self.entropy_rate()
     }
 
+    /// Scores a token sequence under the true chain: the transitions after the first `k` tokens,
+    /// their summed log-probability over the possible ones, and how many are impossible (a token
+    /// the chain never emits after its context, or not a symbol at all). A sampler that draws
+    /// from the chain scores `−log_prob/possible ≈ H` and no impossible transition.
+    pub fn score(&self, tokens: &[u32]) -> MarkovScore {
+        let (n, k, b) = (self.config.n_symbols, self.config.order, self.config.branching);
+        let symbol = |t: u32| t.checked_sub(SpecialTokens::COUNT).filter(|&s| (s as usize) < n);
+        let mut score = MarkovScore { log_prob: 0.0, possible: 0, impossible: 0 };
+        for window in tokens.windows(k + 1) {
+            let symbols: Option<Vec<u32>> = window.iter().map(|&t| symbol(t)).collect();
+            let Some(symbols) = symbols else {
+                score.impossible += 1;
+                continue;
+            };
+            let context = symbols[..k].iter().fold(0usize, |c, &s| c * n + s as usize);
+            let next = symbols[k];
+            match (0..b).find(|&j| self.next_symbols[context * b + j] == next) {
+                Some(j) => {
+                    score.log_prob += self.next_probs[context * b + j].ln();
+                    score.possible += 1;
+                }
+                None => score.impossible += 1,
+            }
+        }
+        score
+    }
+
     /// Draws a sequence of `len` tokens, starting from the stationary distribution.
     pub fn sample<R: Rng + ?Sized>(&self, len: usize, rng: &mut R) -> Vec<u32> {
         let (n, k, b) = (self.config.n_symbols, self.config.order, self.config.branching);
@@ -206,6 +233,17 @@ fn de_bruijn_successors(n_symbols: usize, order: usize) -> Vec<u32> {
         successor[context] = sequence[(i + order) % len] as u32;
     }
     successor
+}
+
+/// How a sequence scores under the true chain (see [`MarkovSource::score`]).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct MarkovScore {
+    /// Summed log-probability of the possible transitions.
+    pub log_prob: f64,
+    /// Transitions the chain allows.
+    pub possible: usize,
+    /// Transitions it never makes.
+    pub impossible: usize,
 }
 
 /// `b` distinct next symbols per context, the de Bruijn successor among them, with probabilities
@@ -301,6 +339,19 @@ mod tests {
         let exact = s.entropy_rate();
         assert!((estimate - exact).abs() < 0.01, "{estimate} vs {exact}");
         assert!(exact > 0.2 && exact < 3f64.ln(), "{exact}");
+    }
+
+    #[test]
+    fn samples_score_at_the_entropy_rate_and_shuffles_do_not() {
+        let s = source(8, 2, 3);
+        let xs = s.sample(100_000, &mut StdRng::seed_from_u64(3));
+        let score = s.score(&xs);
+        assert_eq!(score.impossible, 0);
+        let nll = -score.log_prob / score.possible as f64;
+        assert!((nll - s.entropy_rate()).abs() < 0.02, "{nll} vs {}", s.entropy_rate());
+        let reversed: Vec<u32> = xs.iter().rev().copied().collect();
+        assert!(s.score(&reversed).impossible > 10_000);
+        assert_eq!(s.score(&[0, 1, 2]).impossible, 1, "special tokens are not symbols");
     }
 
     #[test]

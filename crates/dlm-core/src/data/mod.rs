@@ -10,6 +10,6 @@ mod special;
 
 pub use corpus::{CorpusSplits, read_documents, split_corpus, tokenize_documents};
 pub use dataset::{BatchCursor, SequenceDataset, pad_documents, wrap_documents};
-pub use markov::{MarkovSource, MarkovSourceConfig};
+pub use markov::{MarkovScore, MarkovSource, MarkovSourceConfig};
 pub use pairs::{PairsScore, PairsTask, PairsTaskConfig};
 pub use special::SpecialTokens;
