@@ -31,7 +31,7 @@ use rand::rngs::StdRng;
 #[command(about = "Train a small MDLM on Alice in Wonderland and sample from it")]
 struct Args {
     /// Optimiser steps.
-    #[arg(long, default_value_t = 1200)]
+    #[arg(long, default_value_t = 1000)]
     steps: usize,
     /// Device: flex, ndarray, wgpu, cuda (or BURN_DEVICE).
     #[arg(long)]
@@ -120,7 +120,7 @@ fn main() -> anyhow::Result<()> {
     model_config.check_seq_len(SEQ_LEN)?;
     let schedule = LogLinear::default();
     let objective = Mdlm::new(MaskingProcess::new(schedule, mask_id), 1e-3)?;
-    let train_config = TrainConfig::new(args.steps, 32)
+    let train_config = TrainConfig::new(args.steps, 16)
         .with_learning_rate(2e-3)
         .with_warmup_steps(100)
         .with_decay(LrDecay::Cosine { min_ratio: 0.1 })
@@ -129,11 +129,11 @@ fn main() -> anyhow::Result<()> {
     let model = model_config.init(&device.clone().autodiff())?;
     let mut trainer = Trainer::new(train_config, model, objective.clone())?;
     let options = RunOptions {
-        eval_every: 300,
+        eval_every: 250,
         eval_batches: Some(4),
         log_every: 20,
         checkpoint: Some(args.out.join("model.ckpt")),
-        checkpoint_every: 600,
+        checkpoint_every: 500,
         checkpoint_extra: serde_json::to_value(&model_config)?,
         metrics_csv: Some(args.out.join("metrics.csv")),
         loss_plot: Some(args.out.join("loss.svg")),
