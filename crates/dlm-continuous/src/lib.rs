@@ -1,15 +1,25 @@
 //! Continuous diffusion language models: Gaussian diffusion over token embeddings (Diffusion-LM,
 //! Li et al. 2022; DiffuSeq, Gong et al. 2023).
 //!
-//! **Status: planned, not implemented yet** (issue "dlm-continuous: Diffusion-LM"). Nothing in
-//! this crate works yet; the map below is the agreed shape.
+//! # Module map
 //!
-//! # Module map (planned)
-//!
-//! | module | what |
+//! | item | what |
 //! |---|---|
-//! | `embedding_diffusion` | `q(z_t | x0) = N(√α·x0, (1 − α)·I)` over learned embeddings, under any `dlm_sched::NoiseSchedule` |
-//! | `loss` | Diffusion-LM's x0 regression, `t = 0` anchor, prior term and rounding cross-entropy |
-//! | `rounding` | nearest-neighbour rounding (L2, cosine) and the clamping trick, batched as one matrix product |
-//! | `sampler` | DDPM ancestral and DDIM(η) on any `dlm_sched::TimeGrid` |
-//! | `partial_noising` | DiffuSeq: a clean, re-anchored source segment and a noised target |
+//! | [`gaussian`] | `q(z_t | x0)`, the posterior `q(z_s | z_t, x0)`, DDPM and DDIM steps, in closed form |
+//! | [`DiffusionLm`] | learned embeddings, a time-conditioned vector denoiser predicting `x0` (optionally self-conditioned), a rounding head tied to the embeddings |
+//! | [`DiffusionLmLoss`] | regression, `t = 0` anchor, prior and rounding terms; DiffuSeq's partial noising |
+//! | [`GaussianSampler`] | DDPM / DDIM on any time grid, the clamping trick, L2 or cosine rounding, source anchoring |
+//! | [`round_to_tokens`], [`clamp_to_embeddings`] | nearest-neighbour rounding in one matrix product |
+
+mod error;
+pub mod gaussian;
+mod model;
+mod objective;
+mod rounding;
+mod sampler;
+
+pub use error::ContinuousError;
+pub use model::{DiffusionLm, DiffusionLmConfig, X0Predictor};
+pub use objective::DiffusionLmLoss;
+pub use rounding::{Distance, clamp_to_embeddings, round_to_tokens};
+pub use sampler::{GaussianSampler, Sampled, Update};

@@ -25,10 +25,12 @@ pub enum DenoiserIo {
         /// Whether the output head is the transpose of the token embedding.
         tie_embeddings: bool,
     },
-    /// Vectors in, vectors of the same size out (diffusion over embeddings).
+    /// Vectors in, vectors out (diffusion over embeddings).
     Vectors {
-        /// Size of the input and output vectors.
-        dim: usize,
+        /// Size of the input vectors (e.g. twice the embedding size with self-conditioning).
+        input_dim: usize,
+        /// Size of the output vectors.
+        output_dim: usize,
     },
 }
 
@@ -81,7 +83,10 @@ impl DenoiserConfig {
             DenoiserIo::Tokens { vocab_size, .. } => {
                 ensure_size(vocab_size >= 2, CONTEXT, "vocab_size", vocab_size, "at least 2")?
             }
-            DenoiserIo::Vectors { dim } => ensure_size(dim > 0, CONTEXT, "dim", dim, "at least 1")?,
+            DenoiserIo::Vectors { input_dim, output_dim } => {
+                ensure_size(input_dim > 0, CONTEXT, "input_dim", input_dim, "at least 1")?;
+                ensure_size(output_dim > 0, CONTEXT, "output_dim", output_dim, "at least 1")?
+            }
         }
         ensure_size(self.max_seq_len > 0, CONTEXT, "max_seq_len", self.max_seq_len, "at least 1")?;
         ensure_size(self.d_model > 0, CONTEXT, "d_model", self.d_model, "at least 1")?;
@@ -157,16 +162,18 @@ impl DenoiserConfig {
                     .with_initializer(Initializer::Normal { mean: 0.0, std: 0.02 })
                     .init(device),
             ),
-            DenoiserIo::Vectors { dim } => {
-                InputLayer::Vectors(burn::nn::LinearConfig::new(dim, self.d_model).init(device))
-            }
+            DenoiserIo::Vectors { input_dim, .. } => InputLayer::Vectors(
+                burn::nn::LinearConfig::new(input_dim, self.d_model).init(device),
+            ),
         };
         let head = match self.io {
             DenoiserIo::Tokens { tie_embeddings: true, .. } => None,
             DenoiserIo::Tokens { vocab_size, .. } => {
                 Some(zero_linear(self.d_model, vocab_size, device))
             }
-            DenoiserIo::Vectors { dim } => Some(zero_linear(self.d_model, dim, device)),
+            DenoiserIo::Vectors { output_dim, .. } => {
+                Some(zero_linear(self.d_model, output_dim, device))
+            }
         };
         let block = BlockConfig::new(
             self.d_model,

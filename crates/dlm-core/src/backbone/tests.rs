@@ -92,7 +92,8 @@ fn fresh_models_start_uniform_and_time_independent() {
     assert_eq!(at(0.1).abs().max().into_scalar::<f64>(), 0.0);
     assert_eq!(at(0.9).abs().max().into_scalar::<f64>(), 0.0);
     // Vector models have the same head; their output is 0 until trained.
-    let vectors = small(DenoiserIo::Vectors { dim: 6 }, None).init(&device).unwrap();
+    let vectors =
+        small(DenoiserIo::Vectors { input_dim: 6, output_dim: 6 }, None).init(&device).unwrap();
     let z = Tensor::<3>::random([2, 5, 6], Distribution::Normal(0.0, 1.0), &device);
     let out = vectors.forward(DenoiserInput::vectors(z)).output;
     assert_eq!(out.dims(), [2, 5, 6]);
