@@ -24,6 +24,7 @@ use dlm::continuous::{
 use dlm::core::ar::ArObjective;
 use dlm::core::backbone::{DenoiserConfig, DenoiserIo};
 use dlm::core::data::{SequenceDataset, SpecialTokens};
+use dlm::core::eval::unigram_entropy;
 use dlm::core::sampling::TokenSampler;
 use dlm::core::train::{EvalBatches, LrDecay, RunOptions, TrainConfig, Trainer, evaluate, run};
 use dlm::discrete::sampler::{MaskedSampler, SamplerState, Unmasking};
@@ -217,13 +218,4 @@ fn main() -> anyhow::Result<()> {
     });
     std::fs::write(args.out.join("result.json"), serde_json::to_string_pretty(&result)?)?;
     Ok(())
-}
-
-fn unigram_entropy(tokens: &[u32]) -> f64 {
-    let mut counts = std::collections::HashMap::new();
-    for t in tokens {
-        *counts.entry(t).or_insert(0usize) += 1;
-    }
-    let n = tokens.len() as f64;
-    counts.values().map(|&c| -(c as f64 / n) * (c as f64 / n).ln()).sum()
 }

@@ -21,6 +21,7 @@ use dlm::core::data::{
     MarkovSource, MarkovSourceConfig, SequenceDataset, read_documents, split_corpus,
     tokenize_documents,
 };
+use dlm::core::eval::unigram_entropy;
 use dlm::core::sampling::TokenSampler;
 use dlm::core::tokenizer::{HfTokenizer, Tokenizer};
 use dlm::core::train::{EvalBatches, LrDecay, RunOptions, TrainConfig, Trainer, evaluate, run};
@@ -221,14 +222,4 @@ fn shakespeare(args: &Args, device: burn::tensor::Device, out: PathBuf) -> anyho
     println!("{}", serde_json::to_string_pretty(&result)?);
     std::fs::write(out.join("result.json"), serde_json::to_string_pretty(&result)?)?;
     Ok(())
-}
-
-/// Unigram entropy of a sample's tokens in nats (reported beside generative quality).
-fn unigram_entropy(tokens: &[u32]) -> f64 {
-    let mut counts = std::collections::HashMap::new();
-    for t in tokens {
-        *counts.entry(t).or_insert(0usize) += 1;
-    }
-    let n = tokens.len() as f64;
-    counts.values().map(|&c| -(c as f64 / n) * (c as f64 / n).ln()).sum()
 }

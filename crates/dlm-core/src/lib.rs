@@ -10,6 +10,7 @@
 //! | [`data`] | special tokens, synthetic sources with a known entropy rate (sparse Markov chain, correlated pairs), sequence datasets, text corpora with token ids cached on disk and deterministic splits, wrapped and padded batching, seeded resumable batch order | done |
 //! | [`train`] | the training harness: objectives, AdamW, warmup + constant/cosine LR, global-norm clipping, EMA, accumulation, evaluation, progress bar, metrics CSV, loss plot | done |
 //! | [`checkpoint`] | atomic checkpoint files with typed errors for foreign, truncated and corrupted files; the trainer stores model, optimiser, EMA, state and config in them | done |
+//! | [`eval`] | evaluation helpers (unigram entropy of samples) | done |
 //! | [`ar`] | the autoregressive baseline every diffusion result is compared against: causal objective, exact NLL, cached generation | done |
 
 pub mod ar;
@@ -17,6 +18,7 @@ pub mod backbone;
 pub mod checkpoint;
 pub mod data;
 mod error;
+pub mod eval;
 pub mod sampling;
 pub mod tokenizer;
 pub mod train;
