@@ -42,7 +42,7 @@ fn samplers(c: &mut Criterion) {
     let objective =
         Mdlm::new(MaskingProcess::new(LogLinear::default(), mask_id), 1e-3).expect("valid");
     let mut trainer = Trainer::new(
-        TrainConfig::new(600, 64).with_learning_rate(2e-3).with_warmup_steps(50),
+        TrainConfig::new(1500, 64).with_learning_rate(2e-3).with_warmup_steps(100),
         config.init(&train_device.autodiff()).expect("valid config"),
         objective,
     )

@@ -28,7 +28,7 @@ use serde_json::json;
 #[derive(Parser, Debug)]
 struct Args {
     /// Optimiser steps.
-    #[arg(long, default_value_t = 1500)]
+    #[arg(long, default_value_t = 2000)]
     steps: usize,
     /// Samples per decoding setting.
     #[arg(long, default_value_t = 64)]

@@ -14,18 +14,20 @@ const CONTEXT: &str = "pairs task";
 /// Parameters of a [`PairsTask`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PairsTaskConfig {
-    /// Number of symbols `V`.
+    /// Number of symbols `V` (even): the first half starts phrases, the second half ends them.
     pub n_symbols: usize,
-    /// Number of valid pairs `P`, `1 ≤ P ≤ V²`.
+    /// Number of valid pairs `P`, `1 ≤ P ≤ (V/2)²`.
     pub n_pairs: usize,
     /// Seed of the pair list.
     pub seed: u64,
 }
 
 /// Sequences made of two-token phrases `(a, b)` drawn uniformly from a fixed list of `P` valid
-/// pairs, aligned at even positions. The two tokens of a phrase are strongly dependent while the
-/// phrases are independent, so a sampler that decodes both tokens of a phrase in parallel from
-/// their marginals produces invalid phrases: exactly what parallel-decoding samplers must avoid.
+/// pairs, aligned at even positions; first tokens come from the first half of the symbols,
+/// second tokens from the second half, so a phrase's boundaries can be read off its tokens. The
+/// two tokens of a phrase are strongly dependent while the phrases are independent, so a sampler
+/// that decodes both tokens of a phrase in parallel from their marginals produces invalid
+/// phrases: exactly what parallel-decoding samplers must avoid.
 ///
 /// Exact quantities: the entropy is `ln P` per phrase (`ln(P)/2` per token), and a sample's
 /// validity is the fraction of its phrases that are in the list.
@@ -56,23 +58,30 @@ impl PairsTask {
     /// Draws the list of valid pairs.
     ///
     /// # Errors
-    /// [`CoreError::InvalidSize`] for `V < 2` or `P ∉ [1, V²]`.
+    /// [`CoreError::InvalidSize`] for an odd `V` or `V < 2`, or `P ∉ [1, (V/2)²]`.
     pub fn new(config: PairsTaskConfig) -> Result<Self, CoreError> {
         let PairsTaskConfig { n_symbols, n_pairs, seed } = config;
-        ensure_size(n_symbols >= 2, CONTEXT, "n_symbols", n_symbols, "at least 2")?;
         ensure_size(
-            n_pairs >= 1 && n_pairs <= n_symbols * n_symbols,
+            n_symbols >= 2 && n_symbols.is_multiple_of(2),
+            CONTEXT,
+            "n_symbols",
+            n_symbols,
+            "an even number, at least 2",
+        )?;
+        let half = n_symbols / 2;
+        ensure_size(
+            n_pairs >= 1 && n_pairs <= half * half,
             CONTEXT,
             "n_pairs",
             n_pairs,
-            format!("between 1 and n_symbols² = {}", n_symbols * n_symbols),
+            format!("between 1 and (n_symbols/2)² = {}", half * half),
         )?;
         let mut rng = StdRng::seed_from_u64(seed);
-        let chosen = rand::seq::index::sample(&mut rng, n_symbols * n_symbols, n_pairs);
+        let chosen = rand::seq::index::sample(&mut rng, half * half, n_pairs);
         let offset = SpecialTokens::COUNT;
         let pairs: Vec<(u32, u32)> = chosen
             .iter()
-            .map(|i| ((i / n_symbols) as u32 + offset, (i % n_symbols) as u32 + offset))
+            .map(|i| ((i / half) as u32 + offset, (half + i % half) as u32 + offset))
             .collect();
         let valid = pairs.iter().copied().collect();
         Ok(Self { config, pairs, valid })
@@ -143,20 +152,21 @@ mod tests {
 
     #[test]
     fn samples_are_valid_and_shuffled_samples_are_not() {
-        let task = PairsTask::new(PairsTaskConfig { n_symbols: 16, n_pairs: 24, seed: 2 }).unwrap();
+        let task = PairsTask::new(PairsTaskConfig { n_symbols: 32, n_pairs: 24, seed: 2 }).unwrap();
         let mut rng = StdRng::seed_from_u64(4);
         let sample = task.sample(200, &mut rng);
         assert_eq!(task.score(&sample), PairsScore { valid: 100, total: 100 });
-        // Shifting by one token breaks the alignment: about P/V² = 9 % of random pairs are valid.
+        // Shifting by one token breaks the alignment: a second token never starts a phrase.
         let shifted = task.score(&sample[1..]);
-        assert!(shifted.validity() < 0.4, "{shifted:?}");
+        assert_eq!(shifted.valid, 0, "{shifted:?}");
+        assert!(task.pairs().iter().all(|&(a, b)| a < 4 + 16 && b >= 4 + 16));
         // Independent tokens with the right marginals are mostly invalid.
         let firsts: Vec<u32> = task.pairs().iter().map(|p| p.0).collect();
         let seconds: Vec<u32> = task.pairs().iter().map(|p| p.1).collect();
         let independent: Vec<u32> = (0..400)
             .flat_map(|_| [firsts[rng.random_range(0..24)], seconds[rng.random_range(0..24)]])
             .collect();
-        assert!(task.score(&independent).validity() < 0.5);
+        assert!(task.score(&independent).validity() < 0.35);
     }
 
     #[test]
@@ -173,7 +183,8 @@ mod tests {
         let bad =
             |n_symbols, n_pairs| PairsTask::new(PairsTaskConfig { n_symbols, n_pairs, seed: 0 });
         assert!(matches!(bad(1, 1), Err(CoreError::InvalidSize { name: "n_symbols", .. })));
+        assert!(matches!(bad(5, 1), Err(CoreError::InvalidSize { name: "n_symbols", .. })));
         assert!(matches!(bad(4, 0), Err(CoreError::InvalidSize { name: "n_pairs", .. })));
-        assert!(matches!(bad(4, 17), Err(CoreError::InvalidSize { name: "n_pairs", .. })));
+        assert!(matches!(bad(4, 5), Err(CoreError::InvalidSize { name: "n_pairs", .. })));
     }
 }
