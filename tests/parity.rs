@@ -22,10 +22,13 @@ use rand::rngs::StdRng;
 
 /// Tolerances (f32 arithmetic in another order, other kernels for GELU, softmax, reductions):
 /// outputs element-wise `|a − b| ≤ 1e-4·max(1, |b|)`; gradients `max|a − b| ≤ 1e-4·max|b|` over
-/// all parameters; one AdamW step: the parameter updates within 1 % in L2 (Adam divides by
-/// `√v`, so a parameter with a near-zero gradient can move by ±lr on either backend).
+/// all parameters; one AdamW step (with `ε = 1e-5`): the loss within 1e-4 relative and the
+/// parameter updates within 1e-4 in relative L2.
+/// Adam divides by `√v + ε`, so a parameter whose gradient is at the level of rounding noise moves
+/// by up to ±lr with a backend-dependent sign; an `ε` above that noise damps those entries
+/// without hiding a wrong update.
 const TOLERANCE: f64 = 1e-4;
-const UPDATE_TOLERANCE: f64 = 1e-2;
+const UPDATE_TOLERANCE: f64 = 1e-4;
 
 fn others() -> Vec<(&'static str, Device)> {
     compiled_backends()
@@ -37,6 +40,9 @@ fn others() -> Vec<(&'static str, Device)> {
 
 fn assert_close(name: &str, a: Vec<f64>, b: Vec<f64>) {
     assert_eq!(a.len(), b.len(), "{name}: lengths");
+    let worst =
+        a.iter().zip(&b).map(|(x, y)| (x - y).abs() / y.abs().max(1.0)).fold(0.0f64, f64::max);
+    eprintln!("{name}: worst relative difference {worst:.2e}");
     for (i, (x, y)) in a.iter().zip(&b).enumerate() {
         assert!((x - y).abs() <= TOLERANCE * y.abs().max(1.0), "{name}[{i}]: {x} vs flex {y}");
     }
@@ -46,6 +52,7 @@ fn assert_close_normwise(name: &str, a: Vec<f64>, b: Vec<f64>) {
     assert_eq!(a.len(), b.len(), "{name}: lengths");
     let scale = b.iter().fold(0.0f64, |m, v| m.max(v.abs()));
     let worst = a.iter().zip(&b).map(|(x, y)| (x - y).abs()).fold(0.0f64, f64::max);
+    eprintln!("{name}: worst difference / scale {:.2e}", worst / scale);
     assert!(worst <= TOLERANCE * scale, "{name}: max difference {worst}, scale {scale}");
 }
 
@@ -66,10 +73,12 @@ fn same_weights<M: Module>(source: &M, target: M) -> M {
     target.load_record(source.clone().into_record())
 }
 
-/// Random weights, on flex and the same on `device`.
+/// Random weights `N(0, 0.05²)` (a well-conditioned network, so that the comparison measures the
+/// backends, not the amplification of rounding by saturated layers), on flex and on `device`.
 fn pair(config: &DenoiserConfig, device: &Device) -> (Denoiser, Denoiser) {
     let flex = Device::flex();
-    let reference = dlm_core::testing::randomised(config.init(&flex).unwrap(), &flex);
+    let reference =
+        dlm_core::testing::randomised_with_std(config.init(&flex).unwrap(), 0.05, &flex);
     let copy = same_weights(&reference, config.init(device).unwrap());
     (reference, copy)
 }
@@ -163,7 +172,7 @@ fn a_training_step_agrees() {
             let m = same_weights(&m, causal().init(&d.clone().autodiff()).unwrap());
             let before = params(&m);
             let mut trainer = Trainer::new(
-                TrainConfig::new(1, 4).with_learning_rate(1e-3),
+                TrainConfig::new(1, 4).with_learning_rate(1e-3).with_epsilon(1e-5),
                 m,
                 ArObjective::default(),
             )
@@ -183,6 +192,10 @@ fn a_training_step_agrees() {
         let difference: Vec<f64> =
             update.iter().zip(&reference_update).map(|(a, b)| a - b).collect();
         let relative = norm(&difference) / norm(&reference_update);
+        eprintln!(
+            "{name} AdamW step: loss difference {:.2e}, update difference {relative:.2e} (L2)",
+            (loss - reference_loss).abs()
+        );
         assert!(
             relative <= UPDATE_TOLERANCE,
             "{name} AdamW update differs by {relative} (L2, relative)"
@@ -214,7 +227,8 @@ fn sampler_inputs_agree() {
             .with_d_model(32)
             .with_n_layers(1)
             .with_cond_dim(16);
-        let reference = dlm_core::testing::randomised(config.init(&flex).unwrap(), &flex);
+        let reference =
+            dlm_core::testing::randomised_with_std(config.init(&flex).unwrap(), 0.05, &flex);
         let model = same_weights(&reference, config.init(&device).unwrap());
         let x0 = |m: &dlm::continuous::DiffusionLm, d: &Device| {
             let z = Tensor::<3>::from_data(
