@@ -39,6 +39,17 @@ pub enum DiscreteError {
         /// What needed it.
         what: &'static str,
     },
+    /// A policy that compares confidences with probability thresholds was given a measure that
+    /// is not a probability.
+    #[error(
+        "{policy} compares confidences in [0, 1] with a threshold; `{confidence:?}` is not one"
+    )]
+    ConfidenceNotAProbability {
+        /// The policy.
+        policy: &'static str,
+        /// The measure that was given.
+        confidence: dlm_core::sampling::Confidence,
+    },
     /// An error of the shared foundation (data, model, checkpoint).
     #[error(transparent)]
     Core(#[from] CoreError),

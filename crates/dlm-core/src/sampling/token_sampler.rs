@@ -1,10 +1,11 @@
 //! [`TokenSampler`]: temperature, top-k and top-p composed with float64 Gumbel-max.
 
-use burn::tensor::{Int, Tensor};
+use burn::tensor::{DType, Int, Tensor, TensorData};
+use rand::{Rng, RngExt};
 use serde::{Deserialize, Serialize};
 
 use super::filter::{top_k, top_p};
-use super::gumbel::{draw_gumbel, gumbel_max};
+use super::gumbel::{draw_gumbel, gumbel_from_uniforms, gumbel_max};
 use crate::error::{CoreError, ensure_size, ensure_value};
 
 const CONTEXT: &str = "token sampler";
@@ -133,6 +134,31 @@ impl TokenSampler {
         }
         let gumbel = draw_gumbel(logits.dims(), &logits.device());
         self.sample_with_gumbel(logits, gumbel)
+    }
+
+    /// Draws one token per position, with float64 Gumbel noise from uniforms drawn on the host
+    /// from `rng`: the draw is determined by `rng` alone, whatever else uses the device's random
+    /// stream, and equal across backends up to the logits' rounding. Greedy sampling draws no
+    /// noise and leaves `rng` untouched.
+    ///
+    /// # Shapes
+    /// - `logits`: `[batch, seq_len, vocab_size]`
+    /// - returns `[batch, seq_len]`
+    pub fn sample_with_rng<R: Rng + ?Sized>(
+        &self,
+        logits: Tensor<3>,
+        rng: &mut R,
+    ) -> Tensor<2, Int> {
+        if self.temperature == 0.0 {
+            return self.sample(logits);
+        }
+        let shape = logits.dims();
+        let uniforms: Vec<f64> = (0..shape.iter().product()).map(|_| rng.random::<f64>()).collect();
+        let uniforms = Tensor::<3>::from_data(
+            TensorData::new(uniforms, shape),
+            (&logits.device(), DType::F64),
+        );
+        self.sample_with_gumbel(logits, gumbel_from_uniforms(uniforms))
     }
 }
 

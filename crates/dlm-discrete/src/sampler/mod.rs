@@ -6,8 +6,8 @@ mod remdm;
 mod state;
 mod unmasking;
 
-use burn::tensor::{DType, Int, Tensor, TensorData};
-use dlm_core::sampling::{TokenSampler, gumbel_from_uniforms};
+use burn::tensor::{Int, Tensor, TensorData};
+use dlm_core::sampling::TokenSampler;
 use dlm_sched::TimeGrid;
 use rand::RngExt;
 use rand::rngs::StdRng;
@@ -121,7 +121,8 @@ impl MaskedSampler {
         &self.unmasking
     }
 
-    /// Steps per block (a cap for threshold and factor policies, which run to completion).
+    /// Steps per block for grid and count policies; threshold and factor policies ignore it and
+    /// run until the block is decoded (at most one step per position, as they always commit one).
     pub fn steps(&self) -> usize {
         self.steps
     }
@@ -165,8 +166,14 @@ impl MaskedSampler {
         let mut last: Option<(Vec<i64>, Tensor<3>)> = None;
         let block = self.block_length.unwrap_or(seq_len);
         let grid = TimeGrid::uniform(self.steps, 0.0).expect("steps ≥ 1");
+        // Blocks tile the positions after the prompt: from the first free position of any row.
+        let first_free = fixed
+            .chunks(seq_len)
+            .filter_map(|row| row.iter().position(|&f| !f))
+            .min()
+            .unwrap_or(seq_len);
 
-        for block_start in (0..seq_len).step_by(block) {
+        for block_start in (first_free..seq_len).step_by(block) {
             let block_end = (block_start + block).min(seq_len);
             let in_block = |i: usize| (block_start..block_end).contains(&(i % seq_len));
             let candidates = |tokens: &[i64]| -> Vec<bool> {
@@ -220,8 +227,10 @@ impl MaskedSampler {
                 };
                 let k_per_row: Vec<usize> =
                     n_in_block.iter().map(|&n| tokens_per_step(n, self.steps, step)).collect();
-                let decoded: Vec<bool> =
-                    (0..batch * seq_len).map(|i| tokens[i] != mask && !fixed[i]).collect();
+                // ReMDM remasks within the current block only: earlier blocks are final.
+                let decoded: Vec<bool> = (0..batch * seq_len)
+                    .map(|i| tokens[i] != mask && !fixed[i] && in_block(i))
+                    .collect();
                 let region = StepRegion {
                     tokens: &mut tokens,
                     candidates: &candidate,
@@ -307,16 +316,7 @@ impl MaskedSampler {
     /// Proposals with float64 Gumbel noise from the host `rng` (none when greedy), so that a
     /// sampler's output is determined by its `rng` alone, whatever else uses the device.
     fn propose(&self, log_probs: Tensor<3>, rng: &mut StdRng) -> Tensor<2, Int> {
-        if self.proposal.temperature() == 0.0 {
-            return self.proposal.sample(log_probs);
-        }
-        let shape = log_probs.dims();
-        let uniforms: Vec<f64> = (0..shape.iter().product()).map(|_| rng.random::<f64>()).collect();
-        let uniforms = Tensor::<3>::from_data(
-            TensorData::new(uniforms, shape),
-            (&log_probs.device(), DType::F64),
-        );
-        self.proposal.sample_with_gumbel(log_probs, gumbel_from_uniforms(uniforms))
+        self.proposal.sample_with_rng(log_probs, rng)
     }
 }
 

@@ -20,10 +20,10 @@ pub enum ReMdmStrategy {
         eta: f64,
     },
     /// Three phases, as in their `remdm-loop` (defaults `η = 0.02`, `t_on = 0.55`,
-    /// `t_off = 0.05`, `α_on = 0.9`): for `t > t_on` MDLM steps on `α = (1 − t)·α_on/(1 − t_on)`;
-    /// for `t_off < t ≤ t_on` the signal is held at `α_on` and `σ = η` remasks; for `t ≤ t_off`
-    /// MDLM steps on `α = 1 − t·(1 − α_on)/t_off`. It replaces the model's schedule, which it
-    /// assumes linear in `t` (MDLM's log-linear).
+    /// `t_off = 0.05`, `α_on = 0.9`), on a continuous piecewise-linear signal `α(u)`: MDLM steps while
+    /// `α` climbs to `α_on` above `t_on`; steps wholly inside `[t_off, t_on]` hold `α = α_on` and
+    /// remask with `σ = η` (capped at `σ^max`); MDLM steps again from `α_on` to 1 below `t_off`.
+    /// It replaces the model's schedule, which it assumes linear in `t` (MDLM's log-linear).
     Loop {
         /// `η`.
         eta: f64,
@@ -34,6 +34,20 @@ pub enum ReMdmStrategy {
         /// Signal level held during the loop.
         alpha_on: f64,
     },
+}
+
+/// The loop strategy's signal level at time `u`: `(1 − u)·α_on/(1 − t_on)` above `t_on`, `α_on`
+/// on `[t_off, t_on]`, `1 − u·(1 − α_on)/t_off` below `t_off`. Continuous, with `α(1) = 0` and
+/// `α(0) = 1`; one function serves both ends of a step, so a step that crosses a phase boundary
+/// sees the right `α` on each side.
+fn loop_alpha(u: f64, t_on: f64, t_off: f64, alpha_on: f64) -> f64 {
+    if u > t_on {
+        (1.0 - u) * alpha_on / (1.0 - t_on)
+    } else if u >= t_off {
+        alpha_on
+    } else {
+        1.0 - u * (1.0 - alpha_on) / t_off
+    }
 }
 
 /// ReMDM (Wang et al. 2025, "Remasking discrete diffusion models with inference-time scaling",
@@ -98,15 +112,13 @@ impl ReMdm {
                 (alpha_t, alpha_s, eta * sigma_max(alpha_t, alpha_s))
             }
             ReMdmStrategy::Loop { eta, t_on, t_off, alpha_on } => {
-                if t > t_on {
-                    let alpha = |u: f64| (1.0 - u) * alpha_on / (1.0 - t_on);
-                    (alpha(t), alpha(s), 0.0)
-                } else if t <= t_off {
-                    let alpha = |u: f64| 1.0 - u * (1.0 - alpha_on) / t_off;
-                    (alpha(t), alpha(s), 0.0)
-                } else {
-                    (alpha_on, alpha_on, eta.min(sigma_max(alpha_on, alpha_on)))
-                }
+                let alpha = |u: f64| loop_alpha(u, t_on, t_off, alpha_on);
+                let (alpha_t, alpha_s) = (alpha(t), alpha(s));
+                // Remask only on steps that lie wholly inside the loop phase; a step that
+                // straddles `t_on` or `t_off` is a plain MDLM step on the piecewise line.
+                let in_loop = t <= t_on && s >= t_off;
+                let sigma = if in_loop { eta.min(sigma_max(alpha_t, alpha_s)) } else { 0.0 };
+                (alpha_t, alpha_s, sigma)
             }
         }
     }
@@ -163,6 +175,28 @@ mod tests {
         assert_eq!(sigma, 0.0);
         // The last step reaches α = 1: everything is decoded.
         assert!((remdm.probabilities(0.01, 0.0).0 - 1.0).abs() < 1e-9);
+    }
+
+    /// On a 10-step grid, steps straddle both phase boundaries: t = 0.6 → 0.5 crosses `t_on`
+    /// (α goes 0.8 → 0.9) and t = 0.1 → 0.0 crosses `t_off`. Simulating the masked fraction
+    /// through the whole grid must land on `1 − α(s)` after every step and on 0 at the end.
+    #[test]
+    fn loop_on_a_coarse_grid_keeps_the_marginals_across_phase_boundaries() {
+        let (t_on, t_off, alpha_on) = (0.55, 0.05, 0.9);
+        let strategy = ReMdmStrategy::Loop { eta: 0.02, t_on, t_off, alpha_on };
+        let remdm = ReMdm::new(linear(), strategy).unwrap();
+        let crossing = remdm.probabilities(0.6, 0.5);
+        // α(0.6) = 0.4·0.9/0.45 = 0.8, α(0.5) = 0.9: unmask (0.9 − 0.8)/(1 − 0.8) = 0.5, no remask.
+        assert!((crossing.0 - 0.5).abs() < 1e-9 && crossing.1 == 0.0, "{crossing:?}");
+        let mut masked = 1.0;
+        for step in 0..10 {
+            let (t, s) = (1.0 - step as f64 / 10.0, 1.0 - (step + 1) as f64 / 10.0);
+            let (p_unmask, p_remask) = remdm.probabilities(t, s);
+            masked = masked * (1.0 - p_unmask) + (1.0 - masked) * p_remask;
+            let expected = 1.0 - loop_alpha(s, t_on, t_off, alpha_on);
+            assert!((masked - expected).abs() < 1e-9, "after t = {s}: {masked} vs {expected}");
+        }
+        assert!(masked.abs() < 1e-12);
     }
 
     #[test]

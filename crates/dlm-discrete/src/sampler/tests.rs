@@ -44,7 +44,7 @@ fn policies() -> Vec<(&'static str, MaskedSampler)> {
         ),
         (
             "factor",
-            MaskedSampler::new(Unmasking::factor(Confidence::NegativeEntropy, 1.0).unwrap(), 1)
+            MaskedSampler::new(Unmasking::factor(Confidence::Margin, 1.0).unwrap(), 1)
                 .unwrap()
                 .with_block_length(4)
                 .unwrap(),
@@ -116,6 +116,64 @@ fn blocks_and_steps_set_the_number_of_model_calls() {
     assert_eq!(run(&topk(6), &model, start(), 0).nfe, 6);
     let blocks = topk(2).with_block_length(4).unwrap();
     assert_eq!(run(&blocks, &model, start(), 0).nfe, 3 * 2);
+    // Blocks tile the positions after a 3-token prompt: [3, 7) and [7, 11), two calls each.
+    // (Blocks from position 0 would make three blocks, the first with one free position.)
+    let prompt = Tensor::<2, Int>::from_ints([[5, 6, 7], [8, 9, 10]], &device);
+    let prompted = SamplerState::with_prompt(prompt, 8, MASK);
+    assert_eq!(run(&blocks, &model, prompted, 0).nfe, 2 * 2);
+}
+
+/// A SUBS denoiser that records every `z_t` it is asked about.
+struct Recording<'a> {
+    subs: Subs<'a>,
+    inputs: std::cell::RefCell<Vec<Vec<i64>>>,
+}
+
+impl MaskedDenoiser for Recording<'_> {
+    fn log_probs(&self, z_t: Tensor<2, Int>, t: Tensor<1>) -> Tensor<3> {
+        self.inputs.borrow_mut().push(values(z_t.clone()));
+        self.subs.log_probs(z_t, t)
+    }
+    fn is_time_conditioned(&self) -> bool {
+        self.subs.is_time_conditioned()
+    }
+    fn mask_id(&self) -> u32 {
+        MASK
+    }
+    fn device(&self) -> Device {
+        self.subs.device()
+    }
+}
+
+#[test]
+fn remdm_in_blocks_never_remasks_a_finished_block() {
+    let device = Device::flex();
+    let model = model(&device, None);
+    let recording =
+        Recording { subs: Subs { model: &model, mask_id: MASK }, inputs: Default::default() };
+    let schedule = ScheduleKind::LogLinear(LogLinear::default());
+    // Remask as much as allowed, so that without the restriction the first block would be hit.
+    let remdm = ReMdm::new(schedule, ReMdmStrategy::Rescale { eta: 1.0 }).unwrap();
+    let sampler = MaskedSampler::new(Unmasking::ReMdm(remdm), 16)
+        .unwrap()
+        .with_block_length(4)
+        .unwrap()
+        .with_proposal(TokenSampler::new(1.0).unwrap());
+    let state = SamplerState::all_masked(4, 8, MASK, &device);
+    sampler.sample(&recording, state, &mut StdRng::seed_from_u64(5));
+    let inputs = recording.inputs.into_inner();
+    let second_block: Vec<&Vec<i64>> = inputs
+        .iter()
+        .filter(|z| z.chunks(8).any(|row| row[4..].iter().any(|&t| t != i64::from(MASK))))
+        .collect();
+    assert!(!second_block.is_empty());
+    // Once the second block has started, every row's first block is fully decoded and stays so.
+    let first_blocks = |z: &Vec<i64>| z.chunks(8).map(|row| row[..4].to_vec()).collect::<Vec<_>>();
+    let finished = first_blocks(second_block[0]);
+    assert!(finished.iter().flatten().all(|&t| t != i64::from(MASK)));
+    for z in &second_block {
+        assert_eq!(first_blocks(z), finished);
+    }
 }
 
 #[test]

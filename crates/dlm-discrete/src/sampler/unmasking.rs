@@ -51,8 +51,10 @@ impl Unmasking {
     /// [`Unmasking::Threshold`], validated.
     ///
     /// # Errors
-    /// [`DiscreteError::InvalidValue`] unless `0 < τ ≤ 1`.
+    /// [`DiscreteError::InvalidValue`] unless `0 < τ ≤ 1`;
+    /// [`DiscreteError::ConfidenceNotAProbability`] for [`Confidence::NegativeEntropy`].
     pub fn threshold(confidence: Confidence, tau: f64) -> Result<Self, DiscreteError> {
+        ensure_probability(confidence, "threshold unmasking")?;
         ensure_value(
             tau > 0.0 && tau <= 1.0,
             "threshold unmasking",
@@ -66,8 +68,10 @@ impl Unmasking {
     /// [`Unmasking::Factor`], validated.
     ///
     /// # Errors
-    /// [`DiscreteError::InvalidValue`] unless `f` is finite and `> 0`.
+    /// [`DiscreteError::InvalidValue`] unless `f` is finite and `> 0`;
+    /// [`DiscreteError::ConfidenceNotAProbability`] for [`Confidence::NegativeEntropy`].
     pub fn factor(confidence: Confidence, factor: f64) -> Result<Self, DiscreteError> {
+        ensure_probability(confidence, "factor unmasking")?;
         ensure_value(
             factor > 0.0 && factor.is_finite(),
             "factor unmasking",
@@ -97,6 +101,17 @@ impl Unmasking {
     /// factor).
     pub fn runs_to_completion(&self) -> bool {
         matches!(self, Self::Threshold { .. } | Self::Factor { .. })
+    }
+}
+
+/// Threshold and factor rules read confidences as probabilities of being right: token
+/// probability and margin lie in `[0, 1]`; negative entropy is `≤ 0` and would never pass.
+fn ensure_probability(confidence: Confidence, policy: &'static str) -> Result<(), DiscreteError> {
+    match confidence {
+        Confidence::TokenProbability | Confidence::Margin => Ok(()),
+        Confidence::NegativeEntropy => {
+            Err(DiscreteError::ConfidenceNotAProbability { policy, confidence })
+        }
     }
 }
 
@@ -270,5 +285,10 @@ mod tests {
         assert!(Unmasking::threshold(Confidence::Margin, 1.5).is_err());
         assert!(Unmasking::factor(Confidence::Margin, f64::NAN).is_err());
         assert!(Unmasking::factor(Confidence::Margin, -1.0).is_err());
+        assert!(matches!(
+            Unmasking::threshold(Confidence::NegativeEntropy, 0.9),
+            Err(DiscreteError::ConfidenceNotAProbability { .. })
+        ));
+        assert!(Unmasking::factor(Confidence::NegativeEntropy, 1.0).is_err());
     }
 }
