@@ -129,7 +129,8 @@ impl<S: NoiseSchedule> Mdlm<S> {
     }
 
     /// The NELBO of `model` on `data`: every sequence is scored at `time_samples` times (drawn
-    /// stratified across the batch, seeded), sums accumulate in `f64`.
+    /// stratified across the batch, seeded), sums accumulate in `f64`. With a spindle the
+    /// result is the spindle's weighted surrogate, not a bound (see [`crate::Spindle`]).
     ///
     /// # Errors
     /// [`DiscreteError::InvalidSize`] if `batch_size` or `time_samples` is 0 or the prompt leaves

@@ -17,9 +17,14 @@ use crate::error::{DiscreteError, ensure_size, ensure_value};
 /// tokens are masked earlier and decoded later; the schedule is unchanged at `t = 0` and `t = 1`
 /// and on average over a sequence. `λ = 0` is the plain schedule.
 ///
-/// Every token then has its own masking process, so the NELBO weight is per token,
+/// Every token then has its own masking process, and the loss weighs token `i` by
 /// `w_i(t) = −α_i′(t)/(1 − α_i(t))` with `α_i′ = α′ − λπ·cos(πt)·(h(x_i) − h̄)` (0 where
 /// clipped); [`Spindle::new`] checks that `α_i` is non-increasing for every token.
+///
+/// This is a weighted surrogate, not a bound: `α_i` depends on the token `x_i` (and on the
+/// sequence through `h̄`), which the reverse model cannot see at a masked position, so the true
+/// reverse process is not the per-token MDLM posterior the weights assume. With `λ > 0`, report
+/// likelihoods with the plain schedule's NELBO ([`crate::Mdlm`]).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Spindle {
     lambda: f64,

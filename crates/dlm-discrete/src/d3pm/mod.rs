@@ -257,7 +257,7 @@ impl D3pm {
 
     /// Ancestral sampling: from the prior (all mask, or uniform tokens), `x_{t−1} ~ p_θ(· | x_t)`
     /// for `t = T, …, 1`, with float64 Gumbel-max proposals from `proposal`'s temperature. One
-    /// model call per step.
+    /// model call per step; every draw comes from `rng`.
     pub fn sample<R: Rng + ?Sized>(
         &self,
         model: &Denoiser,
@@ -279,7 +279,7 @@ impl D3pm {
             let steps = vec![step; batch];
             let x0_probs = self.x0_log_probs(model, x_t.clone(), &steps).exp();
             let log_p = self.reverse_log_probs(x_t, x0_probs, &steps);
-            x_t = proposal.sample(log_p);
+            x_t = proposal.sample_with_rng(log_p, rng);
         }
         x_t
     }
@@ -295,13 +295,17 @@ fn model_device(model: &Denoiser) -> Device {
 }
 
 impl Objective<Denoiser> for D3pm {
-    /// D3PM's hybrid loss `L_vb + λ·E[−log p̃_θ(x0 | x_t)]` (eq. 5), per token.
+    /// D3PM's hybrid loss `L_vb + λ·E[−log p̃_θ(x0 | x_t)]` (eq. 5), per token, with both terms
+    /// taken per sampled step as in the reference code (`vb + λ·ce` at one `t`): the unbiased
+    /// `L_vb` estimate scales the step's KL by `T`, so the cross-entropy is scaled by `λ·T` too,
+    /// keeping `λ` the ratio the paper tuned (`0.01` for absorbing text).
     fn loss(&self, model: &Denoiser, batch: Tensor<2, Int>, rng: &mut StdRng) -> LossSum {
         let [b, seq_len] = batch.dims();
         let steps = self.draw_steps(b, rng);
         let (kl, cross_entropy) = self.terms(model, batch.clone(), &steps, rng);
-        let vb = kl.mul_scalar(self.steps() as f64) + self.prior_term(batch);
-        LossSum { sum: vb + cross_entropy.mul_scalar(self.hybrid_lambda), count: b * seq_len }
+        let per_step = kl + cross_entropy.mul_scalar(self.hybrid_lambda);
+        let sum = per_step.mul_scalar(self.steps() as f64) + self.prior_term(batch);
+        LossSum { sum, count: b * seq_len }
     }
 }
 

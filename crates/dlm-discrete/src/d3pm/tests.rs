@@ -191,3 +191,35 @@ fn bad_settings_are_rejected() {
     assert!(D3pm::new(Transition::Absorbing { mask_id: 9 }, schedule.clone(), 5, 0.0).is_err());
     assert!(D3pm::new(Transition::Uniform, schedule, 5, -0.1).is_err());
 }
+
+/// The hybrid loss adds `λ·T` times the cross-entropy to the `T`-scaled `L_vb` estimate (both
+/// taken at the sampled step), so with the same draws `L_λ − L_0 = λ·T·CE`.
+#[test]
+fn hybrid_loss_weighs_the_cross_entropy_by_lambda_times_steps() {
+    let device = Device::flex();
+    let config =
+        DenoiserConfig::new(DenoiserIo::Tokens { vocab_size: V, tie_embeddings: false }, 6)
+            .with_d_model(16)
+            .with_n_heads(2)
+            .with_n_layers(1)
+            .with_cond_dim(Some(16));
+    let model = randomised(config.init(&device).unwrap(), &device);
+    let x0 =
+        Tensor::<2, Int>::from_data(TensorData::new(vec![0i64, 1, 2, 3, 1, 0], [1, 6]), &device);
+    let lambda = 0.25;
+    let vb_only = d3pm(Transition::Absorbing { mask_id: MASK });
+    let hybrid = D3pm::new(vb_only.transition, vb_only.schedule.clone(), V, lambda).unwrap();
+    let loss = |d: &D3pm| {
+        let sum = d.loss(&model, x0.clone(), &mut StdRng::seed_from_u64(7)).sum;
+        sum.into_scalar::<f64>()
+    };
+    // The same draws as `loss`: the steps first, then the noise inside `terms`.
+    let mut rng = StdRng::seed_from_u64(7);
+    let steps = vb_only.draw_steps(1, &mut rng);
+    let (_, cross_entropy) = vb_only.terms(&model, x0.clone(), &steps, &mut rng);
+    let cross_entropy = cross_entropy.into_scalar::<f64>();
+    let expected = lambda * vb_only.steps() as f64 * cross_entropy;
+    let difference = loss(&hybrid) - loss(&vb_only);
+    assert!(cross_entropy > 0.1, "{cross_entropy}");
+    assert!((difference - expected).abs() < 1e-4 * expected, "{difference} vs {expected}");
+}
