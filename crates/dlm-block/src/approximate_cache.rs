@@ -328,6 +328,43 @@ mod tests {
         }
     }
 
+    /// With nothing changed since the full pass, a chunk run against the cached prefix (and
+    /// suffix) gives the full pass's logits: the caches hold the right positions, in an order
+    /// full attention does not care about.
+    #[test]
+    fn chunks_against_the_caches_reproduce_the_full_pass() {
+        let device = Device::flex();
+        let model = model(&device);
+        let (batch, len, start, end) = (2, 12, 4, 8);
+        let z = Tensor::<2>::random([batch, len], Distribution::Uniform(3.0, 11.0), &device).int();
+        let t = Tensor::<1>::from_floats([0.3, 0.6], &device);
+        let full = model.forward(
+            DenoiserInput::tokens(z.clone())
+                .with_mask(AttentionMask::Full)
+                .with_time(t.clone())
+                .keep_cache(),
+        );
+        let cache = full.cache.unwrap();
+        let sampler = MaskedSampler::new(Unmasking::Random, 1).unwrap();
+        let decoder = BlockwiseDecoder::new(sampler, 4, MASK).unwrap();
+        let columns = |from: usize, to: usize| z.clone().narrow(1, from, to - from);
+        let expected = |from: usize, to: usize| full.output.clone().narrow(1, from, to - from);
+        let max_diff = |a: Tensor<3>, b: Tensor<3>| (a - b).abs().max().into_scalar::<f64>();
+        // Prefix: the chunk runs from the block to the end.
+        let prefix = decoder.run_chunk(
+            &model,
+            columns(start, len),
+            start,
+            Some(cache.slice(0, start)),
+            t.clone(),
+        );
+        assert!(max_diff(prefix, expected(start, len)) < 1e-5);
+        // Dual: only the block, against prefix and suffix.
+        let around = cache.slice(0, start).concat(cache.slice(end, len - end));
+        let dual = decoder.run_chunk(&model, columns(start, end), start, Some(around), t);
+        assert!(max_diff(dual, expected(start, end)) < 1e-5);
+    }
+
     #[test]
     fn bad_settings_are_rejected() {
         let device = Device::flex();

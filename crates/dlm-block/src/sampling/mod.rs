@@ -201,6 +201,7 @@ impl BlockSampler {
             nfe += 1;
             cache = Some(self.extend(model, None, p.clone(), 0, window));
         }
+        let prompt_len = tokens.as_ref().map_or(0, |t| t.dims()[1]);
         let mut finished = vec![false; batch];
         let mut blocks = 0;
         while blocks < max_blocks && !finished.iter().all(|&f| f) {
@@ -243,7 +244,7 @@ impl BlockSampler {
         }
         let tokens = tokens.expect("at least one block");
         let tokens = match eos {
-            Some(eos) => pad_after_eos(tokens, eos),
+            Some(eos) => pad_after_eos(tokens, eos, prompt_len),
             None => tokens,
         };
         Ok(Generation { tokens, nfe, blocks })
@@ -276,14 +277,16 @@ impl BlockSampler {
     }
 }
 
-/// Sets every position after a row's first `eos` to `eos`.
-fn pad_after_eos(tokens: Tensor<2, Int>, eos: u32) -> Tensor<2, Int> {
+/// Sets every position after a row's first generated `eos` (at or after `prompt_len`) to `eos`;
+/// an `eos` inside the prompt ends nothing.
+fn pad_after_eos(tokens: Tensor<2, Int>, eos: u32, prompt_len: usize) -> Tensor<2, Int> {
     let [batch, len] = tokens.dims();
     let device = tokens.device();
     let mut values: Vec<i64> = tokens.into_data().iter::<i64>().collect();
     for row in values.chunks_mut(len) {
-        if let Some(first) = row.iter().position(|&t| t == i64::from(eos)) {
-            row[first..].fill(i64::from(eos));
+        let generated = &mut row[prompt_len..];
+        if let Some(first) = generated.iter().position(|&t| t == i64::from(eos)) {
+            generated[first..].fill(i64::from(eos));
         }
     }
     Tensor::from_data(TensorData::new(values, [batch, len]), &device)

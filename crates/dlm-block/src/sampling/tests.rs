@@ -110,6 +110,16 @@ fn generation_stops_at_eos_and_pads_after_it() {
 }
 
 #[test]
+fn an_eos_in_the_prompt_ends_nothing() {
+    let device = Device::flex();
+    let eos = 9;
+    let tokens =
+        Tensor::<2, Int>::from_ints([[4, 9, 5, 6, 7, 9, 8, 5], [4, 5, 6, 7, 8, 5, 6, 7]], &device);
+    let padded = values(pad_after_eos(tokens, eos, BS));
+    assert_eq!(padded, vec![4, 9, 5, 6, 7, 9, 9, 9, 4, 5, 6, 7, 8, 5, 6, 7]);
+}
+
+#[test]
 fn a_sliding_window_generates_past_the_context() {
     let device = Device::flex();
     let model = model(&device); // trained context: 32 positions

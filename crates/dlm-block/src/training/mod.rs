@@ -7,6 +7,7 @@ use dlm_core::train::{LossSum, Objective};
 use dlm_discrete::subs_log_probs;
 use dlm_sched::{NoiseSchedule, TimeSampler};
 use rand::rngs::StdRng;
+use rand::seq::SliceRandom;
 use rand::{RngExt, SeedableRng};
 
 use crate::error::{BlockError, ensure_size};
@@ -114,8 +115,15 @@ impl<S: NoiseSchedule> Bd3lm<S> {
         LossSum { sum: terms.sum(), count: batch * seq_len }
     }
 
+    /// One time per block of the batch, in a random order: a stratified sampler's `i`-th time
+    /// lies in the `i`-th stratum, so without the shuffle block `j` of every sequence would only
+    /// see the sub-strata `j, j + n_blocks, …` and later blocks would always be noisier than
+    /// earlier ones in the same row. The reference code keeps that order; shuffling keeps one time
+    /// per stratum over the batch and makes every block's time marginally `U[low, high]`.
     fn draw_times(&self, n: usize, rng: &mut StdRng) -> Vec<f64> {
-        self.time_sampler.sample(n, rng)
+        let mut times = self.time_sampler.sample(n, rng);
+        times.shuffle(rng);
+        times
     }
 
     /// The mean loss per token on `data`, `time_samples` draws of the block times per sequence,

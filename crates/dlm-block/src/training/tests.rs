@@ -189,3 +189,20 @@ fn the_variance_search_ranks_candidates() {
     assert!(ranked[0].beta > 0.0, "{ranked:?}");
     assert!(objective.variance_search(&model, &data, &[(0.8, 0.3)], 1, 0).is_err());
 }
+
+#[test]
+fn block_times_keep_one_per_stratum_in_a_random_order() {
+    let objective =
+        Bd3lm::new(LogLinear::default(), MASK, 4, TimeSampler::antithetic(0.0).unwrap()).unwrap();
+    let mut rng = StdRng::seed_from_u64(3);
+    let n = 32;
+    let mut ordered_draws = 0;
+    for _ in 0..20 {
+        let times = objective.draw_times(n, &mut rng);
+        let mut strata: Vec<usize> = times.iter().map(|t| (t * n as f64) as usize).collect();
+        ordered_draws += usize::from(strata.windows(2).all(|w| w[0] < w[1]));
+        strata.sort_unstable();
+        assert_eq!(strata, (0..n).collect::<Vec<_>>(), "one time per stratum");
+    }
+    assert_eq!(ordered_draws, 0, "times come in a random order");
+}
