@@ -97,7 +97,7 @@ fn main() -> anyhow::Result<()> {
                 2 * HALF,
                 Some(source.clone()),
                 &mut StdRng::seed_from_u64(4),
-            );
+            )?;
             let seconds = started.elapsed().as_secs_f64();
             let got: Vec<i64> = out.tokens.into_data().iter::<i64>().collect();
             let (mut exact, mut correct) = (0, 0);

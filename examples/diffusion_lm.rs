@@ -189,7 +189,7 @@ fn main() -> anyhow::Result<()> {
             SEQ_LEN,
             None,
             &mut StdRng::seed_from_u64(1),
-        );
+        )?;
         report(
             &format!("Diffusion-LM {update:?} {steps}"),
             out.tokens,

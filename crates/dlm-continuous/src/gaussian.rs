@@ -18,11 +18,19 @@ pub fn forward_sample(x0: Tensor<3>, alpha: Tensor<1>, noise: Tensor<3>) -> Tens
 /// `μ = [√α_s·(1 − α_{t|s})/(1 − α_t)]·x0 + [√α_{t|s}·(1 − α_s)/(1 − α_t)]·z_t`,
 /// `σ² = (1 − α_{t|s})(1 − α_s)/(1 − α_t)`.
 ///
-/// Scalars `alpha_t < alpha_s ≤ 1` (one step of a sampler).
+/// Scalars `alpha_t ≤ alpha_s ≤ 1` (one step of a sampler). The ends are taken as limits: at
+/// `α_t = 1` nothing is noised and `z_s = z_t` exactly; at `α_s = 0` (so `α_t = 0`) `z_s` is
+/// pure noise, `N(0, I)`.
 ///
 /// # Shapes
 /// - `x0`, `z_t`: `[batch, seq_len, dim]` → mean of the same shape
 pub fn posterior(x0: Tensor<3>, z_t: Tensor<3>, alpha_t: f64, alpha_s: f64) -> (Tensor<3>, f64) {
+    if alpha_t >= 1.0 {
+        return (z_t, 0.0);
+    }
+    if alpha_s <= 0.0 {
+        return (z_t.zeros_like(), 1.0);
+    }
     let alpha_ts = alpha_t / alpha_s;
     let one_minus_t = 1.0 - alpha_t;
     let coef_x0 = alpha_s.sqrt() * (1.0 - alpha_ts) / one_minus_t;
@@ -52,7 +60,9 @@ pub fn ddpm_step(
 /// `z_s = √α_s·x̂0 + √(1 − α_s − σ²)·ε̂ + σ·ε`, `ε̂ = (z_t − √α_t·x̂0)/√(1 − α_t)`,
 /// `σ = η·√((1 − α_s)/(1 − α_t))·√(1 − α_t/α_s)`.
 ///
-/// `η = 0` is deterministic; `η = 1` has DDPM's variance.
+/// `η = 0` is deterministic; `η = 1` has DDPM's variance. At `α_t = 1` the step returns `z_t`
+/// (`z_t = x0` there); at `α_s = 0` (so `α_t = 0` and `z_t` is pure noise, `ε̂ = z_t`) it
+/// returns `√(1 − η²)·z_t + η·ε`, unit variance, `z_t` itself for `η = 0`.
 ///
 /// # Shapes
 /// - `x0_hat`, `z_t`, `noise`: `[batch, seq_len, dim]` → `[batch, seq_len, dim]`
@@ -64,6 +74,12 @@ pub fn ddim_step(
     alpha_s: f64,
     eta: f64,
 ) -> Tensor<3> {
+    if alpha_t >= 1.0 {
+        return z_t;
+    }
+    if alpha_s <= 0.0 {
+        return z_t.mul_scalar((1.0 - eta * eta).max(0.0).sqrt()) + noise.mul_scalar(eta);
+    }
     let sigma = eta
         * ((1.0 - alpha_s) / (1.0 - alpha_t)).sqrt()
         * (1.0 - alpha_t / alpha_s).max(0.0).sqrt();
@@ -141,5 +157,25 @@ mod tests {
         let b =
             ddim_step(x0, z_t, one.mul_scalar(-3.0), alpha_t, alpha_s, 0.0).into_scalar::<f64>();
         assert_eq!(a, b, "η = 0 ignores the noise");
+    }
+
+    #[test]
+    fn steps_at_the_ends_of_the_schedule_stay_finite() {
+        let device = Device::flex();
+        let x0 = Tensor::<3>::from_floats([[[0.5, -2.0]]], &device);
+        let z_t = Tensor::<3>::from_floats([[[0.7, 1.1]]], &device);
+        let noise = Tensor::<3>::from_floats([[[0.3, -0.2]]], &device);
+        let host = |t: Tensor<3>| t.into_data().iter::<f32>().collect::<Vec<_>>();
+        // α_t = 1: nothing to denoise, the state is kept.
+        for step in [
+            ddpm_step(x0.clone(), z_t.clone(), noise.clone(), 1.0, 1.0),
+            ddim_step(x0.clone(), z_t.clone(), noise.clone(), 1.0, 1.0, 0.5),
+        ] {
+            assert_eq!(host(step), host(z_t.clone()));
+        }
+        // α_s = 0: pure noise; DDPM draws it fresh, deterministic DDIM keeps z_t (= ε̂).
+        assert_eq!(host(ddpm_step(x0.clone(), z_t.clone(), noise.clone(), 0.0, 0.0)), host(noise));
+        let ddim = ddim_step(x0, z_t.clone(), Tensor::zeros([1, 1, 2], &device), 0.0, 0.0, 0.0);
+        assert_eq!(host(ddim), host(z_t));
     }
 }

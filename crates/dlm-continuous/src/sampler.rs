@@ -5,7 +5,7 @@ use dlm_sched::{NoiseSchedule, TimeGrid};
 use rand::rngs::StdRng;
 use serde::{Deserialize, Serialize};
 
-use crate::error::{ContinuousError, ensure_value};
+use crate::error::{ContinuousError, ensure_size, ensure_value};
 use crate::gaussian::{ddim_step, ddpm_step};
 use crate::model::X0Predictor;
 use crate::objective::{normal, source_mask};
@@ -71,10 +71,12 @@ impl GaussianSampler {
 
     /// Samples `batch` sequences of `seq_len`. With `source` (`[batch, source_len]` tokens,
     /// DiffuSeq), the first positions hold the source's embeddings and are re-anchored to them
-    /// after every step, so only the rest is generated. Noise comes from `rng`.
+    /// after every step, so only the rest is generated. Noise comes from `rng`. With a
+    /// self-conditioned model, each step's unclamped `x̂0` is the next step's previous estimate.
     ///
-    /// # Panics
-    /// If `source` is longer than `seq_len` or has another batch size.
+    /// # Errors
+    /// [`ContinuousError::InvalidSize`] if `source` has another batch size or is longer than
+    /// `seq_len`.
     pub fn sample<M: X0Predictor, S: NoiseSchedule>(
         &self,
         model: &M,
@@ -83,13 +85,29 @@ impl GaussianSampler {
         seq_len: usize,
         source: Option<Tensor<2, Int>>,
         rng: &mut StdRng,
-    ) -> Sampled {
+    ) -> Result<Sampled, ContinuousError> {
         let embeddings = model.embeddings();
         let device = embeddings.device();
         let dim = embeddings.dims()[1];
-        let anchor = source.map(|source| {
+        if let Some(source) = &source {
             let [rows, source_len] = source.dims();
-            assert!(rows == batch && source_len <= seq_len, "source of the wrong shape");
+            ensure_size(
+                rows == batch,
+                "Gaussian sampler",
+                "source rows",
+                rows,
+                format!("batch = {batch}"),
+            )?;
+            ensure_size(
+                source_len <= seq_len,
+                "Gaussian sampler",
+                "source length",
+                source_len,
+                format!("at most seq_len = {seq_len}"),
+            )?;
+        }
+        let anchor = source.map(|source| {
+            let [_, source_len] = source.dims();
             let embedded = embeddings
                 .clone()
                 .select(0, source.reshape([batch * source_len]))
@@ -106,15 +124,19 @@ impl GaussianSampler {
         };
         let mut z = anchored(normal([batch, seq_len, dim], &device, rng));
         let mut previous: Option<Tensor<3>> = None;
+        let mut last_x0: Option<Tensor<3>> = None;
         let mut nfe = 0;
         for (t, s) in self.grid.pairs() {
             let time =
                 Tensor::<1>::from_data(TensorData::new(vec![t as f32; batch], [batch]), &device);
-            let mut x0_hat = model.predict_x0(z.clone(), time, previous.take());
+            let predicted = model.predict_x0(z.clone(), time, previous.take());
             nfe += 1;
-            if let Some(distance) = self.clamp {
-                x0_hat = clamp_to_embeddings(x0_hat, embeddings.clone(), distance);
-            }
+            let x0_hat = match self.clamp {
+                Some(distance) => {
+                    clamp_to_embeddings(predicted.clone(), embeddings.clone(), distance)
+                }
+                None => predicted.clone(),
+            };
             let (alpha_t, alpha_s) = (schedule.alpha(t), schedule.alpha(s));
             z = if s <= 0.0 || alpha_s >= 1.0 {
                 x0_hat.clone()
@@ -131,10 +153,11 @@ impl GaussianSampler {
                 }
             };
             z = anchored(z);
-            previous = Some(x0_hat);
+            previous = Some(predicted);
+            last_x0 = Some(x0_hat);
         }
-        let x0 = anchored(previous.unwrap_or(z));
-        Sampled { tokens: round_to_tokens(x0.clone(), embeddings, self.rounding), x0, nfe }
+        let x0 = anchored(last_x0.unwrap_or(z));
+        Ok(Sampled { tokens: round_to_tokens(x0.clone(), embeddings, self.rounding), x0, nfe })
     }
 }
 
@@ -142,7 +165,7 @@ impl GaussianSampler {
 mod tests {
     use burn::tensor::{Device, Distribution};
     use dlm_sched::SquareRoot;
-    use rand::SeedableRng;
+    use rand::{RngExt, SeedableRng};
 
     use super::*;
 
@@ -185,63 +208,116 @@ mod tests {
         for update in [Update::Ddpm, Update::Ddim { eta: 0.0 }, Update::Ddim { eta: 0.5 }] {
             let sampler =
                 GaussianSampler::new(update, TimeGrid::uniform(20, 0.0).unwrap()).unwrap();
-            let out =
-                sampler.sample(&oracle, &schedule, 3, 10, None, &mut StdRng::seed_from_u64(1));
+            let out = sampler
+                .sample(&oracle, &schedule, 3, 10, None, &mut StdRng::seed_from_u64(1))
+                .unwrap();
             assert_eq!(out.tokens.into_data(), oracle.tokens.clone().into_data(), "{update:?}");
             assert_eq!(out.nfe, 20);
         }
     }
 
-    #[test]
-    fn ddim_with_eta_zero_is_deterministic_and_ddpm_is_not() {
-        // A model whose x̂0 depends on z_t: a fixed linear map.
-        struct Shrink(Tensor<2>);
-        impl X0Predictor for Shrink {
-            fn predict_x0(
-                &self,
-                z_t: Tensor<3>,
-                _t: Tensor<1>,
-                _p: Option<Tensor<3>>,
-            ) -> Tensor<3> {
-                z_t.mul_scalar(0.5)
-            }
-            fn embeddings(&self) -> Tensor<2> {
-                self.0.clone()
-            }
+    /// Predicts fixed embeddings and records every `z_t` it is shown.
+    struct Recording {
+        oracle: Oracle,
+        inputs: std::cell::RefCell<Vec<Tensor<3>>>,
+    }
+
+    impl X0Predictor for Recording {
+        fn predict_x0(&self, z_t: Tensor<3>, t: Tensor<1>, p: Option<Tensor<3>>) -> Tensor<3> {
+            self.inputs.borrow_mut().push(z_t.clone());
+            self.oracle.predict_x0(z_t, t, p)
         }
+        fn embeddings(&self) -> Tensor<2> {
+            self.oracle.embeddings()
+        }
+    }
+
+    /// With a model that always predicts the same `x0`, deterministic DDIM keeps `ε̂` fixed
+    /// (Song et al. 2021a, eq. 12 with `σ = 0`): every state it visits is
+    /// `z_t = √α_t·x0 + √(1 − α_t)·ε̂` with the `ε̂` of the starting noise.
+    #[test]
+    fn deterministic_ddim_walks_the_line_of_the_starting_noise() {
         let device = Device::flex();
-        let model = Shrink(Tensor::<2>::random([5, 4], Distribution::Normal(0.0, 1.0), &device));
+        let model = Recording { oracle: oracle(&device), inputs: Default::default() };
         let schedule = SquareRoot::default();
-        let run = |update, seed| {
+        let grid = TimeGrid::uniform(8, 0.0).unwrap();
+        let sampler = GaussianSampler::new(Update::Ddim { eta: 0.0 }, grid.clone()).unwrap();
+        sampler.sample(&model, &schedule, 3, 10, None, &mut StdRng::seed_from_u64(4)).unwrap();
+        let x0 = model.oracle.predict_x0(
+            Tensor::zeros([3, 10, 8], &device),
+            Tensor::zeros([3], &device),
+            None,
+        );
+        let inputs = model.inputs.into_inner();
+        let times: Vec<f64> = grid.pairs().map(|(t, _)| t).collect();
+        assert_eq!(inputs.len(), times.len());
+        let alpha_1 = schedule.alpha(times[0]);
+        let eps_hat = (inputs[0].clone() - x0.clone().mul_scalar(alpha_1.sqrt()))
+            .div_scalar((1.0 - alpha_1).sqrt());
+        for (z_t, &t) in inputs.iter().zip(&times) {
+            let alpha = schedule.alpha(t);
+            let expected = x0.clone().mul_scalar(alpha.sqrt())
+                + eps_hat.clone().mul_scalar((1.0 - alpha).sqrt());
+            let error = (z_t.clone() - expected).abs().max().into_scalar::<f64>();
+            assert!(error < 1e-4, "t = {t}: {error}");
+        }
+    }
+
+    /// Deterministic DDIM draws only the starting noise from `rng`; DDPM draws at every step.
+    #[test]
+    fn ddim_with_eta_zero_consumes_only_the_starting_noise() {
+        let device = Device::flex();
+        let model = oracle(&device);
+        let schedule = SquareRoot::default();
+        let next_draw = |update| {
             let sampler =
                 GaussianSampler::new(update, TimeGrid::uniform(10, 0.0).unwrap()).unwrap();
-            // The same starting noise (first draw), different later draws.
-            let mut rng = StdRng::seed_from_u64(seed);
-            sampler.sample(&model, &schedule, 1, 6, None, &mut rng).x0
+            let mut rng = StdRng::seed_from_u64(1);
+            sampler.sample(&model, &schedule, 3, 10, None, &mut rng).unwrap();
+            rng.random::<u64>()
         };
-        let a = run(Update::Ddim { eta: 0.0 }, 1);
-        assert_eq!(a.clone().into_data(), run(Update::Ddim { eta: 0.0 }, 1).into_data());
-        let diff = (run(Update::Ddpm, 1) - a).abs().max().into_scalar::<f64>();
-        assert!(diff > 1e-3, "DDPM adds noise along the way: {diff}");
+        let mut rng = StdRng::seed_from_u64(1);
+        normal([3, 10, 8], &device, &mut rng);
+        let after_start = rng.random::<u64>();
+        assert_eq!(next_draw(Update::Ddim { eta: 0.0 }), after_start);
+        assert_ne!(next_draw(Update::Ddpm), after_start);
     }
 
     #[test]
-    fn partial_noising_keeps_the_source() {
+    fn partial_noising_anchors_the_source_whatever_the_model_predicts() {
         let device = Device::flex();
         let oracle = oracle(&device);
-        let source = oracle.tokens.clone().narrow(1, 0, 4);
+        // A source the model disagrees with at every position.
+        let source = oracle.tokens.clone().narrow(1, 0, 4).add_scalar(1).remainder_scalar(12);
         let sampler = GaussianSampler::new(Update::Ddpm, TimeGrid::uniform(5, 0.0).unwrap())
             .unwrap()
             .with_clamping(Distance::L2);
-        let out = sampler.sample(
-            &oracle,
-            &SquareRoot::default(),
-            3,
-            10,
-            Some(source.clone()),
-            &mut StdRng::seed_from_u64(0),
-        );
-        assert_eq!(out.tokens.narrow(1, 0, 4).into_data(), source.into_data());
+        let out = sampler
+            .sample(
+                &oracle,
+                &SquareRoot::default(),
+                3,
+                10,
+                Some(source.clone()),
+                &mut StdRng::seed_from_u64(0),
+            )
+            .unwrap();
+        assert_eq!(out.tokens.clone().narrow(1, 0, 4).into_data(), source.clone().into_data());
+        let target = oracle.tokens.clone().narrow(1, 4, 6).into_data();
+        assert_eq!(out.tokens.narrow(1, 4, 6).into_data(), target);
+        // A source of the wrong shape is an error.
+        let run = |source: Tensor<2, Int>, seq_len| {
+            sampler.sample(
+                &oracle,
+                &SquareRoot::default(),
+                3,
+                seq_len,
+                Some(source),
+                &mut StdRng::seed_from_u64(0),
+            )
+        };
+        assert!(run(source.clone().narrow(0, 0, 2), 10).is_err());
+        assert!(run(source, 3).is_err());
     }
 
     #[test]
