@@ -8,7 +8,7 @@
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use dlm::continuous::{DiffusionLmConfig, GaussianSampler, Update};
-use dlm::device::{compiled_backends, parse_device};
+use dlm::device::{bench_backends, parse_device};
 use dlm::sched::{SquareRoot, TimeGrid};
 use rand::SeedableRng;
 use rand::rngs::StdRng;
@@ -21,8 +21,8 @@ fn sampling(c: &mut Criterion) {
     group.throughput(Throughput::Elements((BATCH * SEQ_LEN) as u64));
     group.sample_size(10);
     let schedule = SquareRoot::default();
-    for backend in compiled_backends() {
-        let device = parse_device(backend).expect("a compiled backend");
+    for backend in bench_backends().expect("BURN_DEVICE names compiled backends") {
+        let device = parse_device(&backend).expect("a compiled backend");
         let model = DiffusionLmConfig::new(64, SEQ_LEN)
             .with_embed_dim(16)
             .with_d_model(128)

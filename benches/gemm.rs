@@ -8,15 +8,15 @@
 
 use burn::tensor::{Distribution, Tensor};
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use dlm::device::{compiled_backends, parse_device};
+use dlm::device::{bench_backends, parse_device};
 
 fn gemm(c: &mut Criterion) {
     let mut group = c.benchmark_group("gemm");
     group.sample_size(10);
     for n in [512usize, 1024] {
         group.throughput(Throughput::Elements((2 * n * n * n) as u64));
-        for backend in compiled_backends() {
-            let device = parse_device(backend).expect("a compiled backend");
+        for backend in bench_backends().expect("BURN_DEVICE names compiled backends") {
+            let device = parse_device(&backend).expect("a compiled backend");
             let a = Tensor::<2>::random([n, n], Distribution::Normal(0.0, 1.0), &device);
             let b = Tensor::<2>::random([n, n], Distribution::Normal(0.0, 1.0), &device);
             group.bench_function(format!("{backend}/{n}"), |bench| {

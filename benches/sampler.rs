@@ -14,7 +14,7 @@ use dlm::core::backbone::{DenoiserConfig, DenoiserIo};
 use dlm::core::data::{PairsTask, PairsTaskConfig, SequenceDataset, SpecialTokens};
 use dlm::core::sampling::{Confidence, TokenSampler};
 use dlm::core::train::{TrainConfig, Trainer};
-use dlm::device::{compiled_backends, parse_device};
+use dlm::device::{bench_backends, parse_device};
 use dlm::discrete::sampler::{MaskedSampler, SamplerState, Unmasking};
 use dlm::discrete::{MaskingProcess, Mdlm, Subs};
 use dlm::sched::LogLinear;
@@ -65,8 +65,8 @@ fn samplers(c: &mut Criterion) {
     let mut group = c.benchmark_group("sampler");
     group.throughput(Throughput::Elements((BATCH * SEQ_LEN) as u64));
     group.sample_size(10);
-    for backend in compiled_backends() {
-        let device = parse_device(backend).expect("a compiled backend");
+    for backend in bench_backends().expect("BURN_DEVICE names compiled backends") {
+        let device = parse_device(&backend).expect("a compiled backend");
         let model = trained.clone().to_device(&device);
         let subs = Subs { model: &model, mask_id };
         for (name, sampler) in

@@ -10,7 +10,7 @@ use std::hint::black_box;
 
 use burn::tensor::{Distribution, Tensor};
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use dlm::device::{compiled_backends, parse_device};
+use dlm::device::{bench_backends, parse_device};
 use dlm::sched::{NoiseSchedule, ScheduleKind};
 
 const N: usize = 1 << 20;
@@ -27,8 +27,8 @@ fn alpha_over_a_million_times(c: &mut Criterion) {
         group.bench_function(format!("f64/{label}"), |b| {
             b.iter(|| times.iter().map(|&t| schedule.alpha(black_box(t))).sum::<f64>())
         });
-        for backend in compiled_backends() {
-            let device = parse_device(backend).expect("a compiled backend");
+        for backend in bench_backends().expect("BURN_DEVICE names compiled backends") {
+            let device = parse_device(&backend).expect("a compiled backend");
             let t = Tensor::<1>::random([N], Distribution::Default, &device);
             group.bench_function(format!("{backend}/{label}"), |b| {
                 b.iter(|| {

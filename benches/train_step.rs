@@ -12,7 +12,7 @@ use dlm::core::ar::ArObjective;
 use dlm::core::backbone::{DenoiserConfig, DenoiserIo};
 use dlm::core::data::SequenceDataset;
 use dlm::core::train::{TrainConfig, Trainer};
-use dlm::device::{compiled_backends, parse_device};
+use dlm::device::{bench_backends, parse_device};
 
 const BATCH: usize = 16;
 const SEQ_LEN: usize = 128;
@@ -29,8 +29,8 @@ fn train_step(c: &mut Criterion) {
     let mut group = c.benchmark_group("train_step");
     group.throughput(Throughput::Elements((BATCH * SEQ_LEN) as u64));
     group.sample_size(10);
-    for backend in compiled_backends() {
-        let device = parse_device(backend).expect("a compiled backend");
+    for backend in bench_backends().expect("BURN_DEVICE names compiled backends") {
+        let device = parse_device(&backend).expect("a compiled backend");
         let data = {
             let tokens = Tensor::<2>::random(
                 [BATCH * 4, SEQ_LEN],

@@ -96,6 +96,26 @@ pub fn device_from_cli_or_env(cli: Option<&str>) -> Result<Device, DeviceError> 
     }
 }
 
+/// The backends a benchmark compares: those named in `BURN_DEVICE` (comma separated, e.g.
+/// `flex,wgpu`), else every backend compiled in. Criterion owns the command line, so benches
+/// take their devices from the environment.
+///
+/// # Errors
+/// As [`parse_device`], for the first value that does not name a compiled backend.
+pub fn bench_backends() -> Result<Vec<String>, DeviceError> {
+    match std::env::var(DEVICE_ENV) {
+        Ok(list) if !list.trim().is_empty() => backend_list(&list),
+        _ => Ok(compiled_backends().into_iter().map(String::from).collect()),
+    }
+}
+
+/// Splits and checks a comma-separated list of device specifications.
+fn backend_list(list: &str) -> Result<Vec<String>, DeviceError> {
+    list.split(',')
+        .map(|spec| parse_device(spec).map(|_| spec.trim().to_ascii_lowercase()))
+        .collect()
+}
+
 fn flex() -> Option<Device> {
     #[cfg(feature = "flex")]
     return Some(Device::flex());
@@ -146,6 +166,13 @@ mod tests {
         for bad in ["tpu", "cuda:x", "flex:0", ""] {
             assert!(matches!(parse_device(bad), Err(DeviceError::Unrecognised { .. })), "{bad}");
         }
+    }
+
+    #[test]
+    #[cfg(feature = "flex")]
+    fn bench_lists_are_checked_entry_by_entry() {
+        assert_eq!(backend_list(" flex , FLEX").unwrap(), vec!["flex", "flex"]);
+        assert!(matches!(backend_list("flex,tpu"), Err(DeviceError::Unrecognised { .. })));
     }
 
     #[test]
