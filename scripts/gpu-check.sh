@@ -34,7 +34,9 @@ echo "== parity: wgpu against flex"
 cargo test --release -p dlm --features wgpu --test parity -- --nocapture 2>&1 | grep -E "worst|AdamW|test result"
 
 out=$(mktemp -d)
-for bench in gemm train_step sampler gaussian_sampling; do
+# flex and wgpu in the same run, so the table's ratios are measured side by side.
+export BURN_DEVICE=flex,wgpu DLM_BENCH_LARGE=1
+for bench in gemm forward train_step sampler gaussian_sampling; do
   echo "== bench $bench"
   cargo bench --bench "$bench" --features wgpu -- --noplot 2>&1 | tee "$out/$bench.txt" | grep -E "^[a-z_]+/|time:" || true
 done
