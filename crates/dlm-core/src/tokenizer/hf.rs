@@ -3,6 +3,8 @@
 use std::path::{Path, PathBuf};
 
 use tokenizers::models::bpe::{BPE, BpeTrainerBuilder};
+use tokenizers::models::wordpiece::WordPiece;
+use tokenizers::pre_tokenizers::bert::BertPreTokenizer;
 use tokenizers::pre_tokenizers::byte_level::ByteLevel;
 use tokenizers::{AddedToken, NormalizerWrapper, TokenizerBuilder};
 
@@ -47,6 +49,51 @@ impl HfTokenizer {
         inner.with_padding(None);
         inner.with_truncation(None).map_err(tokenizer_error(&what))?;
         Self::with_specials(inner, what)
+    }
+
+    /// A WordPiece tokenizer from a BERT `vocab.txt` (one token per line, id = line number), as
+    /// Hugging Face's `BertTokenizer` with `do_lower_case = False`: split on whitespace and
+    /// punctuation, then greedy longest-match word pieces, `[UNK]` for what does not match.
+    /// Checkpoints that ship only a `vocab.txt` (AntiBERTy: one token per amino acid, fed
+    /// space-separated residues) are read with it.
+    ///
+    /// # Errors
+    /// [`CoreError::Io`] for a missing file, [`CoreError::Tokenizer`] for one that is not a
+    /// vocabulary, [`CoreError::MissingSpecialToken`] if a special token is absent.
+    pub fn from_wordpiece_vocab(path: &Path) -> Result<Self, CoreError> {
+        if !path.is_file() {
+            return Err(CoreError::Io {
+                path: path.into(),
+                source: std::io::Error::new(
+                    std::io::ErrorKind::NotFound,
+                    "no vocabulary file here",
+                ),
+            });
+        }
+        let what = path.display().to_string();
+        let model = WordPiece::from_file(&what)
+            .unk_token("[UNK]".into())
+            .build()
+            .map_err(tokenizer_error(&what))?;
+        let mut inner = tokenizers::Tokenizer::new(model);
+        inner.with_pre_tokenizer(Some(BertPreTokenizer));
+        let specials: Vec<AddedToken> = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+            .iter()
+            .filter(|name| inner.token_to_id(name).is_some())
+            .map(|name| AddedToken::from(*name, true))
+            .collect();
+        inner.add_special_tokens(specials).map_err(tokenizer_error(&what))?;
+        Self::with_specials(inner, what)
+    }
+
+    /// The id of `token`, if the vocabulary has it.
+    pub fn token_to_id(&self, token: &str) -> Option<u32> {
+        self.inner.token_to_id(token)
+    }
+
+    /// The token of `id`, if there is one.
+    pub fn id_to_token(&self, id: u32) -> Option<String> {
+        self.inner.id_to_token(id)
     }
 
     fn with_specials(inner: tokenizers::Tokenizer, source: String) -> Result<Self, CoreError> {
@@ -187,5 +234,24 @@ mod tests {
             Err(CoreError::InvalidSize { name: "vocab_size", .. })
         ));
         assert!(matches!(HfTokenizer::train_bpe(&[missing], 300), Err(CoreError::Io { .. })));
+    }
+
+    #[test]
+    fn wordpiece_vocab_files_map_lines_to_ids() {
+        let path = corpus("wordpiece").with_file_name("vocab.txt");
+        std::fs::write(&path, "[PAD]\n[UNK]\n[CLS]\n[SEP]\n[MASK]\nA\nC\nD\n").unwrap();
+        let t = HfTokenizer::from_wordpiece_vocab(&path).unwrap();
+        assert_eq!(t.special(), SpecialTokens { pad: 0, bos: 2, eos: 3, mask: 4 });
+        // Residues separated by spaces, an unknown one → [UNK]; case is kept.
+        assert_eq!(t.encode("A D C Z a").unwrap(), [5, 7, 6, 1, 1]);
+        assert_eq!(t.encode("[MASK] A").unwrap(), [4, 5]);
+        assert_eq!((t.token_to_id("D"), t.id_to_token(6).as_deref()), (Some(7), Some("C")));
+        std::fs::write(&path, "A\nC\n").unwrap();
+        assert!(matches!(
+            HfTokenizer::from_wordpiece_vocab(&path),
+            Err(CoreError::MissingSpecialToken { .. })
+        ));
+        let missing = path.with_file_name("no-vocab.txt");
+        assert!(matches!(HfTokenizer::from_wordpiece_vocab(&missing), Err(CoreError::Io { .. })));
     }
 }

@@ -1,0 +1,247 @@
+//! Loading Hugging Face BERT-MLM checkpoints (`pytorch_model.bin` or `model.safetensors`) into
+//! [`BertMlm`] through burn's own readers (`burn::store`).
+//!
+//! All key renaming lives here, in [`GLOBAL_KEYS`] and [`LAYER_KEYS`]: Hugging Face name →
+//! [`BertMlm`] module path. Before anything is applied, the file is checked against the names
+//! and shapes the config implies, so a missing, unexpected or mis-shaped tensor is a typed error
+//! naming the file's key.
+
+use std::collections::BTreeMap;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+
+use burn::store::{
+    FloatCastAdapter, ModuleAdapter, ModuleSnapshot, ModuleStore, PyTorchToBurnAdapter,
+    PytorchStore, SafetensorsStore,
+};
+use burn::tensor::{DType, Device};
+
+use super::config::BertConfig;
+use super::model::BertMlm;
+use crate::error::CoreError;
+
+/// Tensors outside the encoder layers: (Hugging Face key, module path).
+const GLOBAL_KEYS: &[(&str, &str)] = &[
+    ("bert.embeddings.word_embeddings.weight", "embeddings.word.weight"),
+    ("bert.embeddings.position_embeddings.weight", "embeddings.position.weight"),
+    ("bert.embeddings.token_type_embeddings.weight", "embeddings.token_type.weight"),
+    ("bert.embeddings.LayerNorm.weight", "embeddings.norm.weight"),
+    ("bert.embeddings.LayerNorm.bias", "embeddings.norm.bias"),
+    ("cls.predictions.transform.dense.weight", "head.transform.weight"),
+    ("cls.predictions.transform.dense.bias", "head.transform.bias"),
+    ("cls.predictions.transform.LayerNorm.weight", "head.norm.weight"),
+    ("cls.predictions.transform.LayerNorm.bias", "head.norm.bias"),
+    ("cls.predictions.bias", "head.bias"),
+];
+
+/// The untied decoder (only read when `tie_word_embeddings` is false).
+const DECODER_KEY: (&str, &str) = ("cls.predictions.decoder.weight", "head.decoder.weight");
+
+/// Tensors of encoder layer `i`: (suffix after `bert.encoder.layer.{i}.`, suffix after
+/// `layers.{i}.`).
+const LAYER_KEYS: &[(&str, &str)] = &[
+    ("attention.self.query.weight", "query.weight"),
+    ("attention.self.query.bias", "query.bias"),
+    ("attention.self.key.weight", "key.weight"),
+    ("attention.self.key.bias", "key.bias"),
+    ("attention.self.value.weight", "value.weight"),
+    ("attention.self.value.bias", "value.bias"),
+    ("attention.output.dense.weight", "attention_out.weight"),
+    ("attention.output.dense.bias", "attention_out.bias"),
+    ("attention.output.LayerNorm.weight", "attention_norm.weight"),
+    ("attention.output.LayerNorm.bias", "attention_norm.bias"),
+    ("intermediate.dense.weight", "intermediate.weight"),
+    ("intermediate.dense.bias", "intermediate.bias"),
+    ("output.dense.weight", "output.weight"),
+    ("output.dense.bias", "output.bias"),
+    ("output.LayerNorm.weight", "output_norm.weight"),
+    ("output.LayerNorm.bias", "output_norm.bias"),
+];
+
+/// Keys a BERT-MLM checkpoint may hold that this model does not use: buffers, the pooler, other
+/// pre-training heads (next-sentence, AntiBERTy's species/chain/graft), and the decoder copies
+/// Hugging Face ties to the embeddings.
+fn is_ignored(key: &str, tied: bool) -> bool {
+    key.ends_with("position_ids")
+        || key.starts_with("bert.pooler.")
+        || key.starts_with("cls.seq_relationship.")
+        || key.starts_with("cls.species.")
+        || key.starts_with("cls.chain.")
+        || key.starts_with("cls.graft.")
+        || key == "cls.predictions.decoder.bias"
+        || (tied && key == DECODER_KEY.0)
+}
+
+/// The file's name for a tensor, with layer-norm parameters called `weight`/`bias` whatever the
+/// file says (old TensorFlow-converted checkpoints use `gamma`/`beta`).
+fn canonical(key: &str) -> String {
+    if let Some(stem) = key.strip_suffix(".gamma") {
+        format!("{stem}.weight")
+    } else if let Some(stem) = key.strip_suffix(".beta") {
+        format!("{stem}.bias")
+    } else {
+        key.to_string()
+    }
+}
+
+/// Every tensor the config implies: (Hugging Face key, module path, shape in the file's
+/// layout — PyTorch's `[out, in]` for linear weights).
+pub(crate) fn expected_tensors(config: &BertConfig) -> Vec<(String, String, Vec<usize>)> {
+    let (h, v, ff) = (config.hidden_size, config.vocab_size, config.intermediate_size);
+    let global_shape = |key: &str| -> Vec<usize> {
+        match key {
+            "bert.embeddings.word_embeddings.weight" => vec![v, h],
+            "bert.embeddings.position_embeddings.weight" => {
+                vec![config.max_position_embeddings, h]
+            }
+            "bert.embeddings.token_type_embeddings.weight" => vec![config.type_vocab_size, h],
+            "cls.predictions.transform.dense.weight" => vec![h, h],
+            "cls.predictions.bias" => vec![v],
+            _ => vec![h],
+        }
+    };
+    let layer_shape = |suffix: &str| -> Vec<usize> {
+        match suffix {
+            "intermediate.dense.weight" => vec![ff, h],
+            "intermediate.dense.bias" => vec![ff],
+            "output.dense.weight" => vec![h, ff],
+            s if s.ends_with("weight") && !s.contains("LayerNorm") => vec![h, h],
+            _ => vec![h],
+        }
+    };
+    let mut expected: Vec<(String, String, Vec<usize>)> = GLOBAL_KEYS
+        .iter()
+        .map(|(key, path)| (key.to_string(), path.to_string(), global_shape(key)))
+        .collect();
+    if !config.tie_word_embeddings {
+        expected.push((DECODER_KEY.0.into(), DECODER_KEY.1.into(), vec![v, h]));
+    }
+    for layer in 0..config.num_hidden_layers {
+        for (suffix, path) in LAYER_KEYS {
+            expected.push((
+                format!("bert.encoder.layer.{layer}.{suffix}"),
+                format!("layers.{layer}.{path}"),
+                layer_shape(suffix),
+            ));
+        }
+    }
+    expected
+}
+
+/// The two checkpoint formats, told apart by their first bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Format {
+    /// PyTorch's zip archive (or the legacy bare pickle).
+    PyTorch,
+    /// Safetensors: a little-endian `u64` header length, then a JSON header.
+    Safetensors,
+}
+
+fn detect_format(path: &Path) -> Result<Format, CoreError> {
+    let io = |source| CoreError::Io { path: path.to_path_buf(), source };
+    let mut file = std::fs::File::open(path).map_err(io)?;
+    let size = file.metadata().map_err(io)?.len();
+    let mut head = [0u8; 9];
+    let read = file.read(&mut head).map_err(io)?;
+    let head = &head[..read];
+    // Safetensors first: its header length may itself begin with 0x80, a pickle's first byte.
+    if head.len() == 9 {
+        let header_len = u64::from_le_bytes(head[..8].try_into().expect("8 bytes"));
+        if head[8] == b'{' && header_len.saturating_add(8) <= size {
+            return Ok(Format::Safetensors);
+        }
+    }
+    if head.starts_with(b"PK\x03\x04") || head.starts_with(&[0x80]) {
+        return Ok(Format::PyTorch);
+    }
+    Err(CoreError::WeightsFormat { path: path.to_path_buf(), head: head.to_vec() })
+}
+
+impl BertMlm {
+    /// A model from a Hugging Face directory: `config.json` and `model.safetensors` or
+    /// `pytorch_model.bin` (the first that exists).
+    ///
+    /// # Errors
+    /// As [`BertConfig::from_json_file`] and [`BertMlm::load`]; [`CoreError::Io`] naming
+    /// `pytorch_model.bin` when neither weight file exists.
+    pub fn from_pretrained(dir: impl AsRef<Path>, device: &Device) -> Result<Self, CoreError> {
+        let dir = dir.as_ref();
+        let config = BertConfig::from_json_file(dir.join("config.json"))?;
+        let safetensors = dir.join("model.safetensors");
+        let weights =
+            if safetensors.exists() { safetensors } else { dir.join("pytorch_model.bin") };
+        Self::load(&config, weights, device)
+    }
+
+    /// Loads a `BertForMaskedLM` checkpoint (PyTorch `.bin` or `.safetensors`; any float
+    /// dtype, cast to `f32`) into a model of `config`.
+    ///
+    /// # Errors
+    /// [`CoreError::Io`] if the file cannot be read; [`CoreError::WeightsFormat`] if it is
+    /// neither format; [`CoreError::Weights`] if the reader fails on it;
+    /// [`CoreError::MissingTensor`], [`CoreError::UnexpectedTensor`] and
+    /// [`CoreError::TensorShape`] naming the file's key when it does not fit `config`; the
+    /// errors of [`BertConfig::validate`].
+    pub fn load(
+        config: &BertConfig,
+        weights: impl AsRef<Path>,
+        device: &Device,
+    ) -> Result<Self, CoreError> {
+        let path = weights.as_ref();
+        let mut model = config.init(device)?;
+        let file = read_tensors(path)?;
+        let by_name: BTreeMap<String, &burn::store::burn_pack::Tensor> =
+            file.iter().map(|(key, tensor)| (canonical(key), tensor)).collect();
+        let expected = expected_tensors(config);
+        for key in by_name.keys() {
+            let known = expected.iter().any(|(k, _, _)| k == key);
+            if !known && !is_ignored(key, config.tie_word_embeddings) {
+                return Err(CoreError::UnexpectedTensor { path: path.into(), key: key.clone() });
+            }
+        }
+        let mut renamed = Vec::with_capacity(expected.len());
+        for (key, module_path, shape) in &expected {
+            let tensor = by_name
+                .get(key)
+                .ok_or_else(|| CoreError::MissingTensor { path: path.into(), key: key.clone() })?;
+            if tensor.shape.as_slice() != shape.as_slice() {
+                return Err(CoreError::TensorShape {
+                    path: path.into(),
+                    key: key.clone(),
+                    expected: shape.clone(),
+                    found: tensor.shape.to_vec(),
+                });
+            }
+            let mut tensor = (*tensor).clone();
+            tensor.name = module_path.clone();
+            renamed.push(tensor);
+        }
+        let adapter: Box<dyn ModuleAdapter> =
+            Box::new(PyTorchToBurnAdapter.chain(FloatCastAdapter::to(DType::F32)));
+        let result = model.apply(renamed, None, Some(adapter), true);
+        if !result.errors.is_empty() || !result.missing.is_empty() {
+            return Err(CoreError::Record {
+                what: path.display().to_string(),
+                message: result.to_string(),
+            });
+        }
+        Ok(model)
+    }
+}
+
+/// Every tensor of the file, by its name in the file.
+fn read_tensors(
+    path: &Path,
+) -> Result<BTreeMap<String, burn::store::burn_pack::Tensor>, CoreError> {
+    let weights_error = |message: String| CoreError::Weights { path: PathBuf::from(path), message };
+    match detect_format(path)? {
+        Format::PyTorch => {
+            let mut store = PytorchStore::from_file(path).map_indices_contiguous(false);
+            store.get_all_tensors().cloned().map_err(|e| weights_error(e.to_string()))
+        }
+        Format::Safetensors => {
+            let mut store = SafetensorsStore::from_file(path);
+            store.get_all_tensors().cloned().map_err(|e| weights_error(e.to_string()))
+        }
+    }
+}
