@@ -36,7 +36,7 @@ cargo test --release -p dlm --features wgpu --test parity -- --nocapture 2>&1 | 
 out=$(mktemp -d)
 # flex and wgpu in the same run, so the table's ratios are measured side by side.
 export BURN_DEVICE=flex,wgpu DLM_BENCH_LARGE=1
-for bench in gemm forward train_step sampler gaussian_sampling; do
+for bench in gemm forward train_step sampler gaussian_sampling antiberty; do
   echo "== bench $bench"
   cargo bench --bench "$bench" --features wgpu -- --noplot 2>&1 | tee "$out/$bench.txt" | grep -E "^[a-z_]+/|time:" || true
 done
