@@ -5,7 +5,7 @@
 //! For each heavy chain the CDR-H3 (IMGT: after Cys 104, before Trp 118) is masked and infilled
 //! by: one forward pass and argmax (a one-shot baseline), MDLM's ancestral sampler with its
 //! cached variant (temperature 1), LLaDA's one-token-per-step confidence unmasking, and
-//! Fast-dLLM's threshold decoding (τ = 0.9). Reported per sampler: recovery (the fraction of
+//! Fast-dLLM's threshold decoding (τ = 0.9 and 0.5). Reported per sampler: recovery (the fraction of
 //! loop residues equal to the native ones), model calls (NFE) and wall time.
 //!
 //! ```text
@@ -132,7 +132,7 @@ fn main() -> anyhow::Result<()> {
         // Token positions are residue positions shifted by [CLS].
         let masked_positions = loop_range.start + 1..loop_range.end + 1;
         let len = masked_positions.len();
-        let decoders: Vec<(String, Decoder, usize)> = vec![
+        let mut decoders: Vec<(String, Decoder, usize)> = vec![
             ("one-shot argmax".into(), Decoder::OneShot, 1),
             (
                 "ancestral (cached, T = loop length, temp. 1)".into(),
@@ -151,18 +151,15 @@ fn main() -> anyhow::Result<()> {
                 Decoder::Sampler { sampler: MaskedSampler::new(top1.clone(), len)?, reuse: false },
                 1,
             ),
-            (
-                "threshold τ = 0.9".into(),
-                Decoder::Sampler {
-                    sampler: MaskedSampler::new(
-                        Unmasking::threshold(Confidence::TokenProbability, 0.9)?,
-                        1,
-                    )?,
-                    reuse: false,
-                },
-                1,
-            ),
         ];
+        for tau in [0.9, 0.5] {
+            let unmasking = Unmasking::threshold(Confidence::TokenProbability, tau)?;
+            decoders.push((
+                format!("threshold τ = {tau}"),
+                Decoder::Sampler { sampler: MaskedSampler::new(unmasking, 1)?, reuse: false },
+                1,
+            ));
+        }
         println!("\n{name}: CDR-H3 {native} ({len} residues)");
         for (i, (label, decoder, batch)) in decoders.iter().enumerate() {
             let mut masked: Vec<i64> = ids.iter().map(|&t| i64::from(t)).collect();

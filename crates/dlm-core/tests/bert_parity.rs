@@ -52,6 +52,14 @@ fn max_difference(ours: &[f32], theirs: &[f32]) -> f32 {
     ours.iter().zip(theirs).map(|(a, b)| (a - b).abs()).fold(0.0, f32::max)
 }
 
+/// AntiBERTy, its tokenizer and the PyTorch fixture.
+fn antiberty(device: &Device) -> (BertMlm, HfTokenizer, Value) {
+    let dir = model_dir("antiberty");
+    let model = BertMlm::from_pretrained(&dir, device).unwrap();
+    let tokenizer = HfTokenizer::from_wordpiece_vocab(&dir.join("vocab.txt")).unwrap();
+    (model, tokenizer, fixture("antiberty.json"))
+}
+
 /// AntiBERTy's input: `[CLS]`, one token per residue, `[SEP]` — its runner feeds the residues
 /// space-separated to a `BertTokenizer` over `vocab.txt`.
 fn antibody_ids(tokenizer: &HfTokenizer, sequence: &str) -> Vec<u32> {
@@ -67,10 +75,7 @@ fn antibody_ids(tokenizer: &HfTokenizer, sequence: &str) -> Vec<u32> {
 #[ignore = "needs data/ from scripts/fetch-data.sh"]
 fn antiberty_logits_match_pytorch() {
     let device = Device::flex();
-    let dir = model_dir("antiberty");
-    let model = BertMlm::from_pretrained(&dir, &device).unwrap();
-    let tokenizer = HfTokenizer::from_wordpiece_vocab(&dir.join("vocab.txt")).unwrap();
-    let fixture = fixture("antiberty.json");
+    let (model, tokenizer, fixture) = antiberty(&device);
     let mut inputs = Vec::new();
     for input in fixture["inputs"].as_array().unwrap() {
         let name = input["name"].as_str().unwrap();
@@ -110,10 +115,7 @@ fn antiberty_logits_match_pytorch() {
 #[ignore = "needs data/ from scripts/fetch-data.sh"]
 fn antiberty_masked_prediction_matches_pytorch() {
     let device = Device::flex();
-    let dir = model_dir("antiberty");
-    let model = BertMlm::from_pretrained(&dir, &device).unwrap();
-    let tokenizer = HfTokenizer::from_wordpiece_vocab(&dir.join("vocab.txt")).unwrap();
-    let fixture = fixture("antiberty.json");
+    let (model, tokenizer, fixture) = antiberty(&device);
     let evaluation = &fixture["masked_evaluation"];
     let (mut correct, mut nll, mut count) = (0, 0.0, 0);
     for draw in evaluation["draws"].as_array().unwrap() {

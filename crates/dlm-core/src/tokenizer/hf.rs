@@ -29,6 +29,15 @@ fn tokenizer_error(what: &str) -> impl FnOnce(tokenizers::Error) -> CoreError + 
     move |e| CoreError::Tokenizer { what: what.into(), message: e.to_string() }
 }
 
+/// [`CoreError::Io`] (not found) unless `path` is a file.
+fn ensure_file(path: &Path, message: &str) -> Result<(), CoreError> {
+    if path.is_file() {
+        return Ok(());
+    }
+    let source = std::io::Error::new(std::io::ErrorKind::NotFound, message);
+    Err(CoreError::Io { path: path.into(), source })
+}
+
 impl HfTokenizer {
     /// Loads a `tokenizer.json`; padding and truncation stored in it are switched off. The
     /// special tokens are looked up by name (`[PAD]`/`<pad>`, `[BOS]`/`<s>`/`[CLS]`,
@@ -38,12 +47,7 @@ impl HfTokenizer {
     /// [`CoreError::Io`] for a missing file, [`CoreError::Tokenizer`] for one `tokenizers`
     /// cannot read, [`CoreError::MissingSpecialToken`] if a special token is absent.
     pub fn load(path: &Path) -> Result<Self, CoreError> {
-        if !path.is_file() {
-            return Err(CoreError::Io {
-                path: path.into(),
-                source: std::io::Error::new(std::io::ErrorKind::NotFound, "no tokenizer file here"),
-            });
-        }
+        ensure_file(path, "no tokenizer file here")?;
         let what = path.display().to_string();
         let mut inner = tokenizers::Tokenizer::from_file(path).map_err(tokenizer_error(&what))?;
         inner.with_padding(None);
@@ -61,15 +65,7 @@ impl HfTokenizer {
     /// [`CoreError::Io`] for a missing file, [`CoreError::Tokenizer`] for one that is not a
     /// vocabulary, [`CoreError::MissingSpecialToken`] if a special token is absent.
     pub fn from_wordpiece_vocab(path: &Path) -> Result<Self, CoreError> {
-        if !path.is_file() {
-            return Err(CoreError::Io {
-                path: path.into(),
-                source: std::io::Error::new(
-                    std::io::ErrorKind::NotFound,
-                    "no vocabulary file here",
-                ),
-            });
-        }
+        ensure_file(path, "no vocabulary file here")?;
         let what = path.display().to_string();
         let model = WordPiece::from_file(&what)
             .unk_token("[UNK]".into())
@@ -123,15 +119,7 @@ impl HfTokenizer {
             format!("at least {minimum} (bytes and special tokens)"),
         )?;
         for file in files {
-            if !file.is_file() {
-                return Err(CoreError::Io {
-                    path: file.clone(),
-                    source: std::io::Error::new(
-                        std::io::ErrorKind::NotFound,
-                        "no corpus file here",
-                    ),
-                });
-            }
+            ensure_file(file, "no corpus file here")?;
         }
         let specials = SpecialTokens::NAMES.iter().map(|n| AddedToken::from(*n, true)).collect();
         let mut trainer = BpeTrainerBuilder::new()
