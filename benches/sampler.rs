@@ -1,7 +1,8 @@
 //! Sampling from a trained masked diffusion model: one token per step (LLaDA top-1 with
 //! `steps = seq_len`) against Fast-dLLM's confidence threshold (τ = 0.9), in one run. Before
 //! timing, the setup trains a small MDLM on the correlated-pairs task and prints, for each
-//! sampler, the model calls (NFE) and the exact validity of its samples, so speed and quality
+//! sampler, the model calls (NFE) and the exact validity of its samples (in the better phrase
+//! alignment, `PairsTask::score_best_phase`), so speed and quality
 //! come from the same model.
 //!
 //! ```text
@@ -78,7 +79,7 @@ fn samplers(c: &mut Criterion) {
             let tokens: Vec<u32> = out.tokens.into_data().iter::<i64>().map(|t| t as u32).collect();
             let (valid, total) = tokens
                 .chunks(SEQ_LEN)
-                .map(|s| task.score(s))
+                .map(|s| task.score_best_phase(s))
                 .fold((0, 0), |(v, t), s| (v + s.valid, t + s.total));
             println!(
                 "{backend}/{name}: NFE {} for {BATCH}×{SEQ_LEN} tokens, validity {:.3}",

@@ -5,7 +5,8 @@
 //!    tokens must be identical.
 //! 2. Fast-dLLM: an MDLM trained on the correlated-pairs task decodes 512 tokens one token per
 //!    step without a cache (the reference) and with confidence-threshold decoding (τ = 0.9) with
-//!    no, prefix and dual caches; speed-up and the exact validity of the samples.
+//!    no, prefix and dual caches; speed-up and the exact validity of the samples (in the better
+//!    phrase alignment, `PairsTask::score_best_phase`).
 //!
 //! ```text
 //! cargo run --release --example block_speed
@@ -159,7 +160,7 @@ fn fast_dllm(args: &Args, device: &Device) -> anyhow::Result<serde_json::Value> 
         let as_u32: Vec<u32> = tokens.iter().map(|&t| t as u32).collect();
         let (valid_pairs, total) = as_u32
             .chunks(GEN_LEN)
-            .map(|s| task.score(s))
+            .map(|s| task.score_best_phase(s))
             .fold((0, 0), |(v, t), s| (v + s.valid, t + s.total));
         let validity = valid_pairs as f64 / total as f64;
         let (speedup, agreement) = match &baseline {

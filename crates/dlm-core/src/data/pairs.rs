@@ -144,6 +144,18 @@ impl PairsTask {
             tokens.chunks_exact(2).filter(|pair| self.valid.contains(&(pair[0], pair[1]))).count();
         PairsScore { valid, total }
     }
+
+    /// Scores the phrases in whichever alignment, `(0, 1), (2, 3), …` or `(1, 2), (3, 4), …`,
+    /// holds more valid ones. A sample that is coherent but shifted by one token (it opens with
+    /// the second token of a phrase) then counts as valid: what is left invalid is phrases whose
+    /// two tokens do not belong together, the failure of decoding them independently. A model
+    /// that reads positions only relatively (RoPE) cannot tell which alignment a fully masked
+    /// sequence should take, so samplers that commit far-apart tokens first choose it at random.
+    pub fn score_best_phase(&self, tokens: &[u32]) -> PairsScore {
+        let aligned = self.score(tokens);
+        let shifted = self.score(tokens.get(1..).unwrap_or_default());
+        if shifted.validity() > aligned.validity() { shifted } else { aligned }
+    }
 }
 
 #[cfg(test)]
@@ -167,6 +179,11 @@ mod tests {
             .flat_map(|_| [firsts[rng.random_range(0..24)], seconds[rng.random_range(0..24)]])
             .collect();
         assert!(task.score(&independent).validity() < 0.35);
+        // In the best phase, the shifted sample is valid again but for its broken first phrase;
+        // independent tokens stay mostly invalid.
+        assert_eq!(task.score_best_phase(&sample[1..]), PairsScore { valid: 99, total: 99 });
+        assert_eq!(task.score_best_phase(&sample), PairsScore { valid: 100, total: 100 });
+        assert!(task.score_best_phase(&independent).validity() < 0.35);
     }
 
     #[test]
