@@ -1,6 +1,6 @@
 //! Backend parity: the same model, weights and inputs on `flex` (the reference) and on every other
-//! compiled backend give the same numbers within `f32` tolerance — forward, backward, one
-//! training step, and one step of the masked and Gaussian samplers.
+//! compiled backend give the same numbers within `f32` tolerance — forward (the denoiser and a
+//! BERT MLM), backward, one training step, and one step of the masked and Gaussian samplers.
 //!
 //! ```text
 //! cargo test -p dlm --features ndarray --test parity      # CI runs this one
@@ -13,6 +13,7 @@ use burn::optim::GradientsParams;
 use burn::tensor::{Device, Int, Tensor, TensorData};
 use dlm::core::ar::ArObjective;
 use dlm::core::backbone::{AttentionMask, Denoiser, DenoiserConfig, DenoiserInput, DenoiserIo};
+use dlm::core::bert::BertConfig;
 use dlm::core::data::SequenceDataset;
 use dlm::core::train::{Objective, TrainConfig, Trainer};
 use dlm::device::{compiled_backends, parse_device};
@@ -91,6 +92,34 @@ fn causal() -> DenoiserConfig {
 fn tokens(device: &Device) -> Tensor<2, Int> {
     let values: Vec<i64> = (0..2 * 12).map(|i| (i * 7 % 13) as i64).collect();
     Tensor::from_data(TensorData::new(values, [2, 12]), device)
+}
+
+#[test]
+fn bert_forward_agrees() {
+    let config = BertConfig {
+        vocab_size: 13,
+        hidden_size: 32,
+        num_hidden_layers: 2,
+        num_attention_heads: 4,
+        intermediate_size: 64,
+        max_position_embeddings: 16,
+        type_vocab_size: 2,
+        layer_norm_eps: 1e-12,
+        hidden_act: "gelu".into(),
+        position_embedding_type: "absolute".into(),
+        tie_word_embeddings: true,
+    };
+    let flex = Device::flex();
+    let reference =
+        dlm_core::testing::randomised_with_std(config.init(&flex).unwrap(), 0.05, &flex);
+    for (name, device) in others() {
+        let model = same_weights(&reference, config.init(&device).unwrap());
+        assert_close(
+            &format!("{name} BERT forward"),
+            host(model.forward(tokens(&device), None)),
+            host(reference.forward(tokens(&flex), None)),
+        );
+    }
 }
 
 #[test]
