@@ -25,8 +25,8 @@ use clap::Parser;
 use dlm::core::bert::BertMlm;
 use dlm::core::sampling::{Confidence, TokenSampler};
 use dlm::core::tokenizer::HfTokenizer;
-use dlm::discrete::BertSubs;
 use dlm::discrete::sampler::{MaskedSampler, SamplerState, TimeAgnostic, Unmasking};
+use dlm::discrete::{BertSubs, MaskedDenoiser};
 use dlm::sched::{LogLinear, ScheduleKind};
 use rand::SeedableRng;
 use rand::rngs::StdRng;
@@ -77,13 +77,10 @@ fn decode(
         Decoder::OneShot => {
             let [batch, n] = state.tokens.dims();
             let device = state.tokens.device();
-            let log_probs = dlm::discrete::MaskedDenoiser::log_probs(
-                denoiser,
-                state.tokens.clone(),
-                Tensor::zeros([batch], &device),
-            );
+            let log_probs =
+                denoiser.log_probs(state.tokens.clone(), Tensor::zeros([batch], &device));
             let argmax: Tensor<2, Int> = log_probs.argmax(2).reshape([batch, n]);
-            (state.tokens.clone().mask_where(state.is_masked(denoiser_mask(denoiser)), argmax), 1)
+            (state.tokens.clone().mask_where(state.is_masked(denoiser.mask_id()), argmax), 1)
         }
         Decoder::Sampler { sampler, reuse: true } => {
             let cached = TimeAgnostic::new(denoiser.clone())?;
@@ -97,10 +94,6 @@ fn decode(
     };
     let tokens = tokens.into_data().iter::<i64>().map(|t| t as u32).collect();
     Ok(Outcome { tokens, nfe, seconds: start.elapsed().as_secs_f64() })
-}
-
-fn denoiser_mask(denoiser: &BertSubs<'_>) -> u32 {
-    dlm::discrete::MaskedDenoiser::mask_id(denoiser)
 }
 
 fn main() -> anyhow::Result<()> {
