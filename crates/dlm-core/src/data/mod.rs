@@ -7,9 +7,11 @@ mod dataset;
 mod markov;
 mod pairs;
 mod special;
+mod words;
 
 pub use corpus::{CorpusSplits, read_documents, split_corpus, tokenize_documents};
 pub use dataset::{BatchCursor, SequenceDataset, pad_documents, wrap_documents};
 pub use markov::{MarkovScore, MarkovSource, MarkovSourceConfig};
 pub use pairs::{PairsScore, PairsTask, PairsTaskConfig};
 pub use special::SpecialTokens;
+pub use words::{WordsTask, WordsTaskConfig};
