@@ -1,14 +1,38 @@
-//! What the likelihood-ladder examples share: the Markov data, equal-budget training and the
-//! result table.
+//! What the likelihood-ladder examples share: their data (the Markov source, or Shakespeare at
+//! the character level), equal-budget training and the result table.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
+use anyhow::Context;
 use burn::tensor::Device;
 use dlm::core::backbone::{Denoiser, DenoiserConfig};
-use dlm::core::data::{MarkovSource, MarkovSourceConfig, SequenceDataset};
+use dlm::core::data::{
+    MarkovSource, MarkovSourceConfig, SequenceDataset, read_documents, split_corpus,
+    tokenize_documents,
+};
+use dlm::core::tokenizer::{CharTokenizer, Tokenizer};
 use dlm::core::train::{LrDecay, Objective, RunOptions, TrainConfig, Trainer, run};
 use rand::rngs::StdRng;
 use serde_json::{Value, json};
+
+/// The data a ladder runs on.
+#[derive(Clone, Copy, Debug, clap::ValueEnum)]
+pub(crate) enum Source {
+    /// A sparse order-2 Markov chain over 16 symbols: every bound has an exact reference.
+    Markov,
+    /// The 42 Shakespeare texts of `scripts/fetch-data.sh`, character level.
+    Shakespeare,
+}
+
+impl Source {
+    /// The name used on the command line and in output folders.
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            Self::Markov => "markov",
+            Self::Shakespeare => "shakespeare",
+        }
+    }
+}
 
 /// The Markov source of the ladders and its train/valid/test sets.
 pub(crate) struct MarkovData {
@@ -27,6 +51,123 @@ pub(crate) fn markov_data(seq_len: usize) -> anyhow::Result<MarkovData> {
     let valid = SequenceDataset::generate(256, seq_len, vocab, 2, sample)?;
     let test = SequenceDataset::generate(512, seq_len, vocab, 3, sample)?;
     Ok(MarkovData { source, train, valid, test })
+}
+
+/// Shakespeare, character level, wrapped into sequences of `seq_len`: the first 98 % of the
+/// sequences train, the next 1 % validate, the last 1 % test.
+pub(crate) struct ShakespeareData {
+    pub(crate) tokenizer: Tokenizer,
+    pub(crate) train: SequenceDataset,
+    pub(crate) valid: SequenceDataset,
+    pub(crate) test: SequenceDataset,
+}
+
+pub(crate) fn shakespeare_data(seq_len: usize) -> anyhow::Result<ShakespeareData> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir("data/shakespeare")
+        .context("data/shakespeare is missing: run scripts/fetch-data.sh shakespeare")?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|e| e == "txt"))
+        .collect();
+    files.sort();
+    let documents = read_documents(&files)?;
+    let tokenizer =
+        Tokenizer::Char(CharTokenizer::from_texts(documents.iter().map(String::as_str))?);
+    let ids = tokenize_documents(&documents, &tokenizer, Some(Path::new("data/cache")))?;
+    let splits = split_corpus(&ids, &tokenizer, seq_len, 0.01, 0.01)?;
+    println!(
+        "Shakespeare, characters ({} symbols): {} train / {} valid / {} test sequences of {seq_len}",
+        tokenizer.vocab_size(),
+        splits.train.len(),
+        splits.valid.len(),
+        splits.test.len()
+    );
+    Ok(ShakespeareData { tokenizer, train: splits.train, valid: splits.valid, test: splits.test })
+}
+
+/// A ladder's data, with the source when its entropies are known exactly.
+pub(crate) struct LadderData {
+    pub(crate) vocab_size: usize,
+    pub(crate) seq_len: usize,
+    pub(crate) train: SequenceDataset,
+    pub(crate) valid: SequenceDataset,
+    pub(crate) test: SequenceDataset,
+    /// The Markov source (exact entropies, exact scores of samples); `None` for natural text.
+    pub(crate) markov: Option<MarkovSource>,
+    /// The tokenizer of natural text, to print samples.
+    #[allow(dead_code)] // Only the examples that sample read it.
+    pub(crate) tokenizer: Option<Tokenizer>,
+}
+
+impl LadderData {
+    pub(crate) fn load(source: Source, seq_len: usize) -> anyhow::Result<Self> {
+        Ok(match source {
+            Source::Markov => {
+                let data = markov_data(seq_len)?;
+                let this = Self {
+                    vocab_size: data.source.vocab_size(),
+                    seq_len,
+                    train: data.train,
+                    valid: data.valid,
+                    test: data.test,
+                    markov: Some(data.source),
+                    tokenizer: None,
+                };
+                let (sequence, conditional) = this.exact().expect("a Markov source");
+                println!(
+                    "exact entropy: {sequence:.4} nats/token over a whole sequence, {conditional:.4} over positions 2..L"
+                );
+                this
+            }
+            Source::Shakespeare => {
+                let data = shakespeare_data(seq_len)?;
+                Self {
+                    vocab_size: data.tokenizer.vocab_size(),
+                    seq_len,
+                    train: data.train,
+                    valid: data.valid,
+                    test: data.test,
+                    markov: None,
+                    tokenizer: Some(data.tokenizer),
+                }
+            }
+        })
+    }
+
+    /// Exact entropies per token: over a whole sequence, and over positions 2..L (what an AR
+    /// model is scored on); `None` for natural text.
+    pub(crate) fn exact(&self) -> Option<(f64, f64)> {
+        let source = self.markov.as_ref()?;
+        let whole = source.sequence_entropy(self.seq_len);
+        let conditional = (whole - source.sequence_entropy(1)) / (self.seq_len - 1) as f64;
+        Some((whole / self.seq_len as f64, conditional))
+    }
+
+    /// What an AR figure is compared with: the exact entropy of positions 2..L, or nothing.
+    pub(crate) fn ar_reference(&self) -> Option<Reference> {
+        self.exact().map(|(_, conditional)| Reference::exact(conditional))
+    }
+
+    /// What a whole-sequence bound is compared with: the exact entropy of a whole sequence, or
+    /// the AR model's NLL when the entropy is unknown.
+    pub(crate) fn bound_reference(&self, ar_nll: f64) -> Reference {
+        match self.exact() {
+            Some((sequence, _)) => Reference::exact(sequence),
+            None => Reference { nats: ar_nll, what: "AR NLL" },
+        }
+    }
+}
+
+/// The figure a row is divided by.
+#[derive(Clone, Copy)]
+pub(crate) struct Reference {
+    pub(crate) nats: f64,
+    pub(crate) what: &'static str,
+}
+
+impl Reference {
+    fn exact(nats: f64) -> Self {
+        Self { nats, what: "exact entropy" }
+    }
 }
 
 /// Trains one model with the ladder's common budget: `steps` AdamW steps of batch 32, lr 1e-3
@@ -59,26 +200,41 @@ pub(crate) fn train<O: Objective<Denoiser>>(
     Ok((trainer.eval_model(), started.elapsed().as_secs_f64()))
 }
 
-/// Rows of a ladder: each figure against the exact entropy of what it scores.
+/// Rows of a ladder: each figure against its reference.
 #[derive(Default)]
 pub(crate) struct Table {
     rows: Vec<Value>,
 }
 
 impl Table {
-    pub(crate) fn add(&mut self, name: &str, nats: f64, reference: f64, seconds: f64, kind: &str) {
-        println!(
-            "{name:<16} {nats:.4} nats/token = {:.4} bits ({kind}); exact {reference:.4}: ratio {:.3}; {seconds:.0} s",
-            nats / std::f64::consts::LN_2,
-            nats / reference
-        );
+    pub(crate) fn add(
+        &mut self,
+        name: &str,
+        nats: f64,
+        reference: Option<Reference>,
+        seconds: f64,
+        kind: &str,
+    ) {
+        let bits = nats / std::f64::consts::LN_2;
+        match reference {
+            Some(r) => println!(
+                "{name:<16} {nats:.4} nats/token = {bits:.4} bits ({kind}); {} {:.4}: ratio {:.3}; {seconds:.0} s",
+                r.what,
+                r.nats,
+                nats / r.nats
+            ),
+            None => println!(
+                "{name:<16} {nats:.4} nats/token = {bits:.4} bits ({kind}); {seconds:.0} s"
+            ),
+        }
         self.rows.push(json!({
             "model": name,
             "nats_per_token": nats,
-            "bits_per_token": nats / std::f64::consts::LN_2,
+            "bits_per_token": bits,
             "kind": kind,
-            "exact_reference": reference,
-            "ratio": nats / reference,
+            "reference": reference.map(|r| r.what),
+            "reference_nats": reference.map(|r| r.nats),
+            "ratio": reference.map(|r| nats / r.nats),
             "train_seconds": seconds,
         }));
     }
