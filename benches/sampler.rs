@@ -1,9 +1,9 @@
 //! Sampling from a trained masked diffusion model: one token per step (LLaDA top-1 with
 //! `steps = seq_len`) against Fast-dLLM's confidence threshold (τ = 0.9), in one run. Before
-//! timing, the setup trains a small MDLM on the correlated-pairs task and prints, for each
-//! sampler, the model calls (NFE) and the exact validity of its samples (in the better phrase
-//! alignment, `PairsTask::score_best_phase`), so speed and quality
-//! come from the same model.
+//! timing, the setup trains a small MDLM on the words task (4-token words in which one token
+//! determines the word: the redundancy threshold decoding exploits) and prints, for each sampler,
+//! the model calls (NFE) and the exact validity of its samples (in the best word alignment,
+//! `WordsTask::score_best_phase`), so speed and quality come from the same model.
 //!
 //! ```text
 //! cargo bench --bench sampler --features ndarray
@@ -12,7 +12,7 @@
 use burn::module::Module;
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use dlm::core::backbone::{DenoiserConfig, DenoiserIo};
-use dlm::core::data::{PairsTask, PairsTaskConfig, SequenceDataset, SpecialTokens};
+use dlm::core::data::{SequenceDataset, SpecialTokens, WordsTask, WordsTaskConfig};
 use dlm::core::sampling::{Confidence, TokenSampler};
 use dlm::core::train::{TrainConfig, Trainer};
 use dlm::device::{bench_backends, parse_device};
@@ -26,8 +26,8 @@ const SEQ_LEN: usize = 32;
 const BATCH: usize = 16;
 
 fn samplers(c: &mut Criterion) {
-    let task = PairsTask::new(PairsTaskConfig { n_symbols: 32, n_pairs: 48, seed: 0 })
-        .expect("valid task");
+    let task =
+        WordsTask::new(WordsTaskConfig { n_words: 16, word_len: 4, seed: 0 }).expect("valid task");
     let vocab = task.vocab_size();
     let mask_id = SpecialTokens::reserved().mask;
     let data = SequenceDataset::generate(4096, SEQ_LEN, vocab, 1, |len, rng| task.sample(len, rng))
