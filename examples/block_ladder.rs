@@ -97,7 +97,7 @@ fn main() -> anyhow::Result<()> {
             &out,
         )?;
         let nelbo = bd3lm.evaluate(&model, &data.test, 64, 8, 0)?;
-        table.add(&name, nelbo, Some(data.bound_reference(nll)), seconds, "NELBO, t ~ U[1e-3, 1]");
+        table.add(&name, nelbo, data.bound_reference(Some(nll)), seconds, "NELBO, t ~ U[1e-3, 1]");
         if block_size == 4 {
             let candidates = [(0.001, 1.0), (0.3, 0.8), (0.45, 0.95), (0.5, 1.0), (0.2, 0.7)];
             search = Some(bd3lm.variance_search(&model, &data.valid, &candidates, 2, 0)?);
@@ -116,7 +116,7 @@ fn main() -> anyhow::Result<()> {
         &out,
     )?;
     let nelbo = mdlm.evaluate(&Subs { model: &model, mask_id }, &data.test, 64, 8, 0)?;
-    table.add("MDLM", nelbo.nats_per_token, Some(data.bound_reference(nll)), seconds, "NELBO");
+    table.add("MDLM", nelbo.nats_per_token, data.bound_reference(Some(nll)), seconds, "NELBO");
 
     let search = search.expect("searched on L' = 4");
     println!("\nclipped schedules for L' = 4, by variance of the per-sequence loss on validation:");

@@ -148,11 +148,11 @@ impl LadderData {
     }
 
     /// What a whole-sequence bound is compared with: the exact entropy of a whole sequence, or
-    /// the AR model's NLL when the entropy is unknown.
-    pub(crate) fn bound_reference(&self, ar_nll: f64) -> Reference {
+    /// the AR model's NLL (when there is one) if the entropy is unknown.
+    pub(crate) fn bound_reference(&self, ar_nll: Option<f64>) -> Option<Reference> {
         match self.exact() {
-            Some((sequence, _)) => Reference::exact(sequence),
-            None => Reference { nats: ar_nll, what: "AR NLL" },
+            Some((sequence, _)) => Some(Reference::exact(sequence)),
+            None => ar_nll.map(|nats| Reference { nats, what: "AR NLL" }),
         }
     }
 }
