@@ -12,17 +12,14 @@
 #[path = "common/ladder.rs"]
 mod ladder;
 
-use ladder::{LadderData, Source};
+use ladder::{Ladder, LadderData, Source};
 
 use std::path::PathBuf;
 
 use clap::Parser;
 use dlm::block::Bd3lm;
-use dlm::core::ar::ArObjective;
 use dlm::core::backbone::{DenoiserConfig, DenoiserIo};
 use dlm::core::data::SpecialTokens;
-use dlm::core::train::{EvalBatches, evaluate};
-use dlm::discrete::{MaskingProcess, Mdlm, Subs};
 use dlm::sched::{LogLinear, TimeSampler};
 use serde_json::json;
 
@@ -52,71 +49,32 @@ fn main() -> anyhow::Result<()> {
         .clone()
         .unwrap_or_else(|| PathBuf::from(format!("out/block_ladder-{}", args.source.name())));
     std::fs::create_dir_all(&out)?;
-    let data = LadderData::load(args.source, SEQ_LEN)?;
+    let mut ladder = Ladder::new(LadderData::load(args.source, SEQ_LEN)?, args.steps, device, out);
     let mask_id = SpecialTokens::reserved().mask;
     let config = DenoiserConfig::new(
-        DenoiserIo::Tokens { vocab_size: data.vocab_size, tie_embeddings: false },
+        DenoiserIo::Tokens { vocab_size: ladder.data.vocab_size, tie_embeddings: false },
         SEQ_LEN,
     )
     .with_d_model(128)
     .with_n_heads(4)
     .with_n_layers(2);
-    let mut table = ladder::Table::default();
     let likelihood_times = TimeSampler::antithetic(1e-3)?;
 
-    let (ar, seconds) = ladder::train(
-        "ar",
-        ArObjective::default(),
-        &config,
-        args.steps,
-        &device,
-        &data.train,
-        &data.valid,
-        &out,
-    )?;
-    let nll = evaluate(
-        &ArObjective::default(),
-        &ar,
-        &data.test,
-        EvalBatches { batch_size: 64, max_batches: None, seed: 0 },
-    )?;
-    table.add("AR", nll, data.ar_reference(), seconds, "exact NLL, positions 2..L");
-
+    let nll = ladder.ar(&config)?;
     let mut search = None;
     for block_size in [4, 8, 16] {
         let bd3lm = Bd3lm::new(LogLinear::default(), mask_id, block_size, likelihood_times)?;
         let name = format!("BD3LM L'={block_size}");
-        let (model, seconds) = ladder::train(
-            &name.replace(['\'', '='], "").replace(' ', "_"),
-            bd3lm.clone(),
-            &config,
-            args.steps,
-            &device,
-            &data.train,
-            &data.valid,
-            &out,
-        )?;
-        let nelbo = bd3lm.evaluate(&model, &data.test, 64, 8, 0)?;
-        table.add(&name, nelbo, data.bound_reference(Some(nll)), seconds, "NELBO, t ~ U[1e-3, 1]");
+        let file = name.replace(['\'', '='], "").replace(' ', "_");
+        let (model, seconds) = ladder.train(&file, bd3lm.clone(), &config)?;
+        let nelbo = bd3lm.evaluate(&model, &ladder.data.test, 64, 8, 0)?;
+        ladder.add_bound(&name, nelbo, Some(nll), seconds, "NELBO, t ~ U[1e-3, 1]");
         if block_size == 4 {
             let candidates = [(0.001, 1.0), (0.3, 0.8), (0.45, 0.95), (0.5, 1.0), (0.2, 0.7)];
-            search = Some(bd3lm.variance_search(&model, &data.valid, &candidates, 2, 0)?);
+            search = Some(bd3lm.variance_search(&model, &ladder.data.valid, &candidates, 2, 0)?);
         }
     }
-
-    let mdlm = Mdlm::new(MaskingProcess::new(LogLinear::default(), mask_id), 1e-3)?;
-    let (model, seconds) = ladder::train(
-        "mdlm",
-        mdlm.clone(),
-        &config,
-        args.steps,
-        &device,
-        &data.train,
-        &data.valid,
-        &out,
-    )?;
-    let nelbo = mdlm.evaluate(&Subs { model: &model, mask_id }, &data.test, 64, 8, 0)?;
-    table.add("MDLM", nelbo.nats_per_token, data.bound_reference(Some(nll)), seconds, "NELBO");
+    ladder.mdlm(&config, mask_id, Some(nll))?;
 
     let search = search.expect("searched on L' = 4");
     println!("\nclipped schedules for L' = 4, by variance of the per-sequence loss on validation:");
@@ -130,10 +88,10 @@ fn main() -> anyhow::Result<()> {
         "source": args.source.name(),
         "steps": args.steps,
         "seq_len": SEQ_LEN,
-        "exact_entropy_whole_sequence_and_positions_2_to_l": data.exact(),
-        "rows": table.into_rows(),
+        "exact_entropy_whole_sequence_and_positions_2_to_l": ladder.data.exact(),
+        "rows": ladder.table.into_rows(),
         "clip_search_block_4": search.iter().map(|c| json!({"beta": c.beta, "omega": c.omega, "mean": c.mean, "variance": c.variance})).collect::<Vec<_>>(),
     });
-    std::fs::write(out.join("result.json"), serde_json::to_string_pretty(&result)?)?;
+    std::fs::write(ladder.out.join("result.json"), serde_json::to_string_pretty(&result)?)?;
     Ok(())
 }

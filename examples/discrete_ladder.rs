@@ -15,18 +15,14 @@
 #[path = "common/ladder.rs"]
 mod ladder;
 
-use ladder::{LadderData, Source};
+use ladder::{Ladder, LadderData, Source};
 
 use std::path::PathBuf;
 
 use clap::Parser;
-use dlm::core::ar::ArObjective;
 use dlm::core::backbone::{Denoiser, DenoiserConfig, DenoiserIo};
 use dlm::core::data::{SequenceDataset, SpecialTokens};
-use dlm::core::train::{EvalBatches, evaluate};
 use dlm::discrete::d3pm::{D3pm, Transition, mutual_information_schedule};
-use dlm::discrete::{MaskingProcess, Mdlm, Subs};
-use dlm::sched::LogLinear;
 use rand::SeedableRng;
 use rand::rngs::StdRng;
 use serde_json::json;
@@ -75,8 +71,8 @@ fn main() -> anyhow::Result<()> {
         .clone()
         .unwrap_or_else(|| PathBuf::from(format!("out/discrete_ladder-{}", args.source.name())));
     std::fs::create_dir_all(&out)?;
-    let data = LadderData::load(args.source, SEQ_LEN)?;
-    let vocab = data.vocab_size;
+    let mut ladder = Ladder::new(LadderData::load(args.source, SEQ_LEN)?, args.steps, device, out);
+    let vocab = ladder.data.vocab_size;
     let mask_id = SpecialTokens::reserved().mask;
     let base = DenoiserConfig::new(
         DenoiserIo::Tokens { vocab_size: vocab, tie_embeddings: false },
@@ -86,47 +82,13 @@ fn main() -> anyhow::Result<()> {
     .with_n_heads(4)
     .with_n_layers(2);
     let conditioned = base.clone().with_cond_dim(Some(128));
-    let mut table = ladder::Table::default();
 
-    let mut ar_nll = None;
-    if args.models.contains(&Model::Ar) {
-        let (ar, seconds) = ladder::train(
-            "ar",
-            ArObjective::default(),
-            &base,
-            args.steps,
-            &device,
-            &data.train,
-            &data.valid,
-            &out,
-        )?;
-        let nll = evaluate(
-            &ArObjective::default(),
-            &ar,
-            &data.test,
-            EvalBatches { batch_size: 64, max_batches: None, seed: 0 },
-        )?;
-        table.add("AR", nll, data.ar_reference(), seconds, "exact NLL, positions 2..L");
-        ar_nll = Some(nll);
-    }
-
+    let ar_nll = if args.models.contains(&Model::Ar) { Some(ladder.ar(&base)?) } else { None };
     if args.models.contains(&Model::Mdlm) {
-        let mdlm = Mdlm::new(MaskingProcess::new(LogLinear::default(), mask_id), 1e-3)?;
-        let (model, seconds) = ladder::train(
-            "mdlm",
-            mdlm.clone(),
-            &base,
-            args.steps,
-            &device,
-            &data.train,
-            &data.valid,
-            &out,
-        )?;
-        let nelbo = mdlm.evaluate(&Subs { model: &model, mask_id }, &data.test, 64, 8, 0)?;
-        table.add("MDLM", nelbo.nats_per_token, data.bound_reference(ar_nll), seconds, "NELBO");
+        ladder.mdlm(&base, mask_id, ar_nll)?;
     }
 
-    let frequencies = token_frequencies(&data.train, vocab);
+    let frequencies = token_frequencies(&ladder.data.train, vocab);
     for (rung, name, transition, lambda) in [
         (Model::D3pmAbsorbing, "D3PM absorbing", Transition::Absorbing { mask_id }, 0.01),
         (Model::D3pmUniform, "D3PM uniform", Transition::Uniform, 0.0),
@@ -137,32 +99,18 @@ fn main() -> anyhow::Result<()> {
         let schedule = mutual_information_schedule(transition, &frequencies, 1000)?;
         let d3pm = D3pm::new(transition, schedule, vocab, lambda)?;
         let file = name.replace(' ', "_");
-        let (model, seconds) = ladder::train(
-            &file,
-            d3pm.clone(),
-            &conditioned,
-            args.steps,
-            &device,
-            &data.train,
-            &data.valid,
-            &out,
-        )?;
-        table.add(
-            name,
-            d3pm_nelbo(&d3pm, &model, &data.test, 8),
-            data.bound_reference(ar_nll),
-            seconds,
-            "NELBO, T = 1000",
-        );
+        let (model, seconds) = ladder.train(&file, d3pm.clone(), &conditioned)?;
+        let nelbo = d3pm_nelbo(&d3pm, &model, &ladder.data.test, 8);
+        ladder.add_bound(name, nelbo, ar_nll, seconds, "NELBO, T = 1000");
     }
     let result = json!({
         "source": args.source.name(),
         "steps": args.steps,
         "seq_len": SEQ_LEN,
-        "exact_entropy_whole_sequence_and_positions_2_to_l": data.exact(),
-        "rows": table.into_rows(),
+        "exact_entropy_whole_sequence_and_positions_2_to_l": ladder.data.exact(),
+        "rows": ladder.table.into_rows(),
     });
-    std::fs::write(out.join("result.json"), serde_json::to_string_pretty(&result)?)?;
+    std::fs::write(ladder.out.join("result.json"), serde_json::to_string_pretty(&result)?)?;
     Ok(())
 }
 

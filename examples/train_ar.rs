@@ -9,10 +9,14 @@
 //!
 //! Writes `metrics.csv`, `loss.svg`, `model.ckpt` and `result.json` under `--out`.
 
+// Only the Shakespeare file list is used here.
+#[allow(dead_code)]
+#[path = "common/ladder.rs"]
+mod ladder;
+
 use std::path::PathBuf;
 use std::time::Instant;
 
-use anyhow::Context;
 use burn::tensor::{Int, Tensor, TensorData};
 use clap::{Parser, ValueEnum};
 use dlm::core::ar::{ArObjective, generate};
@@ -143,12 +147,7 @@ fn markov(args: &Args, device: burn::tensor::Device, out: PathBuf) -> anyhow::Re
 }
 
 fn shakespeare(args: &Args, device: burn::tensor::Device, out: PathBuf) -> anyhow::Result<()> {
-    let mut files: Vec<PathBuf> = std::fs::read_dir("data/shakespeare")
-        .context("data/shakespeare is missing: run scripts/fetch-data.sh shakespeare")?
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.extension().is_some_and(|e| e == "txt"))
-        .collect();
-    files.sort();
+    let files = ladder::shakespeare_files()?;
     let started = Instant::now();
     let tokenizer = Tokenizer::from(HfTokenizer::train_bpe(&files, 4096)?);
     tokenizer.save(&out.join("tokenizer.json"))?;

@@ -5,13 +5,18 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use burn::tensor::Device;
+use dlm::core::ar::ArObjective;
 use dlm::core::backbone::{Denoiser, DenoiserConfig};
 use dlm::core::data::{
     MarkovSource, MarkovSourceConfig, SequenceDataset, read_documents, split_corpus,
     tokenize_documents,
 };
 use dlm::core::tokenizer::{CharTokenizer, Tokenizer};
-use dlm::core::train::{LrDecay, Objective, RunOptions, TrainConfig, Trainer, run};
+use dlm::core::train::{
+    EvalBatches, LrDecay, Objective, RunOptions, TrainConfig, Trainer, evaluate, run,
+};
+use dlm::discrete::{MaskingProcess, Mdlm, Subs};
+use dlm::sched::LogLinear;
 use rand::rngs::StdRng;
 use serde_json::{Value, json};
 
@@ -62,14 +67,19 @@ pub(crate) struct ShakespeareData {
     pub(crate) test: SequenceDataset,
 }
 
-pub(crate) fn shakespeare_data(seq_len: usize) -> anyhow::Result<ShakespeareData> {
+/// The Shakespeare texts fetched by `scripts/fetch-data.sh shakespeare`, in name order.
+pub(crate) fn shakespeare_files() -> anyhow::Result<Vec<PathBuf>> {
     let mut files: Vec<PathBuf> = std::fs::read_dir("data/shakespeare")
         .context("data/shakespeare is missing: run scripts/fetch-data.sh shakespeare")?
         .filter_map(|e| e.ok().map(|e| e.path()))
         .filter(|p| p.extension().is_some_and(|e| e == "txt"))
         .collect();
     files.sort();
-    let documents = read_documents(&files)?;
+    Ok(files)
+}
+
+pub(crate) fn shakespeare_data(seq_len: usize) -> anyhow::Result<ShakespeareData> {
+    let documents = read_documents(&shakespeare_files()?)?;
     let tokenizer =
         Tokenizer::Char(CharTokenizer::from_texts(documents.iter().map(String::as_str))?);
     let ids = tokenize_documents(&documents, &tokenizer, Some(Path::new("data/cache")))?;
@@ -198,6 +208,80 @@ pub(crate) fn train<O: Objective<Denoiser>>(
     };
     run(&mut trainer, train, valid, &options)?;
     Ok((trainer.eval_model(), started.elapsed().as_secs_f64()))
+}
+
+/// A ladder run: its data, the common budget, where it writes, and its rows.
+pub(crate) struct Ladder {
+    pub(crate) data: LadderData,
+    pub(crate) steps: usize,
+    pub(crate) device: Device,
+    pub(crate) out: PathBuf,
+    pub(crate) table: Table,
+}
+
+impl Ladder {
+    pub(crate) fn new(data: LadderData, steps: usize, device: Device, out: PathBuf) -> Self {
+        Self { data, steps, device, out, table: Table::default() }
+    }
+
+    /// Trains one rung with the common budget (see [`train`]).
+    pub(crate) fn train<O: Objective<Denoiser>>(
+        &self,
+        name: &str,
+        objective: O,
+        config: &DenoiserConfig,
+    ) -> anyhow::Result<(Denoiser, f64)> {
+        let data = &self.data;
+        train(
+            name,
+            objective,
+            config,
+            self.steps,
+            &self.device,
+            &data.train,
+            &data.valid,
+            &self.out,
+        )
+    }
+
+    /// The AR rung: trained, scored by its exact NLL of positions 2..L on the test set; returns
+    /// that NLL.
+    pub(crate) fn ar(&mut self, config: &DenoiserConfig) -> anyhow::Result<f64> {
+        let (model, seconds) = self.train("ar", ArObjective::default(), config)?;
+        let batches = EvalBatches { batch_size: 64, max_batches: None, seed: 0 };
+        let nll = evaluate(&ArObjective::default(), &model, &self.data.test, batches)?;
+        let reference = self.data.ar_reference();
+        self.table.add("AR", nll, reference, seconds, "exact NLL, positions 2..L");
+        Ok(nll)
+    }
+
+    /// The MDLM rung (log-linear schedule, SUBS, `t ∈ [1e-3, 1]`): trained, scored by its NELBO
+    /// on the test set with 8 time samples per sequence.
+    pub(crate) fn mdlm(
+        &mut self,
+        config: &DenoiserConfig,
+        mask_id: u32,
+        ar_nll: Option<f64>,
+    ) -> anyhow::Result<()> {
+        let mdlm = Mdlm::new(MaskingProcess::new(LogLinear::default(), mask_id), 1e-3)?;
+        let (model, seconds) = self.train("mdlm", mdlm.clone(), config)?;
+        let nelbo = mdlm.evaluate(&Subs { model: &model, mask_id }, &self.data.test, 64, 8, 0)?;
+        self.add_bound("MDLM", nelbo.nats_per_token, ar_nll, seconds, "NELBO");
+        Ok(())
+    }
+
+    /// Adds the row of a whole-sequence bound.
+    pub(crate) fn add_bound(
+        &mut self,
+        name: &str,
+        nats: f64,
+        ar_nll: Option<f64>,
+        seconds: f64,
+        kind: &str,
+    ) {
+        let reference = self.data.bound_reference(ar_nll);
+        self.table.add(name, nats, reference, seconds, kind);
+    }
 }
 
 /// Rows of a ladder: each figure against its reference.
