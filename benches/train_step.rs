@@ -41,16 +41,13 @@ fn configurations() -> Vec<(&'static str, usize, DenoiserConfig)> {
 
 /// Four batches of uniformly random tokens.
 fn random_data(batch: usize, seq_len: usize, device: &Device) -> SequenceDataset {
-    let tokens = Tensor::<2>::random(
-        [batch * 4, seq_len],
-        Distribution::Uniform(4.0, VOCAB as f64),
-        device,
-    )
-    .int()
-    .into_data()
-    .iter::<i64>()
-    .map(|t| t as u32)
-    .collect();
+    let tokens =
+        Tensor::<2>::random([batch * 4, seq_len], Distribution::Uniform(4.0, VOCAB as f64), device)
+            .int()
+            .into_data()
+            .iter::<i64>()
+            .map(|t| t as u32)
+            .collect();
     SequenceDataset::new(seq_len, VOCAB, tokens).expect("valid tokens")
 }
 
