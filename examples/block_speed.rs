@@ -38,6 +38,10 @@ struct Args {
     /// Training steps of the Fast-dLLM model.
     #[arg(long, default_value_t = 1500)]
     steps: usize,
+    /// Sequence length the Fast-dLLM model is trained at (at most 512, the generation length);
+    /// every step sees 4096 tokens.
+    #[arg(long, default_value_t = 512)]
+    train_len: usize,
     /// Device: flex, ndarray, wgpu, cuda (or BURN_DEVICE).
     #[arg(long)]
     device: Option<String>,
@@ -102,24 +106,29 @@ fn bd3lm_cache(args: &Args, device: &Device) -> anyhow::Result<serde_json::Value
 
 fn fast_dllm(args: &Args, device: &Device) -> anyhow::Result<serde_json::Value> {
     const GEN_LEN: usize = 512;
-    const TRAIN_LEN: usize = GEN_LEN;
+    let train_len = args.train_len;
+    anyhow::ensure!(
+        (1..=GEN_LEN).contains(&train_len),
+        "--train-len must be between 1 and {GEN_LEN}, got {train_len}"
+    );
     const BLOCK: usize = 32;
     const BATCH: usize = 4;
     let task = WordsTask::new(WordsTaskConfig { n_words: 16, word_len: 4, seed: 0 })?;
     let vocab = task.vocab_size();
     let mask_id = SpecialTokens::reserved().mask;
     let sample = |len: usize, rng: &mut StdRng| task.sample(len, rng);
-    let train = SequenceDataset::generate(2048, TRAIN_LEN, vocab, 1, sample)?;
-    let valid = SequenceDataset::generate(16, TRAIN_LEN, vocab, 2, sample)?;
+    let batch = (4096 / train_len).max(1);
+    let train = SequenceDataset::generate(2048 * GEN_LEN / train_len, train_len, vocab, 1, sample)?;
+    let valid = SequenceDataset::generate(16 * GEN_LEN / train_len, train_len, vocab, 2, sample)?;
     let config = DenoiserConfig::new(
         DenoiserIo::Tokens { vocab_size: vocab, tie_embeddings: false },
-        TRAIN_LEN,
+        GEN_LEN,
     )
     .with_d_model(128)
     .with_n_heads(4)
     .with_n_layers(2);
     let objective = Mdlm::new(MaskingProcess::new(LogLinear::default(), mask_id), 1e-3)?;
-    let train_config = TrainConfig::new(args.steps, 8)
+    let train_config = TrainConfig::new(args.steps, batch)
         .with_learning_rate(2e-3)
         .with_warmup_steps(100)
         .with_decay(LrDecay::Cosine { min_ratio: 0.1 })
@@ -181,6 +190,6 @@ fn fast_dllm(args: &Args, device: &Device) -> anyhow::Result<serde_json::Value> 
         rows.push(json!({"decoding": name, "seconds": seconds, "nfe": out.nfe, "positions_processed": out.positions_processed, "speedup": speedup, "validity": validity, "token_agreement": agreement}));
     }
     Ok(
-        json!({"task": "words, 16 × 4 tokens", "train_len": TRAIN_LEN, "gen_len": GEN_LEN, "block": BLOCK, "batch": BATCH, "nelbo": nelbo.nats_per_token, "rows": rows}),
+        json!({"task": "words, 16 × 4 tokens", "train_len": train_len, "train_batch": batch, "gen_len": GEN_LEN, "block": BLOCK, "batch": BATCH, "nelbo": nelbo.nats_per_token, "rows": rows}),
     )
 }
