@@ -10,31 +10,13 @@
 
 use burn::tensor::{Distribution, Int, Tensor};
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use dlm::core::backbone::{AttentionMask, DenoiserConfig, DenoiserInput, DenoiserIo};
+use dlm::core::backbone::{AttentionMask, DenoiserInput};
 use dlm::device::{bench_backends, parse_device};
 
-const VOCAB: usize = 4096;
+#[path = "common/configs.rs"]
+mod configs;
 
-/// `(name, batch, config)` of the benchmarked configurations.
-fn configurations() -> Vec<(&'static str, usize, DenoiserConfig)> {
-    let tokens = || DenoiserIo::Tokens { vocab_size: VOCAB, tie_embeddings: false };
-    let mut configs = vec![(
-        "reference",
-        16,
-        DenoiserConfig::new(tokens(), 128).with_d_model(256).with_n_heads(4).with_n_layers(4),
-    )];
-    if std::env::var("DLM_BENCH_LARGE").is_ok_and(|v| v == "1") {
-        configs.push((
-            "large",
-            4,
-            DenoiserConfig::new(tokens(), 1024)
-                .with_d_model(768)
-                .with_n_heads(12)
-                .with_n_layers(12),
-        ));
-    }
-    configs
-}
+use configs::{VOCAB, configurations};
 
 fn forward(c: &mut Criterion) {
     let mut group = c.benchmark_group("forward");

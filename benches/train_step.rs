@@ -11,33 +11,14 @@
 use burn::tensor::{Device, Distribution, Tensor};
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use dlm::core::ar::ArObjective;
-use dlm::core::backbone::{DenoiserConfig, DenoiserIo};
 use dlm::core::data::SequenceDataset;
 use dlm::core::train::{TrainConfig, Trainer};
 use dlm::device::{bench_backends, parse_device};
 
-const VOCAB: usize = 4096;
+#[path = "common/configs.rs"]
+mod configs;
 
-/// `(name, batch, config)` of every configuration to run.
-fn configurations() -> Vec<(&'static str, usize, DenoiserConfig)> {
-    let tokens = || DenoiserIo::Tokens { vocab_size: VOCAB, tie_embeddings: false };
-    let mut configs = vec![(
-        "reference",
-        16,
-        DenoiserConfig::new(tokens(), 128).with_d_model(256).with_n_heads(4).with_n_layers(4),
-    )];
-    if std::env::var("DLM_BENCH_LARGE").is_ok_and(|v| v == "1") {
-        configs.push((
-            "large",
-            4,
-            DenoiserConfig::new(tokens(), 1024)
-                .with_d_model(768)
-                .with_n_heads(12)
-                .with_n_layers(12),
-        ));
-    }
-    configs
-}
+use configs::{VOCAB, configurations};
 
 /// Four batches of uniformly random tokens.
 fn random_data(batch: usize, seq_len: usize, device: &Device) -> SequenceDataset {
