@@ -27,7 +27,7 @@ use dlm::continuous::{
 };
 use dlm::core::ar::ArObjective;
 use dlm::core::backbone::{DenoiserConfig, DenoiserIo};
-use dlm::core::data::{SequenceDataset, SpecialTokens};
+use dlm::core::data::{MarkovScore, SequenceDataset, SpecialTokens};
 use dlm::core::eval::unigram_entropy;
 use dlm::core::sampling::TokenSampler;
 use dlm::core::train::{EvalBatches, LrDecay, RunOptions, TrainConfig, Trainer, evaluate, run};
@@ -174,15 +174,8 @@ fn main() -> anyhow::Result<()> {
         );
         let mut row = json!({"sampler": name, "judge_nll": judge_nll, "unigram_entropy": entropy, "nfe": nfe, "seconds": seconds});
         if let Some(source) = &data.markov {
-            let (mut log_prob, mut possible, mut impossible) = (0.0, 0, 0);
-            for sample in values.chunks(SEQ_LEN) {
-                let s = source.score(sample);
-                log_prob += s.log_prob;
-                possible += s.possible;
-                impossible += s.impossible;
-            }
-            let chain_nll = -log_prob / possible.max(1) as f64;
-            let invalid = impossible as f64 / (possible + impossible) as f64;
+            let score: MarkovScore = values.chunks(SEQ_LEN).map(|row| source.score(row)).sum();
+            let (chain_nll, invalid) = (score.nll_of_possible(), score.impossible_fraction());
             println!(
                 "{:<28} true-chain NLL {chain_nll:.4} (of possible transitions), impossible {:.2} %",
                 "",

@@ -17,7 +17,7 @@ use std::path::PathBuf;
 use clap::Parser;
 use dlm::block::{Bd3lm, BlockSampler, Prefix};
 use dlm::core::backbone::{DenoiserConfig, DenoiserIo};
-use dlm::core::data::SpecialTokens;
+use dlm::core::data::{MarkovScore, SpecialTokens};
 use dlm::core::sampling::{Confidence, TokenSampler};
 use dlm::discrete::sampler::{MaskedSampler, Unmasking};
 use dlm::sched::{LogLinear, TimeSampler};
@@ -101,17 +101,11 @@ fn main() -> anyhow::Result<()> {
     );
     let mut windows = Vec::new();
     for w in 0..args.factor {
-        let (mut log_prob, mut possible, mut impossible) = (0.0, 0, 0);
-        for row in tokens.chunks(length) {
-            // Each window with the two tokens before it as context.
-            let from = (w * SEQ_LEN).saturating_sub(2);
-            let score = data.source.score(&row[from..(w + 1) * SEQ_LEN]);
-            log_prob += score.log_prob;
-            possible += score.possible;
-            impossible += score.impossible;
-        }
-        let nll = -log_prob / possible.max(1) as f64;
-        let invalid = impossible as f64 / (possible + impossible) as f64;
+        // Each window with the two tokens before it as context.
+        let from = (w * SEQ_LEN).saturating_sub(2);
+        let score: MarkovScore =
+            tokens.chunks(length).map(|row| data.source.score(&row[from..(w + 1) * SEQ_LEN])).sum();
+        let (nll, invalid) = (score.nll_of_possible(), score.impossible_fraction());
         println!(
             "positions {:>4}..{:<4}: NLL under the true chain {nll:.4}, impossible transitions {:.2} %",
             w * SEQ_LEN,

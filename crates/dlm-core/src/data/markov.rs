@@ -246,6 +246,30 @@ pub struct MarkovScore {
     pub impossible: usize,
 }
 
+impl MarkovScore {
+    /// Mean negative log-probability of the possible transitions (0 when there are none).
+    pub fn nll_of_possible(&self) -> f64 {
+        if self.possible == 0 { 0.0 } else { -self.log_prob / self.possible as f64 }
+    }
+
+    /// Fraction of the scored transitions the chain never makes (0 when none were scored).
+    pub fn impossible_fraction(&self) -> f64 {
+        let total = self.possible + self.impossible;
+        if total == 0 { 0.0 } else { self.impossible as f64 / total as f64 }
+    }
+}
+
+impl std::iter::Sum for MarkovScore {
+    /// The score of several sequences: log-probabilities and counts add.
+    fn sum<I: Iterator<Item = Self>>(scores: I) -> Self {
+        scores.fold(Self { log_prob: 0.0, possible: 0, impossible: 0 }, |a, b| Self {
+            log_prob: a.log_prob + b.log_prob,
+            possible: a.possible + b.possible,
+            impossible: a.impossible + b.impossible,
+        })
+    }
+}
+
 /// `b` distinct next symbols per context, the de Bruijn successor among them, with probabilities
 /// uniform on the simplex.
 fn random_table(
@@ -347,11 +371,28 @@ mod tests {
         let xs = s.sample(100_000, &mut StdRng::seed_from_u64(3));
         let score = s.score(&xs);
         assert_eq!(score.impossible, 0);
-        let nll = -score.log_prob / score.possible as f64;
+        assert_eq!(score.impossible_fraction(), 0.0);
+        let nll = score.nll_of_possible();
         assert!((nll - s.entropy_rate()).abs() < 0.02, "{nll} vs {}", s.entropy_rate());
         let reversed: Vec<u32> = xs.iter().rev().copied().collect();
         assert!(s.score(&reversed).impossible > 10_000);
         assert_eq!(s.score(&[0, 1, 2]).impossible, 1, "special tokens are not symbols");
+    }
+
+    #[test]
+    fn scores_of_pieces_sum_to_the_score_of_the_whole() {
+        let s = source(8, 2, 3);
+        let mut xs = s.sample(2_000, &mut StdRng::seed_from_u64(4));
+        xs[1_500] = xs[1_499]; // Likely an impossible transition or two.
+        let whole = s.score(&xs);
+        // Pieces overlapping by the order score every transition exactly once.
+        let summed: MarkovScore = [&xs[..1_000], &xs[998..]].iter().map(|p| s.score(p)).sum();
+        assert_eq!((summed.possible, summed.impossible), (whole.possible, whole.impossible));
+        assert!((summed.log_prob - whole.log_prob).abs() < 1e-9);
+        let total = (whole.possible + whole.impossible) as f64;
+        assert_eq!(whole.impossible_fraction(), whole.impossible as f64 / total);
+        let empty = MarkovScore { log_prob: 0.0, possible: 0, impossible: 0 };
+        assert_eq!((empty.nll_of_possible(), empty.impossible_fraction()), (0.0, 0.0));
     }
 
     #[test]
