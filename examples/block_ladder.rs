@@ -44,11 +44,7 @@ const SEQ_LEN: usize = 64;
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     let device = dlm::device::device_from_cli_or_env(args.device.as_deref())?;
-    let out = args
-        .out
-        .clone()
-        .unwrap_or_else(|| PathBuf::from(format!("out/block_ladder-{}", args.source.name())));
-    std::fs::create_dir_all(&out)?;
+    let out = args.source.out_dir("block_ladder", args.out.clone())?;
     let mut ladder = Ladder::new(LadderData::load(args.source, SEQ_LEN)?, args.steps, device, out);
     let mask_id = SpecialTokens::reserved().mask;
     let config = DenoiserConfig::new(

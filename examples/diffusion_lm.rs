@@ -62,11 +62,7 @@ const SEQ_LEN: usize = 64;
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     let device = dlm::device::device_from_cli_or_env(args.device.as_deref())?;
-    let out_dir = args
-        .out
-        .clone()
-        .unwrap_or_else(|| PathBuf::from(format!("out/diffusion_lm-{}", args.source.name())));
-    std::fs::create_dir_all(&out_dir)?;
+    let out_dir = args.source.out_dir("diffusion_lm", args.out.clone())?;
     let data = LadderData::load(args.source, SEQ_LEN)?;
     let vocab = data.vocab_size;
     let mask_id = SpecialTokens::reserved().mask;

@@ -37,6 +37,18 @@ impl Source {
             Self::Shakespeare => "shakespeare",
         }
     }
+
+    /// The output folder, created: `explicit`, or `out/<example>-<source>`.
+    pub(crate) fn out_dir(
+        self,
+        example: &str,
+        explicit: Option<PathBuf>,
+    ) -> anyhow::Result<PathBuf> {
+        let out =
+            explicit.unwrap_or_else(|| PathBuf::from(format!("out/{example}-{}", self.name())));
+        std::fs::create_dir_all(&out)?;
+        Ok(out)
+    }
 }
 
 /// The Markov source of the ladders and its train/valid/test sets.
@@ -97,7 +109,6 @@ pub(crate) fn shakespeare_data(seq_len: usize) -> anyhow::Result<ShakespeareData
 /// A ladder's data, with the source when its entropies are known exactly.
 pub(crate) struct LadderData {
     pub(crate) vocab_size: usize,
-    pub(crate) seq_len: usize,
     pub(crate) train: SequenceDataset,
     pub(crate) valid: SequenceDataset,
     pub(crate) test: SequenceDataset,
@@ -115,7 +126,6 @@ impl LadderData {
                 let data = markov_data(seq_len)?;
                 let this = Self {
                     vocab_size: data.source.vocab_size(),
-                    seq_len,
                     train: data.train,
                     valid: data.valid,
                     test: data.test,
@@ -132,7 +142,6 @@ impl LadderData {
                 let data = shakespeare_data(seq_len)?;
                 Self {
                     vocab_size: data.tokenizer.vocab_size(),
-                    seq_len,
                     train: data.train,
                     valid: data.valid,
                     test: data.test,
@@ -147,9 +156,10 @@ impl LadderData {
     /// model is scored on); `None` for natural text.
     pub(crate) fn exact(&self) -> Option<(f64, f64)> {
         let source = self.markov.as_ref()?;
-        let whole = source.sequence_entropy(self.seq_len);
-        let conditional = (whole - source.sequence_entropy(1)) / (self.seq_len - 1) as f64;
-        Some((whole / self.seq_len as f64, conditional))
+        let seq_len = self.train.seq_len();
+        let whole = source.sequence_entropy(seq_len);
+        let conditional = (whole - source.sequence_entropy(1)) / (seq_len - 1) as f64;
+        Some((whole / seq_len as f64, conditional))
     }
 
     /// What an AR figure is compared with: the exact entropy of positions 2..L, or nothing.
