@@ -178,6 +178,16 @@ pub enum CoreError {
         /// The shape in the file.
         found: Vec<usize>,
     },
+    /// Observed tokens that the source can never produce (probability 0).
+    #[error(
+        "{context}: the observed tokens have probability 0 (no path remains at position {position})"
+    )]
+    ImpossibleObservation {
+        /// The source.
+        context: &'static str,
+        /// The first position at which no sequence agrees with the observations.
+        position: usize,
+    },
     /// A setting names a variant this implementation does not have.
     #[error("{context}: `{name}` = {value:?} is not supported, expected {supported}")]
     Unsupported {

@@ -7,6 +7,8 @@ use serde::{Deserialize, Serialize};
 use super::special::SpecialTokens;
 use crate::error::{CoreError, ensure_size};
 
+mod posterior;
+
 const CONTEXT: &str = "Markov source";
 /// The largest number of contexts `V^k` a source may have.
 const MAX_CONTEXTS: usize = 1 << 20;
@@ -181,6 +183,31 @@ impl MarkovSource {
             }
         }
         score
+    }
+
+    /// `ln p(x_1, …, x_L)` of a token sequence under the stationary chain: `ln π` of its first
+    /// `min(L, k)` symbols (summed over the contexts they begin) plus the log-probabilities of its
+    /// transitions; `−∞` if the chain cannot produce it. Its mean over samples is
+    /// `−sequence_entropy(L)`.
+    pub fn log_prob(&self, tokens: &[u32]) -> f64 {
+        let (n, k) = (self.config.n_symbols, self.config.order);
+        let head = tokens.len().min(k);
+        let symbols: Option<Vec<usize>> = tokens[..head]
+            .iter()
+            .map(|&t| t.checked_sub(SpecialTokens::COUNT).map(|s| s as usize).filter(|&s| s < n))
+            .collect();
+        let Some(symbols) = symbols else {
+            return f64::NEG_INFINITY;
+        };
+        let prefix = symbols.iter().fold(0, |c, &s| c * n + s);
+        let group = n.pow((k - head) as u32);
+        let p_head: f64 = self.stationary[prefix * group..(prefix + 1) * group].iter().sum();
+        let transitions = self.score(tokens);
+        if transitions.impossible > 0 || p_head == 0.0 {
+            f64::NEG_INFINITY
+        } else {
+            p_head.ln() + transitions.log_prob
+        }
     }
 
     /// Draws a sequence of `len` tokens, starting from the stationary distribution.
@@ -405,6 +432,31 @@ mod tests {
         assert!(s.sequence_entropy(2) <= 2.0 * 4f64.ln() + 1e-12);
         assert!(s.sequence_entropy(1) <= 4f64.ln() + 1e-12);
         assert!(s.sequence_entropy(0).abs() < 1e-12);
+    }
+
+    #[test]
+    fn log_probs_sum_to_one_and_average_to_minus_the_entropy() {
+        for (n, k, b, len) in [(3, 2, 2, 5), (2, 3, 2, 2), (4, 1, 3, 4)] {
+            let source = source(n, k, b);
+            let total: f64 = (0..n.pow(len as u32))
+                .map(|index| {
+                    let tokens: Vec<u32> = (0..len)
+                        .map(|i| ((index / n.pow(i as u32)) % n) as u32 + SpecialTokens::COUNT)
+                        .collect();
+                    source.log_prob(&tokens).exp()
+                })
+                .sum();
+            assert!((total - 1.0).abs() < 1e-12, "({n}, {k}, {b}, {len}): {total}");
+        }
+        let source = source(8, 2, 3);
+        let mut rng = StdRng::seed_from_u64(4);
+        let samples = 20_000;
+        let mean: f64 =
+            (0..samples).map(|_| -source.log_prob(&source.sample(12, &mut rng))).sum::<f64>()
+                / samples as f64;
+        let exact = source.sequence_entropy(12);
+        assert!((mean / exact - 1.0).abs() < 0.01, "{mean} vs {exact}");
+        assert_eq!(source.log_prob(&[0, 5, 6]), f64::NEG_INFINITY);
     }
 
     #[test]
