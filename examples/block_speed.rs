@@ -14,6 +14,7 @@
 //! ```
 
 use std::path::PathBuf;
+use std::str::FromStr;
 use std::time::Instant;
 
 use burn::tensor::{Device, Int, Tensor};
@@ -30,18 +31,29 @@ use rand::SeedableRng;
 use rand::rngs::StdRng;
 use serde_json::json;
 
+/// One of the two measurements.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+enum Part {
+    /// BD3LM's exact KV cache against recomputation.
+    Bd3lm,
+    /// Fast-dLLM's caches and threshold decoding against one token per step.
+    FastDllm,
+}
+
 #[derive(Parser, Debug)]
 struct Args {
+    /// The measurements to run.
+    #[arg(long, value_enum, value_delimiter = ',', default_value = "bd3lm,fast-dllm")]
+    parts: Vec<Part>,
     /// Lengths for the BD3LM cache comparison.
     #[arg(long, value_delimiter = ',', default_value = "256,512,1024,2048")]
     lengths: Vec<usize>,
-    /// Training steps of the Fast-dLLM model.
-    #[arg(long, default_value_t = 1500)]
-    steps: usize,
-    /// Sequence length the Fast-dLLM model is trained at (at most 512, the generation length);
-    /// every step sees 4096 tokens.
-    #[arg(long, default_value_t = 512)]
-    train_len: usize,
+    /// Training stages of the Fast-dLLM model, `LEN:STEPS` each, run in order on the same
+    /// weights: `STEPS` steps on sequences of `LEN` tokens (at most 512, the generation length),
+    /// 4096 tokens per step. Local structure is learnt fastest on short sequences; the last stage
+    /// at the generation length teaches the model to ignore distant positions.
+    #[arg(long, value_delimiter = ',', default_value = "32:1500,512:1500")]
+    stages: Vec<Stage>,
     /// Device: flex, ndarray, wgpu, cuda (or BURN_DEVICE).
     #[arg(long)]
     device: Option<String>,
@@ -54,12 +66,14 @@ fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     let device = dlm::device::device_from_cli_or_env(args.device.as_deref())?;
     std::fs::create_dir_all(&args.out)?;
-    let bd3lm = bd3lm_cache(&args, &device)?;
-    let fast = fast_dllm(&args, &device)?;
-    std::fs::write(
-        args.out.join("result.json"),
-        serde_json::to_string_pretty(&json!({"bd3lm_cache": bd3lm, "fast_dllm": fast}))?,
-    )?;
+    let mut result = serde_json::Map::new();
+    if args.parts.contains(&Part::Bd3lm) {
+        result.insert("bd3lm_cache".into(), bd3lm_cache(&args, &device)?);
+    }
+    if args.parts.contains(&Part::FastDllm) {
+        result.insert("fast_dllm".into(), fast_dllm(&args, &device)?);
+    }
+    std::fs::write(args.out.join("result.json"), serde_json::to_string_pretty(&result)?)?;
     Ok(())
 }
 
@@ -104,22 +118,46 @@ fn bd3lm_cache(args: &Args, device: &Device) -> anyhow::Result<serde_json::Value
     Ok(json!(rows))
 }
 
+/// One training stage: `steps` optimiser steps on sequences of `len` tokens.
+#[derive(Clone, Copy, Debug)]
+struct Stage {
+    len: usize,
+    steps: usize,
+}
+
+impl FromStr for Stage {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        let parse = |part: Option<&str>, what: &str| -> Result<usize, String> {
+            part.and_then(|p| p.trim().parse().ok())
+                .ok_or_else(|| format!("a stage is LEN:STEPS, got {text:?} (bad {what})"))
+        };
+        let mut parts = text.split(':');
+        let stage = Self { len: parse(parts.next(), "LEN")?, steps: parse(parts.next(), "STEPS")? };
+        if parts.next().is_some() {
+            return Err(format!("a stage is LEN:STEPS, got {text:?}"));
+        }
+        if !(1..=GEN_LEN).contains(&stage.len) {
+            return Err(format!(
+                "a stage's LEN must be between 1 and {GEN_LEN}, got {}",
+                stage.len
+            ));
+        }
+        Ok(stage)
+    }
+}
+
+/// The Fast-dLLM generation length.
+const GEN_LEN: usize = 512;
+
 fn fast_dllm(args: &Args, device: &Device) -> anyhow::Result<serde_json::Value> {
-    const GEN_LEN: usize = 512;
-    let train_len = args.train_len;
-    anyhow::ensure!(
-        (1..=GEN_LEN).contains(&train_len),
-        "--train-len must be between 1 and {GEN_LEN}, got {train_len}"
-    );
     const BLOCK: usize = 32;
     const BATCH: usize = 4;
     let task = WordsTask::new(WordsTaskConfig { n_words: 16, word_len: 4, seed: 0 })?;
     let vocab = task.vocab_size();
     let mask_id = SpecialTokens::reserved().mask;
     let sample = |len: usize, rng: &mut StdRng| task.sample(len, rng);
-    let batch = (4096 / train_len).max(1);
-    let train = SequenceDataset::generate(2048 * GEN_LEN / train_len, train_len, vocab, 1, sample)?;
-    let valid = SequenceDataset::generate(16 * GEN_LEN / train_len, train_len, vocab, 2, sample)?;
     let config = DenoiserConfig::new(
         DenoiserIo::Tokens { vocab_size: vocab, tie_embeddings: false },
         GEN_LEN,
@@ -128,16 +166,33 @@ fn fast_dllm(args: &Args, device: &Device) -> anyhow::Result<serde_json::Value> 
     .with_n_heads(4)
     .with_n_layers(2);
     let objective = Mdlm::new(MaskingProcess::new(LogLinear::default(), mask_id), 1e-3)?;
-    let train_config = TrainConfig::new(args.steps, batch)
-        .with_learning_rate(2e-3)
-        .with_warmup_steps(100)
-        .with_decay(LrDecay::Cosine { min_ratio: 0.1 })
-        .with_ema_decay(Some(0.99));
     device.seed(0);
-    let mut trainer =
-        Trainer::new(train_config, config.init(&device.clone().autodiff())?, objective.clone())?;
-    run(&mut trainer, &train, &valid, &RunOptions { eval_every: 500, ..RunOptions::default() })?;
-    let model: Denoiser = trainer.eval_model();
+    let mut weights = config.init(&device.clone().autodiff())?;
+    let mut model = None;
+    for (i, stage) in args.stages.iter().enumerate() {
+        let batch = (4096 / stage.len).max(1);
+        let train =
+            SequenceDataset::generate(2048 * GEN_LEN / stage.len, stage.len, vocab, 1, sample)?;
+        let valid =
+            SequenceDataset::generate(16 * GEN_LEN / stage.len, stage.len, vocab, 2, sample)?;
+        let train_config = TrainConfig::new(stage.steps, batch)
+            .with_learning_rate(2e-3)
+            .with_warmup_steps(100.min(stage.steps))
+            .with_decay(LrDecay::Cosine { min_ratio: 0.1 })
+            .with_ema_decay(Some(0.99));
+        println!("Fast-dLLM model: {} steps of {batch} × {} tokens", stage.steps, stage.len);
+        let mut trainer = Trainer::new(train_config, weights, objective.clone())?;
+        let options = RunOptions {
+            eval_every: 500,
+            metrics_csv: Some(args.out.join(format!("stage{}_len{}.csv", i + 1, stage.len))),
+            ..RunOptions::default()
+        };
+        run(&mut trainer, &train, &valid, &options)?;
+        weights = trainer.model().clone();
+        model = Some(trainer.eval_model());
+    }
+    let model: Denoiser = model.ok_or_else(|| anyhow::anyhow!("--stages is empty"))?;
+    let valid = SequenceDataset::generate(16, GEN_LEN, vocab, 2, sample)?;
     let nelbo = objective.evaluate(&Subs { model: &model, mask_id }, &valid, 8, 4, 0)?;
     println!(
         "\nFast-dLLM: MDLM on words (NELBO {:.4}, exact {:.4} nats/token), {BATCH} × {GEN_LEN} tokens, blocks of {BLOCK}:",
@@ -189,7 +244,9 @@ fn fast_dllm(args: &Args, device: &Device) -> anyhow::Result<serde_json::Value> 
         );
         rows.push(json!({"decoding": name, "seconds": seconds, "nfe": out.nfe, "positions_processed": out.positions_processed, "speedup": speedup, "validity": validity, "token_agreement": agreement}));
     }
+    let stages: Vec<_> =
+        args.stages.iter().map(|s| json!({"len": s.len, "steps": s.steps})).collect();
     Ok(
-        json!({"task": "words, 16 × 4 tokens", "train_len": train_len, "train_batch": batch, "gen_len": GEN_LEN, "block": BLOCK, "batch": BATCH, "nelbo": nelbo.nats_per_token, "rows": rows}),
+        json!({"task": "words, 16 × 4 tokens", "stages": stages, "gen_len": GEN_LEN, "block": BLOCK, "batch": BATCH, "nelbo": nelbo.nats_per_token, "rows": rows}),
     )
 }
