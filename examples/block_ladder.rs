@@ -86,6 +86,7 @@ fn main() -> anyhow::Result<()> {
         "seq_len": SEQ_LEN,
         "exact_entropy_whole_sequence_and_positions_2_to_l": ladder.data.exact(),
         "rows": ladder.table.into_rows(),
+        "mdlm_integrand": ladder.integrand,
         "clip_search_block_4": search.iter().map(|c| json!({"beta": c.beta, "omega": c.omega, "mean": c.mean, "variance": c.variance})).collect::<Vec<_>>(),
     });
     std::fs::write(ladder.out.join("result.json"), serde_json::to_string_pretty(&result)?)?;
