@@ -84,6 +84,7 @@ fn main() -> anyhow::Result<()> {
         &data.train,
         &data.valid,
         &out_dir,
+        false,
     )?;
     let mdlm = Mdlm::new(MaskingProcess::new(LogLinear::default(), mask_id), 1e-3)?;
     let (mdlm_model, mdlm_seconds) = ladder::train(
@@ -95,6 +96,7 @@ fn main() -> anyhow::Result<()> {
         &data.train,
         &data.valid,
         &out_dir,
+        false,
     )?;
 
     // Diffusion-LM: the same width and depth, embeddings of 16.

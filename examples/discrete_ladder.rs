@@ -53,6 +53,10 @@ struct Args {
     /// Optimiser steps per model.
     #[arg(long, default_value_t = 1500)]
     steps: usize,
+    /// Continue each rung from its checkpoint in the output folder when there is one (a run
+    /// cut short, or one spread over several sessions).
+    #[arg(long)]
+    resume: bool,
     /// Device: flex, ndarray, wgpu, cuda (or BURN_DEVICE).
     #[arg(long)]
     device: Option<String>,
@@ -68,6 +72,7 @@ fn main() -> anyhow::Result<()> {
     let device = dlm::device::device_from_cli_or_env(args.device.as_deref())?;
     let out = args.source.out_dir("discrete_ladder", args.out.clone())?;
     let mut ladder = Ladder::new(LadderData::load(args.source, SEQ_LEN)?, args.steps, device, out);
+    ladder.resume = args.resume;
     let vocab = ladder.data.vocab_size;
     let mask_id = SpecialTokens::reserved().mask;
     let base = DenoiserConfig::new(

@@ -70,6 +70,7 @@ fn main() -> anyhow::Result<()> {
         &data.train,
         &data.valid,
         &args.out,
+        false,
     )?;
     println!(
         "trained BD3LM (L' = {BLOCK}) in {seconds:.0} s; test NELBO {:.4}",

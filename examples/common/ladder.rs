@@ -192,8 +192,9 @@ impl Reference {
 }
 
 /// Trains one model with the ladder's common budget: `steps` AdamW steps of batch 32, lr 1e-3
-/// with 100 warmup steps and cosine decay, checkpointed to `out/<name>.ckpt` every 1000 steps;
-/// returns the evaluation model and the seconds taken.
+/// with 100 warmup steps and cosine decay, checkpointed to `out/<name>.ckpt` every 1000 steps
+/// (with `resume`, a run continues from that checkpoint when there is one); returns the
+/// evaluation model and the seconds taken (in this process).
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn train<O: Objective<Denoiser>>(
     name: &str,
@@ -204,19 +205,33 @@ pub(crate) fn train<O: Objective<Denoiser>>(
     train: &SequenceDataset,
     valid: &SequenceDataset,
     out: &Path,
+    resume: bool,
 ) -> anyhow::Result<(Denoiser, f64)> {
     let train_config = TrainConfig::new(steps, 32)
         .with_learning_rate(1e-3)
         .with_warmup_steps(100)
         .with_decay(LrDecay::Cosine { min_ratio: 0.1 });
     device.seed(0);
-    let mut trainer =
-        Trainer::new(train_config, config.init(&device.clone().autodiff())?, objective)?;
+    let model = config.init(&device.clone().autodiff())?;
+    let checkpoint = out.join(format!("{name}.ckpt"));
+    let mut trainer = if resume && checkpoint.exists() {
+        let trainer = Trainer::resume(&checkpoint, model, objective)?;
+        anyhow::ensure!(
+            trainer.config() == &train_config,
+            "{}: saved for another run ({:?}), not this one's {train_config:?}",
+            checkpoint.display(),
+            trainer.config()
+        );
+        println!("{name}: resuming at step {} of {steps}", trainer.state().step);
+        trainer
+    } else {
+        Trainer::new(train_config, model, objective)?
+    };
     let started = std::time::Instant::now();
     let options = RunOptions {
         eval_every: 500,
         metrics_csv: Some(out.join(format!("{name}.csv"))),
-        checkpoint: Some(out.join(format!("{name}.ckpt"))),
+        checkpoint: Some(checkpoint),
         checkpoint_extra: serde_json::to_value(config)?,
         ..RunOptions::default()
     };
@@ -230,6 +245,8 @@ pub(crate) struct Ladder {
     pub(crate) steps: usize,
     pub(crate) device: Device,
     pub(crate) out: PathBuf,
+    /// Continue every rung from its checkpoint in `out` when there is one.
+    pub(crate) resume: bool,
     pub(crate) table: Table,
     /// The MDLM rung's NELBO integrand against the exact posterior's (Markov source only).
     pub(crate) integrand: Vec<Value>,
@@ -237,7 +254,8 @@ pub(crate) struct Ladder {
 
 impl Ladder {
     pub(crate) fn new(data: LadderData, steps: usize, device: Device, out: PathBuf) -> Self {
-        Self { data, steps, device, out, table: Table::default(), integrand: Vec::new() }
+        let (table, integrand) = (Table::default(), Vec::new());
+        Self { data, steps, device, out, resume: false, table, integrand }
     }
 
     /// Trains one rung with the common budget (see [`train`]).
@@ -257,6 +275,7 @@ impl Ladder {
             &data.train,
             &data.valid,
             &self.out,
+            self.resume,
         )
     }
 
