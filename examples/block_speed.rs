@@ -4,13 +4,15 @@
 //!    block with the clean blocks cached against recomputing them, same model and seed; the
 //!    tokens must be identical.
 //! 2. Fast-dLLM: an MDLM trained on the words task (sequences of 4-token words in which one
-//!    token determines the word) decodes 512 tokens one token per step without a cache (the
-//!    reference) and with confidence-threshold decoding (τ = 0.9) with no, prefix and dual
-//!    caches; speed-up, agreement with the reference and the exact validity of the samples (in
-//!    the best word alignment, `WordsTask::score_best_phase`).
+//!    token determines the word), on sequences of 32, then 128, then 512 tokens (`--stages`),
+//!    decodes 512 tokens one token per step without a cache (the reference) and with
+//!    confidence-threshold decoding (τ = 0.9) with no, prefix and dual caches; speed-up,
+//!    agreement with the reference and the exact validity of the samples (in the best word
+//!    alignment, `WordsTask::score_best_phase`).
 //!
 //! ```text
-//! cargo run --release --example block_speed
+//! cargo run --release --example block_speed                      # both, about 75 min on 2 cores
+//! cargo run --release --example block_speed -- --parts fast-dllm
 //! ```
 
 use std::path::PathBuf;
@@ -52,7 +54,7 @@ struct Args {
     /// weights: `STEPS` steps on sequences of `LEN` tokens (at most 512, the generation length),
     /// 4096 tokens per step. Local structure is learnt fastest on short sequences; the last stage
     /// at the generation length teaches the model to ignore distant positions.
-    #[arg(long, value_delimiter = ',', default_value = "32:1500,512:1500")]
+    #[arg(long, value_delimiter = ',', default_value = "32:2000,128:1000,512:2000")]
     stages: Vec<Stage>,
     /// Device: flex, ndarray, wgpu, cuda (or BURN_DEVICE).
     #[arg(long)]
