@@ -7,7 +7,8 @@
 //! scripts/fetch-data.sh shakespeare && cargo run --release --example discrete_ladder -- --source shakespeare
 //! ```
 //!
-//! Every model has `d_model` 128, 4 heads and 2 layers (`--n-layers` changes the depth).
+//! Every model has `d_model` 128, 4 heads and 2 layers (`--d-model` and `--n-layers` change
+//! them).
 //!
 //! The AR figure is an exact NLL of positions 2..L (position 1 has no context), against the exact
 //! conditional entropy of those positions; the diffusion figures are upper bounds (NELBO) on
@@ -52,6 +53,9 @@ struct Args {
         default_value = "ar,mdlm,d3pm-absorbing,d3pm-uniform"
     )]
     models: Vec<Model>,
+    /// Width of every model.
+    #[arg(long, default_value_t = 128)]
+    d_model: usize,
     /// Transformer layers of every model.
     #[arg(long, default_value_t = 2)]
     n_layers: usize,
@@ -84,10 +88,10 @@ fn main() -> anyhow::Result<()> {
         DenoiserIo::Tokens { vocab_size: vocab, tie_embeddings: false },
         SEQ_LEN,
     )
-    .with_d_model(128)
+    .with_d_model(args.d_model)
     .with_n_heads(4)
     .with_n_layers(args.n_layers);
-    let conditioned = base.clone().with_cond_dim(Some(128));
+    let conditioned = base.clone().with_cond_dim(Some(args.d_model));
 
     let ar_nll = if args.models.contains(&Model::Ar) { Some(ladder.ar(&base)?) } else { None };
     if args.models.contains(&Model::Mdlm) {
