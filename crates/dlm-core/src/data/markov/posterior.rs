@@ -83,9 +83,14 @@ impl MarkovSource {
                 // Cannot vanish where α does not: α_{i+1} > 0 somewhere was reached from α_i.
                 beta = normalised(next_beta).ok_or_else(|| impossible(i + 1))?;
             }
-            let gamma =
-                normalised(alphas[i + 1 - k].iter().zip(&beta).map(|(a, b)| a * b).collect())
-                    .ok_or_else(|| impossible(i))?;
+            let gamma = normalised(
+                alphas[i + 1 - k]
+                    .iter()
+                    .zip(&beta)
+                    .map(|(forward, backward)| forward * backward)
+                    .collect(),
+            )
+            .ok_or_else(|| impossible(i))?;
             let positions = if i == k - 1 { 0..k } else { i..i + 1 };
             for position in positions {
                 let j = position + k - 1 - i;
