@@ -254,8 +254,15 @@ pub(crate) struct Ladder {
 
 impl Ladder {
     pub(crate) fn new(data: LadderData, steps: usize, device: Device, out: PathBuf) -> Self {
-        let (table, integrand) = (Table::default(), Vec::new());
-        Self { data, steps, device, out, resume: false, table, integrand }
+        Self {
+            data,
+            steps,
+            device,
+            out,
+            resume: false,
+            table: Table::default(),
+            integrand: Vec::new(),
+        }
     }
 
     /// Trains one rung with the common budget (see [`train`]).
@@ -301,14 +308,14 @@ impl Ladder {
     ) -> anyhow::Result<()> {
         let mdlm = Mdlm::new(MaskingProcess::new(LogLinear::default(), mask_id), 1e-3)?;
         let (model, seconds) = self.train("mdlm", mdlm.clone(), config)?;
-        let nelbo = mdlm.evaluate(&Subs { model: &model, mask_id }, &self.data.test, 64, 8, 0)?;
+        let trained = Subs { model: &model, mask_id };
+        let nelbo = mdlm.evaluate(&trained, &self.data.test, 64, 8, 0)?;
         self.add_bound("MDLM", nelbo.nats_per_token, ar_nll, seconds, "NELBO");
         if let Some(source) = &self.data.markov {
             // The same estimator, test set and noise with the exact posterior: the floor a
             // trained denoiser can reach, and a check that the estimator is unbiased there.
             let bayes = MarkovBayes { source, mask_id, device: self.device.clone() };
             let floor = mdlm.evaluate(&bayes, &self.data.test, 64, 8, 0)?;
-            let trained = Subs { model: &model, mask_id };
             self.integrand = integrand(&mdlm, &trained, &bayes, &self.data.test);
             let kind = "NELBO of the exact posterior";
             let reference = self.data.bound_reference(ar_nll);

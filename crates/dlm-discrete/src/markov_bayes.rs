@@ -43,8 +43,8 @@ impl MaskedDenoiser for MarkovBayes<'_> {
                     let log_p = match (token, &posterior) {
                         (Some(t), _) if *t as usize == v => 0.0,
                         (Some(_), _) | (None, None) => NEG_INFINITY,
-                        (None, Some(p)) if p[i][v] > 0.0 => p[i][v].ln().max(NEG_INFINITY),
-                        (None, Some(_)) => NEG_INFINITY,
+                        // ln 0 = −∞ is floored like every other impossible value.
+                        (None, Some(p)) => p[i][v].ln().max(NEG_INFINITY),
                     };
                     out.push(log_p as f32);
                 }
