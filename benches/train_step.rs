@@ -1,7 +1,10 @@
-//! One training step (forward + backward + AdamW) with the causal objective on every compiled
-//! backend: the reference configuration (`d_model` 256, 4 layers, 4 heads, `seq_len` 128, batch
-//! 16, vocabulary 4096) always, and with `DLM_BENCH_LARGE=1` a GPU-sized one (`d_model` 768, 12
-//! layers, 12 heads, `seq_len` 1024, batch 4). Throughput is in tokens per second.
+//! One training step (forward + backward + gradient clipping + AdamW, the trainer's defaults) on
+//! every compiled backend, for two objectives: MDLM (log-linear schedule, stratified times, the
+//! DiT time-conditioned with `cond_dim` 128, as the MDLM reference trains) and the causal AR
+//! objective (no time conditioning). The reference configuration (`d_model` 256, 4 layers, 4
+//! heads, `seq_len` 128, batch 16, vocabulary 4096) always, and with `DLM_BENCH_LARGE=1` a
+//! GPU-sized one (`d_model` 768, 12 layers, 12 heads, `seq_len` 1024, batch 4). Throughput is in
+//! tokens per second; `scripts/bench_torch.py` measures the same steps in PyTorch.
 //!
 //! ```text
 //! cargo bench --bench train_step --features ndarray   # flex and ndarray in one run
@@ -11,14 +14,20 @@
 use burn::tensor::{Device, Distribution, Tensor};
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use dlm::core::ar::ArObjective;
+use dlm::core::backbone::{Denoiser, DenoiserConfig};
 use dlm::core::data::SequenceDataset;
-use dlm::core::train::{TrainConfig, Trainer};
+use dlm::core::train::{Objective, TrainConfig, Trainer};
 use dlm::device::{bench_backends, parse_device};
+use dlm::discrete::{MaskingProcess, Mdlm};
+use dlm::sched::LogLinear;
 
 #[path = "common/configs.rs"]
 mod configs;
 
-use configs::{VOCAB, configurations};
+use configs::{COND_DIM, VOCAB, configurations};
+
+/// The mask token of the MDLM objective.
+const MASK_ID: u32 = 0;
 
 /// Four batches of uniformly random tokens.
 fn random_data(batch: usize, seq_len: usize, device: &Device) -> SequenceDataset {
@@ -32,6 +41,19 @@ fn random_data(batch: usize, seq_len: usize, device: &Device) -> SequenceDataset
     SequenceDataset::new(seq_len, VOCAB, tokens).expect("valid tokens")
 }
 
+/// Times `trainer.step` on `data`.
+fn bench_trainer<O: Objective<Denoiser>>(
+    group: &mut criterion::BenchmarkGroup<'_, criterion::measurement::WallTime>,
+    label: String,
+    mut trainer: Trainer<Denoiser, O>,
+    data: &SequenceDataset,
+) {
+    group.bench_function(label, |b| {
+        // `step` reads the loss back to the host, which synchronises the device.
+        b.iter(|| trainer.step(data).expect("enough data"))
+    });
+}
+
 fn train_step(c: &mut Criterion) {
     let mut group = c.benchmark_group("train_step");
     group.sample_size(10);
@@ -40,17 +62,20 @@ fn train_step(c: &mut Criterion) {
         for (name, batch, config) in configurations() {
             let seq_len = config.max_seq_len;
             let data = random_data(batch, seq_len, &device);
-            let model = config.init(&device.clone().autodiff()).expect("valid config");
             let train_config = TrainConfig::new(1_000_000, batch).with_learning_rate(1e-4);
-            let mut trainer =
-                Trainer::new(train_config, model, ArObjective::default()).expect("valid config");
+            let init = |config: DenoiserConfig| {
+                config.init(&device.clone().autodiff()).expect("valid config")
+            };
             group.throughput(Throughput::Elements((batch * seq_len) as u64));
-            group.bench_function(format!("{backend}/{name}"), |b| {
-                b.iter(|| {
-                    // `step` reads the loss back to the host, which synchronises the device.
-                    trainer.step(&data).expect("enough data")
-                })
-            });
+            let mdlm = Mdlm::new(MaskingProcess::new(LogLinear::default(), MASK_ID), 1e-3)
+                .expect("valid objective");
+            let model = init(config.clone().with_cond_dim(Some(COND_DIM)));
+            let trainer = Trainer::new(train_config.clone(), model, mdlm).expect("valid config");
+            bench_trainer(&mut group, format!("mdlm/{backend}/{name}"), trainer, &data);
+            let model = init(config);
+            let trainer =
+                Trainer::new(train_config, model, ArObjective::default()).expect("valid config");
+            bench_trainer(&mut group, format!("ar/{backend}/{name}"), trainer, &data);
         }
     }
     group.finish();

@@ -1,8 +1,10 @@
 //! Choosing a burn [`Device`] at run time from a CLI value or the `BURN_DEVICE` variable.
 //!
 //! Accepted values: `flex`, `ndarray`, `wgpu` (the best adapter), `wgpu:N` (the `N`-th discrete
-//! GPU), `cuda` and `cuda:N`. Each needs the cargo feature of the same name; a value whose
-//! backend is not compiled in gives [`DeviceError::NotCompiled`], which names the feature.
+//! GPU), `cuda` and `cuda:N`, `tch` (libtorch on the CPU), `tch:cuda` and `tch:cuda:N` (libtorch
+//! on a CUDA GPU). Each needs the cargo feature of the same name; a value whose backend is not
+//! compiled in gives [`DeviceError::NotCompiled`], which names the feature, and a libtorch CUDA
+//! device that this machine does not have gives [`DeviceError::Unavailable`].
 
 use burn::tensor::Device;
 
@@ -26,9 +28,18 @@ pub enum DeviceError {
         /// The backends this binary has, comma separated.
         compiled: String,
     },
+    /// The backend is compiled in but the device is not on this machine.
+    #[error("device `{spec}` is not available: {reason}")]
+    Unavailable {
+        /// The value that was given.
+        spec: String,
+        /// What is missing.
+        reason: String,
+    },
     /// The value names no backend or has a malformed index.
     #[error(
-        "device `{spec}` is not recognised: expected flex, ndarray, wgpu, wgpu:N, cuda or cuda:N"
+        "device `{spec}` is not recognised: expected flex, ndarray, wgpu, wgpu:N, cuda, cuda:N, \
+         tch, tch:cuda or tch:cuda:N"
     )]
     Unrecognised {
         /// The value that was given.
@@ -51,6 +62,9 @@ pub fn compiled_backends() -> Vec<&'static str> {
     if cfg!(feature = "cuda") {
         backends.push("cuda");
     }
+    if cfg!(feature = "tch") {
+        backends.push("tch");
+    }
     backends
 }
 
@@ -61,6 +75,9 @@ pub fn compiled_backends() -> Vec<&'static str> {
 /// [`DeviceError::NotCompiled`] for a known backend whose feature is off.
 pub fn parse_device(spec: &str) -> Result<Device, DeviceError> {
     let normalised = spec.trim().to_ascii_lowercase();
+    if normalised == "tch" || normalised.starts_with("tch:") {
+        return libtorch(spec, &normalised["tch".len()..]);
+    }
     let (backend, index) = match normalised.split_once(':') {
         Some((backend, index)) => {
             let index = index
@@ -155,6 +172,46 @@ fn cuda(index: Option<usize>) -> Option<Device> {
     }
 }
 
+/// `tch` (`rest` empty), `tch:cuda` or `tch:cuda:N`.
+fn libtorch(spec: &str, rest: &str) -> Result<Device, DeviceError> {
+    let unrecognised = || DeviceError::Unrecognised { spec: spec.to_string() };
+    let cuda_index = match rest {
+        "" => None,
+        ":cuda" => Some(0),
+        _ => Some(
+            rest.strip_prefix(":cuda:")
+                .and_then(|index| index.parse::<usize>().ok())
+                .ok_or_else(unrecognised)?,
+        ),
+    };
+    #[cfg(feature = "tch")]
+    {
+        let Some(index) = cuda_index else { return Ok(Device::libtorch()) };
+        // libtorch aborts the process on a CUDA call without a device: ask first.
+        let available = if tch::Cuda::is_available() { tch::Cuda::device_count() } else { 0 };
+        if i64::try_from(index).is_ok_and(|index| index < available) {
+            Ok(Device::libtorch_cuda(index))
+        } else {
+            Err(DeviceError::Unavailable {
+                spec: spec.to_string(),
+                reason: format!(
+                    "libtorch sees {available} CUDA device(s) (no GPU, no driver, or a CPU-only \
+                     libtorch); use `tch` for libtorch on the CPU"
+                ),
+            })
+        }
+    }
+    #[cfg(not(feature = "tch"))]
+    {
+        let _ = cuda_index;
+        Err(DeviceError::NotCompiled {
+            spec: spec.to_string(),
+            feature: "tch",
+            compiled: compiled_backends().join(", "),
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -163,7 +220,7 @@ mod tests {
     fn parses_known_values_and_rejects_others() {
         #[cfg(feature = "flex")]
         assert!(parse_device(" FLEX ").is_ok());
-        for bad in ["tpu", "cuda:x", "flex:0", ""] {
+        for bad in ["tpu", "cuda:x", "flex:0", "", "tch:0", "tch:cuda:x", "tch:cudax", "tchx"] {
             assert!(matches!(parse_device(bad), Err(DeviceError::Unrecognised { .. })), "{bad}");
         }
     }
@@ -188,5 +245,20 @@ mod tests {
             parse_device("wgpu"),
             Err(DeviceError::NotCompiled { feature: "wgpu", .. })
         ));
+        #[cfg(not(feature = "tch"))]
+        assert!(matches!(
+            parse_device("tch:cuda:1"),
+            Err(DeviceError::NotCompiled { feature: "tch", .. })
+        ));
+    }
+
+    #[test]
+    #[cfg(feature = "tch")]
+    fn libtorch_cuda_without_that_device_is_an_error_not_a_crash() {
+        assert!(parse_device("tch").is_ok());
+        // No machine has a millionth GPU.
+        let err = parse_device("tch:cuda:999999").unwrap_err();
+        assert!(matches!(err, DeviceError::Unavailable { .. }), "{err}");
+        assert!(err.to_string().contains("CUDA device"), "{err}");
     }
 }

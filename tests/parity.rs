@@ -5,8 +5,9 @@
 //! ```text
 //! cargo test -p dlm --features ndarray --test parity      # CI runs this one
 //! cargo test -p dlm --features wgpu --test parity         # on a machine with a Vulkan driver
+//! source <(scripts/setup-torch.sh --env) && cargo test -p dlm --features tch --test parity
 //! ```
-#![cfg(any(feature = "ndarray", feature = "wgpu", feature = "cuda"))]
+#![cfg(any(feature = "ndarray", feature = "wgpu", feature = "cuda", feature = "tch"))]
 
 use burn::module::{Module, ModuleVisitor, Param};
 use burn::optim::GradientsParams;

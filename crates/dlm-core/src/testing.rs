@@ -15,8 +15,35 @@ pub fn randomised_with_std<M: Module>(model: M, std: f64, device: &Device) -> M 
     impl ModuleMapper for Randomise<'_> {
         fn map_float<const D: usize>(&mut self, param: Param<Tensor<D>>) -> Param<Tensor<D>> {
             let shape = param.val().shape();
-            param.map(|_| Tensor::random(shape, Distribution::Normal(0.0, self.1), self.0))
+            param.map(|old| {
+                let tracked = old.is_require_grad();
+                Tensor::random(shape, Distribution::Normal(0.0, self.1), self.0)
+                    .set_require_grad(tracked)
+            })
         }
     }
     model.map(&mut Randomise(device, std))
+}
+
+/// The gradients of `model`'s float parameters, flattened in the order the model visits them
+/// (a parameter without a gradient contributes nothing).
+pub fn flat_gradients<M: Module>(model: &M, grads: &burn::optim::GradientsParams) -> Vec<f32> {
+    struct Collect<'a>(&'a burn::optim::GradientsParams, Vec<f32>);
+    impl burn::module::ModuleVisitor for Collect<'_> {
+        fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+            if let Some(grad) = self.0.get::<D>(param.id) {
+                self.1.extend(grad.into_data().iter::<f32>());
+            }
+        }
+    }
+    let mut collect = Collect(grads, Vec::new());
+    model.visit(&mut collect);
+    collect.1
+}
+
+/// The largest `|a_i − b_i|` relative to the largest `|b_i|`; panics on different lengths.
+pub fn max_relative_difference(a: &[f32], b: &[f32]) -> f64 {
+    assert_eq!(a.len(), b.len(), "compared vectors have different lengths");
+    let scale = b.iter().fold(0.0f64, |m, &v| m.max(f64::from(v).abs())).max(f64::MIN_POSITIVE);
+    a.iter().zip(b).map(|(&x, &y)| (f64::from(x) - f64::from(y)).abs()).fold(0.0, f64::max) / scale
 }

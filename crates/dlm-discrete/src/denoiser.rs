@@ -29,6 +29,31 @@ pub trait MaskedDenoiser {
     /// The mask token's id.
     fn mask_id(&self) -> u32;
 
+    /// `−log p_θ(x0 | z_t, t)` of the true token at masked positions only, all that the
+    /// masked-diffusion NELBO needs (under SUBS an unmasked position scores 0). `rows` are the
+    /// flat indices `b · seq_len + i` of positions where `z_t` holds the mask.
+    ///
+    /// The provided method reads it off [`MaskedDenoiser::log_probs`]; a model that can apply its
+    /// head to these rows alone ([`Subs`]) overrides it to skip the head and the SUBS passes over
+    /// the other positions.
+    ///
+    /// # Shapes
+    /// - `z_t`, `x0`: `[batch, seq_len]`, `t`: `[batch]`, `rows`: `[n_rows]` → `[n_rows]`
+    fn masked_nll(
+        &self,
+        z_t: Tensor<2, Int>,
+        t: Tensor<1>,
+        x0: Tensor<2, Int>,
+        rows: Tensor<1, Int>,
+    ) -> Tensor<1> {
+        let [batch, seq_len] = z_t.dims();
+        let log_probs = self.log_probs(z_t, t);
+        let vocab_size = log_probs.dims()[2];
+        let log_probs = log_probs.reshape([batch * seq_len, vocab_size]).select(0, rows.clone());
+        let targets = x0.reshape([batch * seq_len]).select(0, rows);
+        log_probs.gather(1, targets.unsqueeze_dim(1)).squeeze_dim::<1>(1).neg()
+    }
+
     /// The device the model computes on.
     fn device(&self) -> Device;
 }
@@ -57,6 +82,35 @@ pub fn subs_log_probs(logits: Tensor<3>, z_t: Tensor<2, Int>, mask_id: u32) -> T
     log_probs.mask_where(is_unmasked, carried)
 }
 
+/// SUBS's `−log p_θ(x0 | z_t)` at masked positions, from their logits alone: with the mask
+/// token's logit set to [`NEG_INFINITY`] (zero masking probabilities),
+/// `log Σ_v exp ℓ_v − ℓ_{x0}`, which is [`subs_log_probs`] read at the target of a masked row.
+///
+/// # Shapes
+/// - `logits`: `[n_rows, vocab_size]`, `targets`: `[n_rows]` → `[n_rows]`
+pub fn subs_masked_nll(logits: Tensor<2>, targets: Tensor<1, Int>, mask_id: u32) -> Tensor<1> {
+    let [n_rows, vocab_size] = logits.dims();
+    let is_mask_column = Tensor::<1, Int>::arange(0..vocab_size as i64, &logits.device())
+        .equal_elem(mask_id as i64)
+        .reshape([1, vocab_size])
+        .expand([n_rows, vocab_size]);
+    log_softmax(logits.mask_fill(is_mask_column, NEG_INFINITY), 1)
+        .gather(1, targets.unsqueeze_dim(1))
+        .squeeze_dim::<1>(1)
+        .neg()
+}
+
+/// The flat indices `b · seq_len + i` of the `true` positions of `is_masked`, for
+/// [`MaskedDenoiser::masked_nll`]; `None` when nothing is masked. Reads the mask back to the host
+/// (`batch · seq_len` booleans) to learn how many rows there are.
+///
+/// # Shapes
+/// - `is_masked`: `[batch, seq_len]` → `[n_rows]`
+pub fn masked_rows(is_masked: Tensor<2, Bool>) -> Option<Tensor<1, Int>> {
+    let [batch, seq_len] = is_masked.dims();
+    is_masked.reshape([batch * seq_len]).nonzero().into_iter().next()
+}
+
 /// A [`Denoiser`] over a vocabulary that contains `mask_id`, read through SUBS.
 #[derive(Debug, Clone, Copy)]
 pub struct Subs<'a> {
@@ -80,9 +134,38 @@ impl MaskedDenoiser for Subs<'_> {
         self.mask_id
     }
 
+    fn masked_nll(
+        &self,
+        z_t: Tensor<2, Int>,
+        t: Tensor<1>,
+        x0: Tensor<2, Int>,
+        rows: Tensor<1, Int>,
+    ) -> Tensor<1> {
+        let hidden = self.model.forward_hidden(DenoiserInput::tokens(z_t).with_time(t)).output;
+        subs_nll_at_rows(self.model, hidden, x0, rows, self.mask_id)
+    }
+
     fn device(&self) -> Device {
         self.model.devices().into_iter().next().expect("a model with parameters")
     }
+}
+
+/// [`subs_masked_nll`] at the flat `rows` of `hidden` (the output of
+/// [`Denoiser::forward_hidden`]): the head runs on those rows only.
+///
+/// # Shapes
+/// - `hidden`: `[batch, seq_len, d_model]`, `x0`: `[batch, seq_len]`, `rows`: `[n_rows]` → `[n_rows]`
+pub fn subs_nll_at_rows(
+    model: &Denoiser,
+    hidden: Tensor<3>,
+    x0: Tensor<2, Int>,
+    rows: Tensor<1, Int>,
+    mask_id: u32,
+) -> Tensor<1> {
+    let [batch, seq_len, d_model] = hidden.dims();
+    let hidden = hidden.reshape([batch * seq_len, d_model]).select(0, rows.clone());
+    let targets = x0.reshape([batch * seq_len]).select(0, rows);
+    subs_masked_nll(model.head_rows(hidden), targets, mask_id)
 }
 
 #[cfg(test)]

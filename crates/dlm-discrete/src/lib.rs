@@ -23,9 +23,12 @@ pub mod sampler;
 mod spindle;
 
 pub use bert::BertSubs;
-pub use denoiser::{MaskedDenoiser, NEG_INFINITY, Subs, subs_log_probs};
+pub use denoiser::{
+    MaskedDenoiser, NEG_INFINITY, Subs, masked_rows, subs_log_probs, subs_masked_nll,
+    subs_nll_at_rows,
+};
 pub use error::DiscreteError;
 pub use markov_bayes::MarkovBayes;
 pub use masking::{Masked, MaskingProcess};
-pub use mdlm::{Conditioning, Mdlm, NelboReport};
+pub use mdlm::{Conditioning, Mdlm, NelboReport, masked_nelbo_sum};
 pub use spindle::Spindle;

@@ -8,9 +8,9 @@ use dlm_sched::{NoiseSchedule, TimeSampler};
 use rand::SeedableRng;
 use rand::rngs::StdRng;
 
-use crate::denoiser::{MaskedDenoiser, Subs};
+use crate::denoiser::{MaskedDenoiser, Subs, masked_rows};
 use crate::error::{DiscreteError, ensure_size};
-use crate::masking::{MaskingProcess, times_tensor};
+use crate::masking::{Masked, MaskingProcess, times_tensor};
 
 /// Which positions of a training sequence are never masked.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -121,11 +121,10 @@ impl<S: NoiseSchedule> Mdlm<S> {
         let t = times_tensor(times, &device);
         let keep = self.keep(batch, seq_len, &device);
         let masked = self.process.mask(x0.clone(), t.clone(), keep, rng);
-        let log_probs = model.log_probs(masked.z_t, t.clone());
-        let nll = log_probs.gather(2, x0.clone().unsqueeze_dim(2)).squeeze_dim::<2>(2).neg();
-        let weight = self.process.elbo_weights(x0, t);
-        let terms = (nll * weight).mask_fill(masked.is_masked.bool_not(), 0.0);
-        LossSum { sum: terms.sum(), count: batch * self.scored_per_sequence(seq_len) }
+        let weight = self.process.elbo_weights(x0.clone(), t.clone());
+        let Masked { z_t, is_masked } = masked;
+        let sum = masked_nelbo_sum(is_masked, weight, |rows| model.masked_nll(z_t, t, x0, rows));
+        LossSum { sum, count: batch * self.scored_per_sequence(seq_len) }
     }
 
     /// The NELBO of `model` on `data`: every sequence is scored at `time_samples` times (drawn
@@ -201,6 +200,31 @@ impl<S: NoiseSchedule> Objective<Denoiser> for Mdlm<S> {
     fn loss(&self, model: &Denoiser, batch: Tensor<2, Int>, rng: &mut StdRng) -> LossSum {
         let times = self.time_sampler.sample(batch.dims()[0], rng);
         self.loss_at(&Subs { model, mask_id: self.process.mask_id() }, batch, &times, rng)
+    }
+}
+
+/// The masked-diffusion NELBO sum `Σ_{b, i masked} w_{b,i} · (−log p_θ(x0_{b,i} | z_t))` (MDLM,
+/// Sahoo et al. 2024, eq. 10, before the average; BD3LM's per-block form, Arriola et al. 2025,
+/// eq. 8, has the same sum with per-token times), with `nll_at_rows` asked for the masked
+/// positions only (their flat indices `b · seq_len + i`, as [`MaskedDenoiser::masked_nll`]).
+/// With nothing masked the sum is 0, still a function of the model's output so that it can be
+/// differentiated.
+///
+/// # Shapes
+/// - `is_masked`, `weight`: `[batch, seq_len]`; `nll_at_rows`: `[n_rows]` → `[n_rows]`
+pub fn masked_nelbo_sum(
+    is_masked: Tensor<2, Bool>,
+    weight: Tensor<2>,
+    nll_at_rows: impl FnOnce(Tensor<1, Int>) -> Tensor<1>,
+) -> Tensor<1> {
+    let [batch, seq_len] = is_masked.dims();
+    let device = is_masked.device();
+    match masked_rows(is_masked) {
+        Some(rows) => {
+            let weight = weight.reshape([batch * seq_len]).select(0, rows.clone());
+            (nll_at_rows(rows) * weight).sum()
+        }
+        None => nll_at_rows(Tensor::zeros([1], &device)).sum().mul_scalar(0.0),
     }
 }
 
@@ -339,5 +363,79 @@ mod tests {
         let expected = 4.0 * 11.0 * weight * ((VOCAB - 1) as f64).ln();
         assert!((loss.sum.into_scalar::<f64>() / expected - 1.0).abs() < 1e-5);
         assert!(<Mdlm<LogLinear> as Objective<Denoiser>>::check_seq_len(&mdlm, 5).is_err());
+    }
+
+    /// Today's training loss written out: SUBS over every position, the true token's NLL
+    /// weighted and masked to the scored positions, summed.
+    fn full_subs_loss(
+        mdlm: &Mdlm<impl NoiseSchedule>,
+        model: &Denoiser,
+        x0: Tensor<2, Int>,
+        times: &[f64],
+        rng: &mut StdRng,
+    ) -> Tensor<1> {
+        let [batch, seq_len] = x0.dims();
+        let t = times_tensor(times, &x0.device());
+        let keep = mdlm.keep(batch, seq_len, &x0.device());
+        let masked = mdlm.process.mask(x0.clone(), t.clone(), keep, rng);
+        let log_probs = Subs { model, mask_id: MASK }.log_probs(masked.z_t, t.clone());
+        let nll = log_probs.gather(2, x0.clone().unsqueeze_dim(2)).squeeze_dim::<2>(2).neg();
+        let weight = mdlm.process.elbo_weights(x0, t);
+        (nll * weight).mask_fill(masked.is_masked.bool_not(), 0.0).sum()
+    }
+
+    #[test]
+    fn the_masked_rows_loss_and_its_gradients_equal_the_full_subs_path() {
+        use burn::optim::GradientsParams;
+        use dlm_core::testing::{flat_gradients, max_relative_difference, randomised};
+        let device = Device::flex().autodiff();
+        let x0 = data(&device).batch(&(0..8).collect::<Vec<_>>(), &device);
+        let times = [0.05, 0.2, 0.3, 0.45, 0.5, 0.7, 0.85, 1.0];
+        let configs = [
+            DenoiserConfig::tokens(VOCAB, 16).with_cond_dim(Some(8)),
+            DenoiserConfig::new(DenoiserIo::Tokens { vocab_size: VOCAB, tie_embeddings: true }, 16),
+        ];
+        let objectives = [
+            Mdlm::new(MaskingProcess::new(Cosine::default(), MASK), 1e-3).unwrap(),
+            Mdlm::new(MaskingProcess::new(Cosine::default(), MASK), 1e-3)
+                .unwrap()
+                .with_conditioning(Conditioning::Prompt { length: 4 }),
+        ];
+        for (config, mdlm) in configs.into_iter().zip(&objectives) {
+            let config = config.with_d_model(16).with_n_layers(2);
+            let model = randomised(config.init(&device).unwrap(), &device);
+            let reference =
+                full_subs_loss(mdlm, &model, x0.clone(), &times, &mut StdRng::seed_from_u64(3));
+            let subs = Subs { model: &model, mask_id: MASK };
+            let fast = mdlm.loss_at(&subs, x0.clone(), &times, &mut StdRng::seed_from_u64(3)).sum;
+            let (a, b) =
+                (fast.clone().into_scalar::<f64>(), reference.clone().into_scalar::<f64>());
+            assert!(b > 1.0 && (a / b - 1.0).abs() < 1e-6, "loss {a} vs {b}");
+            let grads = |loss: Tensor<1>| {
+                flat_gradients(&model, &GradientsParams::from_grads(loss.backward(), &model))
+            };
+            let (fast, reference) = (grads(fast), grads(reference));
+            assert!(reference.iter().any(|&g| g != 0.0));
+            let difference = max_relative_difference(&fast, &reference);
+            assert!(difference < 1e-5, "gradients differ by {difference}");
+        }
+    }
+
+    #[test]
+    fn nothing_masked_scores_zero_and_still_differentiates() {
+        let device = Device::flex().autodiff();
+        let model = DenoiserConfig::tokens(VOCAB, 16)
+            .with_d_model(16)
+            .with_n_layers(1)
+            .init(&device)
+            .unwrap();
+        let mdlm = Mdlm::new(MaskingProcess::new(LogLinear::default(), MASK), 0.0).unwrap();
+        let x0 = data(&device).batch(&[0, 1], &device);
+        // α(0) = 1: no position is masked.
+        let subs = Subs { model: &model, mask_id: MASK };
+        let loss = mdlm.loss_at(&subs, x0, &[0.0, 0.0], &mut StdRng::seed_from_u64(0));
+        assert_eq!(loss.count, 32);
+        assert_eq!(loss.sum.clone().into_scalar::<f64>(), 0.0);
+        let _ = loss.sum.backward();
     }
 }

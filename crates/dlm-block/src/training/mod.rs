@@ -4,7 +4,7 @@ use burn::tensor::{Int, Tensor, TensorData};
 use dlm_core::backbone::{AttentionMask, Denoiser, DenoiserInput};
 use dlm_core::data::SequenceDataset;
 use dlm_core::train::{LossSum, Objective};
-use dlm_discrete::subs_log_probs;
+use dlm_discrete::{masked_nelbo_sum, subs_nll_at_rows};
 use dlm_sched::{NoiseSchedule, TimeSampler};
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
@@ -105,14 +105,17 @@ impl<S: NoiseSchedule> Bd3lm<S> {
         let uniforms = Tensor::<2>::from_data(TensorData::new(uniforms, [batch, seq_len]), &device);
         let is_masked = uniforms.lower(mask_rate);
         let z_t = x0.clone().mask_fill(is_masked.clone(), self.mask_id as i64);
-        let both = Tensor::cat(vec![z_t.clone(), x0.clone()], 1);
+        let both = Tensor::cat(vec![z_t, x0.clone()], 1);
         let mask = AttentionMask::Bd3lmTraining { block_size: self.block_size, seq_len };
-        let logits =
-            model.forward(DenoiserInput::tokens(both).with_mask(mask)).output.narrow(1, 0, seq_len);
-        let log_probs = subs_log_probs(logits, z_t, self.mask_id);
-        let nll = log_probs.gather(2, x0.unsqueeze_dim(2)).squeeze_dim::<2>(2).neg();
-        let terms = (nll * weight).mask_fill(is_masked.bool_not(), 0.0);
-        LossSum { sum: terms.sum(), count: batch * seq_len }
+        // The `x_t` half of `x_t ⊕ x0` is what the loss reads; the head runs at its masked rows.
+        let hidden = model
+            .forward_hidden(DenoiserInput::tokens(both).with_mask(mask))
+            .output
+            .narrow(1, 0, seq_len);
+        let sum = masked_nelbo_sum(is_masked, weight, |rows| {
+            subs_nll_at_rows(model, hidden, x0, rows, self.mask_id)
+        });
+        LossSum { sum, count: batch * seq_len }
     }
 
     /// One time per block of the batch, in a random order: a stratified sampler's `i`-th time

@@ -4,6 +4,7 @@ use burn::tensor::activation::log_softmax;
 use burn::tensor::{Device, Distribution};
 use dlm_core::backbone::{DenoiserConfig, DenoiserIo};
 use dlm_core::testing::randomised;
+use dlm_discrete::subs_log_probs;
 use dlm_sched::{LogLinear, Polynomial};
 
 use super::*;
@@ -205,4 +206,50 @@ fn block_times_keep_one_per_stratum_in_a_random_order() {
         assert_eq!(strata, (0..n).collect::<Vec<_>>(), "one time per stratum");
     }
     assert_eq!(ordered_draws, 0, "times come in a random order");
+}
+
+#[test]
+fn the_gradients_equal_those_of_subs_over_every_position() {
+    use burn::optim::GradientsParams;
+    use dlm_core::testing::{flat_gradients, max_relative_difference};
+    let device = Device::flex().autodiff();
+    let model = model(&device);
+    let objective =
+        Bd3lm::new(LogLinear::default(), MASK, 4, TimeSampler::antithetic(1e-3).unwrap()).unwrap();
+    let (batch, seq_len) = (3, 16);
+    let x0 = tokens(batch, seq_len, &device);
+    let block_times: Vec<f64> = (0..batch * 4).map(|i| 0.1 + 0.07 * i as f64).collect();
+    let fast = objective.loss_at(&model, x0.clone(), &block_times, &mut StdRng::seed_from_u64(5));
+    // The same draws, scored with SUBS over every position of `x_t` and masked afterwards.
+    let reference = {
+        let mut rng = StdRng::seed_from_u64(5);
+        let token_times: Vec<f32> = (0..batch * seq_len)
+            .map(|i| block_times[(i / seq_len) * 4 + (i % seq_len) / 4] as f32)
+            .collect();
+        let t = Tensor::<1>::from_data(TensorData::new(token_times, [batch * seq_len]), &device);
+        let schedule = LogLinear::default();
+        let rate = schedule.one_minus_alpha_tensor(t.clone()).reshape([batch, seq_len]);
+        let weight = schedule.masked_elbo_weight_tensor(t).reshape([batch, seq_len]);
+        let uniforms: Vec<f32> = (0..batch * seq_len).map(|_| rng.random::<f32>()).collect();
+        let is_masked =
+            Tensor::<2>::from_data(TensorData::new(uniforms, [batch, seq_len]), &device)
+                .lower(rate);
+        let z_t = x0.clone().mask_fill(is_masked.clone(), MASK as i64);
+        let both = Tensor::cat(vec![z_t.clone(), x0.clone()], 1);
+        let mask = AttentionMask::Bd3lmTraining { block_size: 4, seq_len };
+        let logits =
+            model.forward(DenoiserInput::tokens(both).with_mask(mask)).output.narrow(1, 0, seq_len);
+        let nll = subs_log_probs(logits, z_t, MASK)
+            .gather(2, x0.unsqueeze_dim(2))
+            .squeeze_dim::<2>(2)
+            .neg();
+        (nll * weight).mask_fill(is_masked.bool_not(), 0.0).sum()
+    };
+    let (a, b) = (fast.sum.clone().into_scalar::<f64>(), reference.clone().into_scalar::<f64>());
+    assert!(b > 1.0 && (a / b - 1.0).abs() < 1e-6, "loss {a} vs {b}");
+    let grads = |loss: Tensor<1>| {
+        flat_gradients(&model, &GradientsParams::from_grads(loss.backward(), &model))
+    };
+    let difference = max_relative_difference(&grads(fast.sum), &grads(reference));
+    assert!(difference < 1e-5, "gradients differ by {difference}");
 }

@@ -328,6 +328,32 @@ impl Denoiser {
     /// [`AttentionMask::block_causal`] and [`AttentionMask::bd3lm_training`] to get these as
     /// errors up front).
     pub fn forward(&self, input: DenoiserInput) -> DenoiserOutput {
+        let DenoiserOutput { output: h, cache } = self.forward_hidden(input);
+        let [batch, n, d_model] = h.dims();
+        let output = match (&self.head, &self.input) {
+            (Some(head), _) => head.forward(h),
+            (None, InputLayer::Tokens(_)) => {
+                let logits = self.head_rows(h.reshape([batch * n, d_model]));
+                let vocab_size = logits.dims()[1];
+                logits.reshape([batch, n, vocab_size])
+            }
+            (None, InputLayer::Vectors(_)) => unreachable!("vector models always have a head"),
+        };
+        DenoiserOutput { output, cache }
+    }
+
+    /// Runs the model up to its output head: the final norm's output (modulated when the model is
+    /// time-conditioned), from which [`Denoiser::head_rows`] computes the logits. A loss that
+    /// needs the logits at a few positions only (the masked ones) applies the head to those rows
+    /// alone instead of to all `batch · n` of them.
+    ///
+    /// # Shapes
+    /// - input as [`Denoiser::forward`]
+    /// - output `[batch, n, d_model]`
+    ///
+    /// # Panics
+    /// As [`Denoiser::forward`].
+    pub fn forward_hidden(&self, input: DenoiserInput) -> DenoiserOutput {
         let DenoiserInput { values, time, mask, positions, cache, keep_cache } = input;
         let mut h = match (&self.input, values) {
             (InputLayer::Tokens(embedding), DenoiserValues::Tokens(tokens)) => {
@@ -371,17 +397,21 @@ impl Denoiser {
             let m = modulation.forward(silu(cond.clone())).chunk(2, 1);
             h = modulate(h, m[0].clone(), m[1].clone());
         }
-        let output = match (&self.head, &self.input) {
-            (Some(head), _) => head.forward(h),
+        DenoiserOutput { output: h, cache: keep_cache.then_some(KvCache { layers: kept }) }
+    }
+
+    /// The output head on rows of hidden states from [`Denoiser::forward_hidden`]: a linear map,
+    /// or the transposed token embedding when the weights are tied.
+    ///
+    /// # Shapes
+    /// - `hidden`: `[rows, d_model]` → `[rows, vocab_size]` (or `[rows, output_dim]`)
+    pub fn head_rows(&self, hidden: Tensor<2>) -> Tensor<2> {
+        match (&self.head, &self.input) {
+            (Some(head), _) => head.forward(hidden),
             (None, InputLayer::Tokens(embedding)) => {
-                let weight = embedding.weight.val(); // [vocab_size, d_model]
-                let vocab_size = weight.dims()[0];
-                h.reshape([batch * n, d_model])
-                    .matmul(weight.transpose())
-                    .reshape([batch, n, vocab_size])
+                hidden.matmul(embedding.weight.val().transpose()) // weight: [vocab_size, d_model]
             }
             (None, InputLayer::Vectors(_)) => unreachable!("vector models always have a head"),
-        };
-        DenoiserOutput { output, cache: keep_cache.then_some(KvCache { layers: kept }) }
+        }
     }
 }
