@@ -1,7 +1,8 @@
 //! One training step (forward + backward + gradient clipping + AdamW, the trainer's defaults) on
 //! every compiled backend, for two objectives: MDLM (log-linear schedule, stratified times, the
 //! DiT time-conditioned with `cond_dim` 128, as the MDLM reference trains) and the causal AR
-//! objective (no time conditioning). The reference configuration (`d_model` 256, 4 layers, 4
+//! objective (no time conditioning); MDLM also with the batch split across two model replicas
+//! in two threads (`TrainConfig::replicas`). The reference configuration (`d_model` 256, 4 layers, 4
 //! heads, `seq_len` 128, batch 16, vocabulary 4096) always, and with `DLM_BENCH_LARGE=1` a
 //! GPU-sized one (`d_model` 768, 12 layers, 12 heads, `seq_len` 1024, batch 4). Throughput is in
 //! tokens per second; `scripts/bench_torch.py` measures the same steps in PyTorch.
@@ -42,7 +43,7 @@ fn random_data(batch: usize, seq_len: usize, device: &Device) -> SequenceDataset
 }
 
 /// Times `trainer.step` on `data`.
-fn bench_trainer<O: Objective<Denoiser>>(
+fn bench_trainer<O: Objective<Denoiser> + Sync>(
     group: &mut criterion::BenchmarkGroup<'_, criterion::measurement::WallTime>,
     label: String,
     mut trainer: Trainer<Denoiser, O>,
@@ -67,11 +68,18 @@ fn train_step(c: &mut Criterion) {
                 config.init(&device.clone().autodiff()).expect("valid config")
             };
             group.throughput(Throughput::Elements((batch * seq_len) as u64));
-            let mdlm = Mdlm::new(MaskingProcess::new(LogLinear::default(), MASK_ID), 1e-3)
-                .expect("valid objective");
-            let model = init(config.clone().with_cond_dim(Some(COND_DIM)));
-            let trainer = Trainer::new(train_config.clone(), model, mdlm).expect("valid config");
-            bench_trainer(&mut group, format!("mdlm/{backend}/{name}"), trainer, &data);
+            for replicas in [1, 2] {
+                let mdlm = Mdlm::new(MaskingProcess::new(LogLinear::default(), MASK_ID), 1e-3)
+                    .expect("valid objective");
+                let model = init(config.clone().with_cond_dim(Some(COND_DIM)));
+                let train_config = train_config.clone().with_replicas(replicas);
+                let trainer = Trainer::new(train_config, model, mdlm).expect("valid config");
+                let label = match replicas {
+                    1 => format!("mdlm/{backend}/{name}"),
+                    _ => format!("mdlm-{replicas}-replicas/{backend}/{name}"),
+                };
+                bench_trainer(&mut group, label, trainer, &data);
+            }
             let model = init(config);
             let trainer =
                 Trainer::new(train_config, model, ArObjective::default()).expect("valid config");

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Installs PyTorch 2.9.0 from PyPI into the project-local virtual environment .venv-torch/
-# (git-ignored), for two uses:
+# Installs PyTorch 2.9.0 from PyPI into a virtual environment: $DLM_TORCH_VENV if set, else the
+# project-local .venv-torch/ (git-ignored). For two uses:
 #   - burn's `tch` backend (libtorch): `--features tch` builds against the wheel's C++ libraries
 #     with LIBTORCH_USE_PYTORCH=1, offline; tch 0.22 (burn 0.22.1) expects exactly torch 2.9.0;
 #   - the PyTorch baseline of the benchmarks (scripts/bench_torch.py), run by hand.
@@ -12,7 +12,7 @@
 #                                          wheel's torch/lib on LD_LIBRARY_PATH
 set -euo pipefail
 cd "$(dirname "$0")/.."
-VENV="$PWD/.venv-torch"
+VENV="${DLM_TORCH_VENV:-$PWD/.venv-torch}"
 TORCH_VERSION=2.9.0
 
 installed() {

@@ -184,7 +184,10 @@ fn libtorch(spec: &str, rest: &str) -> Result<Device, DeviceError> {
                 .ok_or_else(unrecognised)?,
         ),
     };
+    // burn marks its libtorch backend deprecated in favour of CubeCL's, whose CUDA build cannot
+    // be had offline; libtorch from the PyPI wheel is this project's route to PyTorch's kernels.
     #[cfg(feature = "tch")]
+    #[allow(deprecated)]
     {
         let Some(index) = cuda_index else { return Ok(Device::libtorch()) };
         // libtorch aborts the process on a CUDA call without a device: ask first.

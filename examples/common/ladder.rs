@@ -196,7 +196,7 @@ impl Reference {
 /// (with `resume`, a run continues from that checkpoint when there is one); returns the
 /// evaluation model and the seconds taken (in this process).
 #[allow(clippy::too_many_arguments)]
-pub(crate) fn train<O: Objective<Denoiser>>(
+pub(crate) fn train<O: Objective<Denoiser> + Sync>(
     name: &str,
     objective: O,
     config: &DenoiserConfig,
@@ -266,7 +266,7 @@ impl Ladder {
     }
 
     /// Trains one rung with the common budget (see [`train`]).
-    pub(crate) fn train<O: Objective<Denoiser>>(
+    pub(crate) fn train<O: Objective<Denoiser> + Sync>(
         &self,
         name: &str,
         objective: O,

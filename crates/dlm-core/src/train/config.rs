@@ -20,6 +20,16 @@ pub struct TrainConfig {
     /// Micro-batches per optimiser step.
     #[config(default = 1)]
     pub grad_accumulation: usize,
+    /// Model replicas that compute each micro-batch concurrently, each on
+    /// `batch_size / replicas` of its sequences in a thread of its own, their gradients summed
+    /// (data parallelism on one device). flex runs most small operations on one thread, so two
+    /// replicas keep both cores of a 2-core machine busy. Each shard draws its noise (times,
+    /// masks) from a stream seeded by the step and the shard, so a run is reproducible for a
+    /// given `replicas` but its draws differ from those of another `replicas`; dropout draws
+    /// from the device's generator, which the replicas share, so with dropout a run with
+    /// `replicas > 1` is not bitwise reproducible.
+    #[config(default = 1)]
+    pub replicas: usize,
     /// Peak learning rate.
     #[config(default = 3e-4)]
     pub learning_rate: f64,
@@ -66,6 +76,13 @@ impl TrainConfig {
             "grad_accumulation",
             self.grad_accumulation,
             "at least 1",
+        )?;
+        ensure_size(
+            self.replicas > 0 && self.batch_size.is_multiple_of(self.replicas),
+            CONTEXT,
+            "replicas",
+            self.replicas,
+            format!("a divisor of batch_size = {}", self.batch_size),
         )?;
         let lr = self.learning_rate;
         ensure_value(

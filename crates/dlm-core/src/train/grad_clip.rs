@@ -4,10 +4,8 @@ use burn::module::{Module, ModuleVisitor, Param, ParamId};
 use burn::optim::GradientsParams;
 use burn::tensor::Tensor;
 
-/// Scales all gradients by `min(1, max_norm/‖g‖)` with `‖g‖` the L2 norm of every gradient
-/// concatenated (Pascanu et al. 2013, Alg. 1), and returns `‖g‖` before clipping. burn's own
-/// clipping acts on each parameter tensor separately.
-pub fn clip_global_norm<M: Module>(model: &M, grads: &mut GradientsParams, max_norm: f64) -> f64 {
+/// The L2 norm of every gradient concatenated, `‖g‖` (a parameter reachable twice counts once).
+pub fn global_norm<M: Module>(model: &M, grads: &GradientsParams) -> f64 {
     struct SquaredNorm<'a> {
         grads: &'a GradientsParams,
         ids: Vec<ParamId>,
@@ -30,10 +28,23 @@ pub fn clip_global_norm<M: Module>(model: &M, grads: &mut GradientsParams, max_n
     }
     let mut visitor = SquaredNorm { grads, ids: Vec::new(), total: None };
     model.visit(&mut visitor);
-    let Some(total) = visitor.total else { return 0.0 };
-    let norm = total.into_scalar::<f64>().sqrt();
-    if norm > max_norm {
-        scale_gradients(model, grads, max_norm / norm);
+    visitor.total.map_or(0.0, |total| total.into_scalar::<f64>().sqrt())
+}
+
+/// The factor `min(1, max_norm/‖g‖)` of clipping by the global norm (Pascanu et al. 2013,
+/// Alg. 1).
+pub fn clip_factor(norm: f64, max_norm: f64) -> f64 {
+    if norm > max_norm { max_norm / norm } else { 1.0 }
+}
+
+/// Scales all gradients by `min(1, max_norm/‖g‖)` with `‖g‖` the L2 norm of every gradient
+/// concatenated (Pascanu et al. 2013, Alg. 1), and returns `‖g‖` before clipping. burn's own
+/// clipping acts on each parameter tensor separately.
+pub fn clip_global_norm<M: Module>(model: &M, grads: &mut GradientsParams, max_norm: f64) -> f64 {
+    let norm = global_norm(model, grads);
+    let factor = clip_factor(norm, max_norm);
+    if factor < 1.0 {
+        scale_gradients(model, grads, factor);
     }
     norm
 }

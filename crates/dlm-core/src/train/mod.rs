@@ -12,7 +12,7 @@ mod trainer;
 
 pub use config::TrainConfig;
 pub use ema::update_ema;
-pub use grad_clip::{clip_global_norm, scale_gradients};
+pub use grad_clip::{clip_factor, clip_global_norm, global_norm, scale_gradients};
 pub use lr::{LrDecay, learning_rate};
 pub use objective::{LossSum, Objective};
 pub use run::{MetricsRow, RunOptions, plot_losses, run};

@@ -79,7 +79,7 @@ const CSV_HEADER: &str =
 ///
 /// # Errors
 /// Data, I/O and checkpoint errors ([`CoreError`]).
-pub fn run<M: Module, O: Objective<M>>(
+pub fn run<M: Module, O: Objective<M> + Sync>(
     trainer: &mut Trainer<M, O>,
     train: &SequenceDataset,
     valid: &SequenceDataset,

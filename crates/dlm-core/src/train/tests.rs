@@ -183,3 +183,37 @@ fn bad_settings_are_rejected() {
     let err = trainer.step(&data(12, 5)).unwrap_err().to_string();
     assert!(err.contains("training sequences"), "{err}");
 }
+
+#[test]
+fn replicas_sum_the_gradients_of_their_shards() {
+    // The causal objective draws no noise, so one step with the batch split across replicas must
+    // give the step of the whole batch (to rounding): a dropped shard, a shard counted twice or a
+    // mean where a sum belongs would move the parameters elsewhere.
+    let device = Device::flex().autodiff();
+    let initial = crate::testing::randomised_with_std(model(&device), 0.05, &device);
+    let train = data(16, 2);
+    let step_with = |replicas: usize| {
+        // With ε = 1 Adam's first update, g/(|g| + 1), is smooth in the gradient: rounding noise
+        // in a near-zero gradient cannot flip an update of size lr.
+        let config = TrainConfig::new(2, 8)
+            .with_replicas(replicas)
+            .with_learning_rate(1.0)
+            .with_epsilon(1.0);
+        let mut trainer = Trainer::new(config, initial.clone(), ArObjective::default()).unwrap();
+        let report = trainer.step(&train).unwrap();
+        (report, flat_params(trainer.model()))
+    };
+    let (one, after_one) = step_with(1);
+    for replicas in [2, 4] {
+        let (many, after_many) = step_with(replicas);
+        assert_eq!(many.tokens, one.tokens);
+        assert!((many.loss - one.loss).abs() < 1e-5 * one.loss, "{many:?} vs {one:?}");
+        let (norm_many, norm_one) = (many.grad_norm.unwrap(), one.grad_norm.unwrap());
+        assert!((norm_many - norm_one).abs() < 1e-4 * norm_one, "{norm_many} vs {norm_one}");
+        let moved =
+            after_one.iter().zip(&after_many).map(|(a, b)| (a - b).abs()).fold(0.0, f32::max);
+        assert!(moved < 1e-5, "replicas = {replicas}: parameters differ by {moved}");
+    }
+    let err = TrainConfig::new(2, 8).with_replicas(3).validate().unwrap_err().to_string();
+    assert!(err.contains("`replicas`"), "{err}");
+}

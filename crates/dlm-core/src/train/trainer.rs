@@ -5,14 +5,14 @@ use std::path::Path;
 use burn::module::Module;
 use burn::optim::{AdamWConfig, GradientsAccumulator, GradientsParams, ModuleOptimizer};
 use burn::store::ModuleRecord;
-use burn::tensor::{Bytes, Device};
+use burn::tensor::{Bytes, Device, Int, Tensor};
 use rand::SeedableRng;
 use rand::rngs::StdRng;
 use serde::{Deserialize, Serialize};
 
 use super::config::TrainConfig;
 use super::ema::update_ema;
-use super::grad_clip::{clip_global_norm, scale_gradients};
+use super::grad_clip::{clip_factor, global_norm, scale_gradients};
 use super::lr::learning_rate;
 use super::objective::{LossSum, Objective};
 use crate::checkpoint::{read_sections, write_sections};
@@ -187,14 +187,18 @@ impl<M: Module, O: Objective<M>> Trainer<M, O> {
         self.state.step >= self.config.steps
     }
 
-    /// Takes one optimiser step on `train`, accumulating `grad_accumulation` micro-batches; the
-    /// gradient is that of the mean loss over all their tokens.
+    /// Takes one optimiser step on `train`, accumulating `grad_accumulation` micro-batches (each
+    /// split across `replicas` threads); the gradient is that of the mean loss over all their
+    /// tokens.
     ///
     /// # Errors
     /// [`CoreError::InvalidSize`] if `train` has fewer sequences than one batch, sequences the
     /// objective cannot score, or another number of sequences than the run was started on (the
     /// batch order depends on it).
-    pub fn step(&mut self, train: &SequenceDataset) -> Result<StepReport, CoreError> {
+    pub fn step(&mut self, train: &SequenceDataset) -> Result<StepReport, CoreError>
+    where
+        O: Sync,
+    {
         self.objective.check_seq_len(train.seq_len())?;
         let expected = *self.state.train_sequences.get_or_insert(train.len());
         crate::error::ensure_size(
@@ -210,22 +214,35 @@ impl<M: Module, O: Objective<M>> Trainer<M, O> {
         let mut rng = StdRng::seed_from_u64(seed);
         let mut accumulator = GradientsAccumulator::<M>::new();
         let (mut loss_sum, mut tokens) = (0.0, 0);
-        for _ in 0..self.config.grad_accumulation {
+        for micro_batch in 0..self.config.grad_accumulation {
             let indices = self.state.cursor.next_batch(train)?;
             let batch = train.batch(&indices, &self.device);
-            let LossSum { sum, count } = self.objective.loss(&self.model, batch, &mut rng);
+            let replicas = self.config.replicas;
+            let results = if replicas == 1 {
+                let LossSum { sum, count } = self.objective.loss(&self.model, batch, &mut rng);
+                let grads = GradientsParams::from_grads(sum.backward(), &self.model);
+                vec![(grads, sum.into_scalar::<f64>(), count)]
+            } else {
+                let seeds = (0..replicas).map(|r| step_seed(seed, micro_batch * replicas + r));
+                self.replicated_losses(batch, seeds)
+            };
             // Gradients of the sums; divided by the total count below.
-            accumulator
-                .accumulate(&self.model, GradientsParams::from_grads(sum.backward(), &self.model));
-            loss_sum += sum.into_scalar::<f64>();
-            tokens += count;
+            for (grads, loss, count) in results {
+                accumulator.accumulate(&self.model, grads);
+                loss_sum += loss;
+                tokens += count;
+            }
         }
         let mut grads = accumulator.grads();
-        scale_gradients(&self.model, &mut grads, 1.0 / tokens.max(1) as f64);
-        let grad_norm = self
-            .config
-            .grad_clip_norm
-            .map(|max_norm| clip_global_norm(&self.model, &mut grads, max_norm));
+        // The mean over tokens and the clipping are one scaling of the summed gradients:
+        // ‖g/n‖ = ‖g‖/n.
+        let mean = 1.0 / tokens.max(1) as f64;
+        let grad_norm = self.config.grad_clip_norm.map(|_| global_norm(&self.model, &grads) * mean);
+        let clip = match (grad_norm, self.config.grad_clip_norm) {
+            (Some(norm), Some(max_norm)) => clip_factor(norm, max_norm),
+            _ => 1.0,
+        };
+        scale_gradients(&self.model, &mut grads, mean * clip);
         let lr = learning_rate(
             step,
             self.config.steps,
@@ -244,6 +261,42 @@ impl<M: Module, O: Objective<M>> Trainer<M, O> {
             tokens,
             learning_rate: lr,
             grad_norm,
+        })
+    }
+
+    /// The loss sums and gradients of `batch` split into one shard per seed, each computed by a
+    /// replica of the model (the same parameters, a leaf of its own for autodiff) in a thread
+    /// of its own with its own seeded noise.
+    fn replicated_losses(
+        &self,
+        batch: Tensor<2, Int>,
+        seeds: impl Iterator<Item = u64>,
+    ) -> Vec<(GradientsParams, f64, usize)>
+    where
+        O: Sync,
+    {
+        let seeds: Vec<u64> = seeds.collect();
+        let shard_len = batch.dims()[0] / seeds.len();
+        std::thread::scope(|scope| {
+            let shards: Vec<_> = seeds
+                .iter()
+                .enumerate()
+                .map(|(r, &seed)| {
+                    let shard = batch.clone().narrow(0, r * shard_len, shard_len);
+                    let replica = self.model.clone().fork(&self.device);
+                    let objective = &self.objective;
+                    scope.spawn(move || {
+                        let mut rng = StdRng::seed_from_u64(seed);
+                        let LossSum { sum, count } = objective.loss(&replica, shard, &mut rng);
+                        let grads = GradientsParams::from_grads(sum.backward(), &replica);
+                        (grads, sum.into_scalar::<f64>(), count)
+                    })
+                })
+                .collect();
+            shards
+                .into_iter()
+                .map(|shard| shard.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic)))
+                .collect()
         })
     }
 
