@@ -33,9 +33,13 @@ struct Args {
     /// Optimiser steps.
     #[arg(long, default_value_t = 1000)]
     steps: usize,
-    /// Device: flex, ndarray, wgpu, cuda (or BURN_DEVICE).
+    /// Device: flex, ndarray, wgpu, cuda, tch (or BURN_DEVICE).
     #[arg(long)]
     device: Option<String>,
+    /// Model replicas computing each batch in parallel threads (2 keeps both cores of a 2-core
+    /// machine busy on flex; 1 on a GPU or libtorch, which parallelise each operation).
+    #[arg(long, default_value_t = 2)]
+    replicas: usize,
     /// Output folder.
     #[arg(long, default_value = "out/quickstart")]
     out: PathBuf,
@@ -124,7 +128,8 @@ fn main() -> anyhow::Result<()> {
         .with_learning_rate(2e-3)
         .with_warmup_steps(100)
         .with_decay(LrDecay::Cosine { min_ratio: 0.1 })
-        .with_ema_decay(Some(0.99));
+        .with_ema_decay(Some(0.99))
+        .with_replicas(args.replicas);
     device.seed(0);
     let model = model_config.init(&device.clone().autodiff())?;
     let mut trainer = Trainer::new(train_config, model, objective.clone())?;

@@ -17,8 +17,9 @@
 //! # Backends
 //!
 //! The library crates enable no burn backend; this crate's cargo features do: `flex` (default,
-//! pure-Rust CPU), `ndarray`, `wgpu` (GPU through Vulkan/Metal/DX12) and `cuda` (whose build needs
-//! internet access). See [`device::parse_device`].
+//! pure-Rust CPU, with `x86-v4` AVX-512 GEMM kernels by default), `ndarray`, `tch` (libtorch from
+//! the PyPI torch wheel: PyTorch's CPU kernels and CUDA), `wgpu` (GPU through Vulkan/Metal/DX12)
+//! and `cuda` (whose build needs internet access). See [`device::parse_device`].
 
 pub mod device;
 

@@ -66,11 +66,24 @@ impl SelfAttention {
             value = Tensor::cat(vec![cache.value.clone(), value], 2);
         }
         let n_keys = key.dims()[2];
-        let blocked =
-            blocked.map(|m| m.unsqueeze_dim::<4>(1).expand([batch, self.n_heads, n, n_keys]));
+        let blocked = blocked.map(|m| {
+            libtorch_mask(m.unsqueeze_dim::<4>(1).expand([batch, self.n_heads, n, n_keys]))
+        });
         let options = AttentionModuleOptions { scale: None, softcap: None, is_causal: false };
         let context = attention(q, key.clone(), value.clone(), blocked, None, options);
         let context = context.swap_dims(1, 2).reshape([batch, n, d_model]);
         (self.out.forward(context), LayerKv { key, value })
+    }
+}
+
+/// burn's attention mask says `true` = blocked; burn-tch 0.22.1 hands it unchanged to libtorch's
+/// fused attention, which reads a boolean mask as `true` = attend. On a plain libtorch device
+/// (without autodiff: there burn decomposes attention itself and reads the mask right) the mask
+/// is therefore passed inverted. `tests/parity.rs` checks every masked forward pass against flex.
+fn libtorch_mask(blocked: Tensor<4, Bool>) -> Tensor<4, Bool> {
+    if format!("{:?}", blocked.device()).starts_with("Device<LibTorch(") {
+        blocked.bool_not()
+    } else {
+        blocked
     }
 }
