@@ -137,7 +137,7 @@ fn token_frequencies(data: &SequenceDataset, vocab: usize) -> Vec<f64> {
 
 /// The D3PM bound on `data`, `time_samples` stratified step draws per sequence, `f64` sums.
 fn d3pm_nelbo(d3pm: &D3pm, model: &Denoiser, data: &SequenceDataset, time_samples: usize) -> f64 {
-    let device = burn::module::Module::devices(model).into_iter().next().expect("parameters");
+    let device = model.device();
     let mut rng = StdRng::seed_from_u64(0);
     let (mut sum, mut count) = (0.0, 0usize);
     for indices in data.ordered_batches(64) {

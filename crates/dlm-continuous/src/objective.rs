@@ -102,20 +102,11 @@ impl<S: NoiseSchedule> DiffusionLmLoss<S> {
         let rounding = log_probs.gather(2, tokens.unsqueeze_dim(2)).neg().sum();
         LossSum { sum: regression + prior + rounding, count: batch * seq_len }
     }
-
-    fn draw_levels(&self, batch: usize, rng: &mut StdRng) -> Vec<usize> {
-        (0..batch)
-            .map(|b| {
-                let u = (b as f64 + rng.random::<f64>()) / batch as f64;
-                ((u * self.levels as f64) as usize).min(self.levels - 1) + 1
-            })
-            .collect()
-    }
 }
 
 impl<S: NoiseSchedule> Objective<DiffusionLm> for DiffusionLmLoss<S> {
     fn loss(&self, model: &DiffusionLm, batch: Tensor<2, Int>, rng: &mut StdRng) -> LossSum {
-        let levels = self.draw_levels(batch.dims()[0], rng);
+        let levels = dlm_sched::stratified_steps(batch.dims()[0], self.levels, rng);
         self.loss_at(model, batch, &levels, rng)
     }
 }

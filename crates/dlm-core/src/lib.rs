@@ -19,6 +19,7 @@ pub mod backbone;
 pub mod bert;
 pub mod checkpoint;
 pub mod data;
+mod device;
 mod error;
 pub mod eval;
 pub mod sampling;
@@ -28,4 +29,5 @@ pub mod train;
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;
 
+pub use device::module_device;
 pub use error::CoreError;

@@ -5,7 +5,6 @@
 //! `p_θ(x0 | z_t)` that MDLM's samplers need (Sahoo et al. 2024, §3.2; LLaDA's mask predictor is
 //! the same object). Wrapped in SUBS, every sampler of [`crate::sampler`] runs on it unchanged.
 
-use burn::module::Module;
 use burn::tensor::{Device, Int, Tensor};
 use dlm_core::bert::BertMlm;
 
@@ -83,7 +82,7 @@ impl MaskedDenoiser for BertSubs<'_> {
     }
 
     fn device(&self) -> Device {
-        self.model.devices().into_iter().next().expect("a model with parameters")
+        dlm_core::module_device(self.model)
     }
 }
 

@@ -1,7 +1,6 @@
 //! [`MaskedDenoiser`]: what masked-diffusion losses and samplers need from a model, and the SUBS
 //! parameterisation that turns a [`Denoiser`]'s logits into it.
 
-use burn::module::Module;
 use burn::tensor::activation::log_softmax;
 use burn::tensor::{Bool, Device, Int, Tensor};
 use dlm_core::backbone::{Denoiser, DenoiserInput};
@@ -146,7 +145,7 @@ impl MaskedDenoiser for Subs<'_> {
     }
 
     fn device(&self) -> Device {
-        self.model.devices().into_iter().next().expect("a model with parameters")
+        self.model.device()
     }
 }
 

@@ -53,4 +53,4 @@ pub use polynomial::Polynomial;
 pub use schedule::NoiseSchedule;
 pub use square_root::SquareRoot;
 pub use time_grid::TimeGrid;
-pub use time_sampler::{Stratification, TimeSampler};
+pub use time_sampler::{Stratification, TimeSampler, stratified_steps};

@@ -138,12 +138,50 @@ impl TimeSampler {
     }
 }
 
+/// One discrete step in `1..=n_steps` per sequence of a batch of `batch`, stratified across the
+/// batch: sequence `b` gets `⌊u_b·T⌋ + 1` with `u_b = (b + U_b)/batch`, `U_b ~ U[0, 1)` from
+/// `rng` (the discrete-time form of [`Stratification::Antithetic`]: each step is drawn with
+/// probability `1/T` and the batch covers `[0, 1)` evenly). The training-time draw of D3PM's
+/// step and of Diffusion-LM's noise level.
+///
+/// # Panics
+/// If `n_steps` is 0.
+pub fn stratified_steps<R: Rng + ?Sized>(batch: usize, n_steps: usize, rng: &mut R) -> Vec<usize> {
+    assert!(n_steps > 0, "at least one step to draw from");
+    (0..batch)
+        .map(|b| {
+            let u = (b as f64 + rng.random::<f64>()) / batch as f64;
+            ((u * n_steps as f64) as usize).min(n_steps - 1) + 1
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use rand::SeedableRng;
     use rand::rngs::StdRng;
 
     use super::*;
+
+    #[test]
+    fn stratified_steps_cover_every_step_evenly() {
+        let mut rng = StdRng::seed_from_u64(3);
+        // A batch of T sequences gets each step 1..=T exactly once.
+        let mut steps = stratified_steps(10, 10, &mut rng);
+        steps.sort_unstable();
+        assert_eq!(steps, (1..=10).collect::<Vec<_>>());
+        // A batch of 2T gets each step exactly twice, in batch order.
+        let steps = stratified_steps(20, 10, &mut rng);
+        assert!(steps.windows(2).all(|w| w[0] <= w[1]));
+        assert!((1..=10).all(|s| steps.iter().filter(|&&x| x == s).count() == 2));
+        // Over many small batches, every step has frequency 1/T.
+        let draws: Vec<usize> =
+            (0..20_000).flat_map(|_| stratified_steps(3, 4, &mut rng)).collect();
+        for step in 1..=4 {
+            let share = draws.iter().filter(|&&s| s == step).count() as f64 / draws.len() as f64;
+            assert!((share - 0.25).abs() < 0.01, "step {step}: {share}");
+        }
+    }
 
     #[test]
     fn antithetic_puts_one_time_in_each_stratum() {

@@ -31,10 +31,6 @@ pub struct RecomputedBlock<'a> {
     mask_id: u32,
 }
 
-fn model_device(model: &Denoiser) -> Device {
-    burn::module::Module::devices(model).into_iter().next().expect("a model with parameters")
-}
-
 impl MaskedDenoiser for CachedBlock<'_> {
     fn log_probs(&self, z_block: Tensor<2, Int>, _t: Tensor<1>) -> Tensor<3> {
         let device = z_block.device();
@@ -59,7 +55,7 @@ impl MaskedDenoiser for CachedBlock<'_> {
     }
 
     fn device(&self) -> Device {
-        model_device(self.model)
+        self.model.device()
     }
 }
 
@@ -89,7 +85,7 @@ impl MaskedDenoiser for RecomputedBlock<'_> {
     }
 
     fn device(&self) -> Device {
-        model_device(self.model)
+        self.model.device()
     }
 }
 
@@ -172,7 +168,7 @@ impl BlockSampler {
                 format!("a positive multiple of block_size = {bs}"),
             )?;
         }
-        let device = model_device(model);
+        let device = model.device();
         let mask_id = self.mask_id;
         let mut tokens = match &prompt {
             Some(p) => {

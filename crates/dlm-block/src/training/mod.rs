@@ -151,7 +151,7 @@ impl<S: NoiseSchedule> Bd3lm<S> {
             time_samples,
             "at least 1",
         )?;
-        let device = burn::module::Module::devices(model).into_iter().next().expect("parameters");
+        let device = model.device();
         let n_blocks = data.seq_len() / self.block_size;
         let mut rng = StdRng::seed_from_u64(seed);
         let (mut sum, mut count) = (0.0, 0usize);
@@ -186,7 +186,7 @@ impl<S: NoiseSchedule> Bd3lm<S> {
         S: Clone,
     {
         self.check(model, data.seq_len())?;
-        let device = burn::module::Module::devices(model).into_iter().next().expect("parameters");
+        let device = model.device();
         let seq_len = data.seq_len();
         let n_blocks = seq_len / self.block_size;
         let mut results = Vec::with_capacity(candidates.len());

@@ -308,6 +308,11 @@ pub struct Denoiser {
 }
 
 impl Denoiser {
+    /// The device the model computes on.
+    pub fn device(&self) -> Device {
+        crate::module_device(self)
+    }
+
     /// Whether the model reads the diffusion time.
     pub fn is_time_conditioned(&self) -> bool {
         self.time_embedding.is_some()

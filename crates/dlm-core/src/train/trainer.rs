@@ -97,7 +97,7 @@ pub fn evaluate<M: Module, O: Objective<M>>(
     batches: EvalBatches,
 ) -> Result<f64, CoreError> {
     objective.check_seq_len(data.seq_len())?;
-    let device = model.devices().into_iter().next().expect("a model with parameters");
+    let device = crate::module_device(model);
     device.seed(batches.seed);
     let mut rng = StdRng::seed_from_u64(batches.seed);
     let (mut sum, mut count) = (0.0, 0usize);
@@ -133,7 +133,7 @@ impl<M: Module, O: Objective<M>> Trainer<M, O> {
     /// If the model has no parameter (no device to train on).
     pub fn new(config: TrainConfig, model: M, objective: O) -> Result<Self, CoreError> {
         config.validate()?;
-        let device = model.devices().into_iter().next().expect("a model with parameters");
+        let device = crate::module_device(&model);
         let cursor = BatchCursor::new(config.seed, config.batch_size)?;
         let optimizer = Self::optimizer(&config);
         let ema = config.ema_decay.map(|_| model.valid());

@@ -181,9 +181,8 @@ impl D3pm {
     /// D3PMs.
     fn x0_log_probs(&self, model: &Denoiser, x_t: Tensor<2, Int>, steps: &[usize]) -> Tensor<3> {
         let t: Vec<f64> = steps.iter().map(|&i| i as f64 / self.steps() as f64).collect();
-        let logits = model
-            .forward(DenoiserInput::tokens(x_t).with_time(floats(&t, &model_device(model))))
-            .output;
+        let logits =
+            model.forward(DenoiserInput::tokens(x_t).with_time(floats(&t, &model.device()))).output;
         let logits = match self.transition {
             Transition::Uniform => logits,
             Transition::Absorbing { mask_id } => {
@@ -237,22 +236,12 @@ impl D3pm {
     /// batch: one step per row drawn stratified from `{1, …, T}`, its term scaled by `T`.
     pub fn nelbo_sum(&self, model: &Denoiser, x0: Tensor<2, Int>, rng: &mut StdRng) -> LossSum {
         let [batch, seq_len] = x0.dims();
-        let steps = self.draw_steps(batch, rng);
+        let steps = dlm_sched::stratified_steps(batch, self.steps(), rng);
         let (kl, _) = self.terms(model, x0.clone(), &steps, rng);
         LossSum {
             sum: kl.mul_scalar(self.steps() as f64) + self.prior_term(x0),
             count: batch * seq_len,
         }
-    }
-
-    fn draw_steps(&self, batch: usize, rng: &mut StdRng) -> Vec<usize> {
-        let steps = self.steps();
-        (0..batch)
-            .map(|b| {
-                let u = (b as f64 + rng.random::<f64>()) / batch as f64;
-                ((u * steps as f64) as usize).min(steps - 1) + 1
-            })
-            .collect()
     }
 
     /// Ancestral sampling: from the prior (all mask, or uniform tokens), `x_{t−1} ~ p_θ(· | x_t)`
@@ -266,7 +255,7 @@ impl D3pm {
         proposal: &TokenSampler,
         rng: &mut R,
     ) -> Tensor<2, Int> {
-        let device = model_device(model);
+        let device = model.device();
         let prior: Vec<i64> = (0..batch * seq_len)
             .map(|_| match self.transition {
                 Transition::Uniform => rng.random_range(0..self.vocab_size as i64),
@@ -290,10 +279,6 @@ fn floats(values: &[f64], device: &Device) -> Tensor<1> {
     Tensor::from_data(TensorData::new(values.clone(), [values.len()]), device)
 }
 
-fn model_device(model: &Denoiser) -> Device {
-    burn::module::Module::devices(model).into_iter().next().expect("a model with parameters")
-}
-
 impl Objective<Denoiser> for D3pm {
     /// D3PM's hybrid loss `L_vb + λ·E[−log p̃_θ(x0 | x_t)]` (eq. 5), per token, with both terms
     /// taken per sampled step as in the reference code (`vb + λ·ce` at one `t`): the unbiased
@@ -301,7 +286,7 @@ impl Objective<Denoiser> for D3pm {
     /// keeping `λ` the ratio the paper tuned (`0.01` for absorbing text).
     fn loss(&self, model: &Denoiser, batch: Tensor<2, Int>, rng: &mut StdRng) -> LossSum {
         let [b, seq_len] = batch.dims();
-        let steps = self.draw_steps(b, rng);
+        let steps = dlm_sched::stratified_steps(b, self.steps(), rng);
         let (kl, cross_entropy) = self.terms(model, batch.clone(), &steps, rng);
         let per_step = kl + cross_entropy.mul_scalar(self.hybrid_lambda);
         let sum = per_step.mul_scalar(self.steps() as f64) + self.prior_term(batch);

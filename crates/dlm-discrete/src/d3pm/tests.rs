@@ -215,7 +215,7 @@ fn hybrid_loss_weighs_the_cross_entropy_by_lambda_times_steps() {
     };
     // The same draws as `loss`: the steps first, then the noise inside `terms`.
     let mut rng = StdRng::seed_from_u64(7);
-    let steps = vb_only.draw_steps(1, &mut rng);
+    let steps = dlm_sched::stratified_steps(1, vb_only.steps(), &mut rng);
     let (_, cross_entropy) = vb_only.terms(&model, x0.clone(), &steps, &mut rng);
     let cross_entropy = cross_entropy.into_scalar::<f64>();
     let expected = lambda * vb_only.steps() as f64 * cross_entropy;
