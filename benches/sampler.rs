@@ -12,8 +12,9 @@
 use burn::module::Module;
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use dlm::core::backbone::{DenoiserConfig, DenoiserIo};
-use dlm::core::data::{SequenceDataset, SpecialTokens, WordsTask, WordsTaskConfig};
+use dlm::core::data::{SequenceDataset, WordsTask, WordsTaskConfig};
 use dlm::core::sampling::{Confidence, TokenSampler};
+use dlm::core::tokenizer::SpecialTokens;
 use dlm::core::train::{TrainConfig, Trainer};
 use dlm::device::{bench_backends, parse_device};
 use dlm::discrete::sampler::{MaskedSampler, SamplerState, Unmasking};

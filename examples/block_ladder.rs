@@ -19,7 +19,7 @@ use std::path::PathBuf;
 use clap::Parser;
 use dlm::block::Bd3lm;
 use dlm::core::backbone::{DenoiserConfig, DenoiserIo};
-use dlm::core::data::SpecialTokens;
+use dlm::core::tokenizer::SpecialTokens;
 use dlm::sched::{LogLinear, TimeSampler};
 use serde_json::json;
 

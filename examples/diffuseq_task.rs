@@ -13,7 +13,8 @@ use clap::Parser;
 use dlm::continuous::{
     DiffusionLm, DiffusionLmConfig, DiffusionLmLoss, Distance, GaussianSampler, Update,
 };
-use dlm::core::data::{SequenceDataset, SpecialTokens};
+use dlm::core::data::SequenceDataset;
+use dlm::core::tokenizer::SpecialTokens;
 use dlm::core::train::{LrDecay, RunOptions, TrainConfig, Trainer, run};
 use dlm::sched::{SquareRoot, TimeGrid};
 use rand::rngs::StdRng;

@@ -24,7 +24,8 @@ use std::path::PathBuf;
 
 use clap::Parser;
 use dlm::core::backbone::{Denoiser, DenoiserConfig, DenoiserIo};
-use dlm::core::data::{SequenceDataset, SpecialTokens};
+use dlm::core::data::SequenceDataset;
+use dlm::core::tokenizer::SpecialTokens;
 use dlm::discrete::d3pm::{D3pm, Transition, mutual_information_schedule};
 use rand::SeedableRng;
 use rand::rngs::StdRng;

@@ -20,8 +20,9 @@ use std::path::PathBuf;
 
 use clap::Parser;
 use dlm::core::backbone::{Denoiser, DenoiserConfig, DenoiserIo};
-use dlm::core::data::{PairsScore, PairsTask, PairsTaskConfig, SequenceDataset, SpecialTokens};
+use dlm::core::data::{PairsScore, PairsTask, PairsTaskConfig, SequenceDataset};
 use dlm::core::sampling::{Confidence, TokenSampler};
+use dlm::core::tokenizer::SpecialTokens;
 use dlm::core::train::{LrDecay, RunOptions, TrainConfig, Trainer, run};
 use dlm::discrete::sampler::{MaskedSampler, SamplerState, Unmasking};
 use dlm::discrete::{MaskingProcess, Mdlm, Subs};

@@ -15,10 +15,11 @@ use burn::tensor::Device;
 use clap::Parser;
 use dlm::core::backbone::{Denoiser, DenoiserConfig, DenoiserIo};
 use dlm::core::data::{
-    MarkovSource, MarkovSourceConfig, SequenceDataset, SpecialTokens, read_documents, split_corpus,
+    MarkovSource, MarkovSourceConfig, SequenceDataset, read_documents, split_corpus,
     tokenize_documents,
 };
 use dlm::core::sampling::{Confidence, TokenSampler};
+use dlm::core::tokenizer::SpecialTokens;
 use dlm::core::tokenizer::{CharTokenizer, Tokenizer};
 use dlm::core::train::{LrDecay, RunOptions, TrainConfig, Trainer, run};
 use dlm::discrete::sampler::{MaskedSampler, SamplerState, Unmasking};

@@ -68,7 +68,8 @@ impl MaskedDenoiser for MarkovBayes<'_> {
 
 #[cfg(test)]
 mod tests {
-    use dlm_core::data::{MarkovSourceConfig, SequenceDataset, SpecialTokens};
+    use dlm_core::data::{MarkovSourceConfig, SequenceDataset};
+    use dlm_core::tokenizer::SpecialTokens;
     use dlm_sched::{Cosine, LogLinear, NoiseSchedule, Polynomial};
     use rand::SeedableRng;
     use rand::rngs::StdRng;

@@ -1,4 +1,4 @@
-//! Data: special tokens, synthetic sources with a known entropy rate, fixed-length sequence
+//! Data: synthetic sources with a known entropy rate, fixed-length sequence
 //! datasets, text corpora (cached token ids, deterministic splits), document wrapping and padding,
 //! seeded batching.
 
@@ -6,12 +6,10 @@ mod corpus;
 mod dataset;
 mod markov;
 mod pairs;
-mod special;
 mod words;
 
 pub use corpus::{CorpusSplits, read_documents, split_corpus, tokenize_documents};
 pub use dataset::{BatchCursor, SequenceDataset, pad_documents, wrap_documents};
 pub use markov::{MarkovScore, MarkovSource, MarkovSourceConfig};
 pub use pairs::{PairsScore, PairsTask, PairsTaskConfig};
-pub use special::SpecialTokens;
 pub use words::{WordsTask, WordsTaskConfig};

@@ -6,8 +6,8 @@ use rand::rngs::StdRng;
 use rand::{Rng, RngExt, SeedableRng};
 use serde::{Deserialize, Serialize};
 
-use super::special::SpecialTokens;
 use crate::error::{CoreError, ensure_size};
+use crate::tokenizer::SpecialTokens;
 
 const CONTEXT: &str = "pairs task";
 

@@ -9,8 +9,8 @@ use rand::{Rng, RngExt, SeedableRng};
 use serde::{Deserialize, Serialize};
 
 use super::pairs::PairsScore;
-use super::special::SpecialTokens;
 use crate::error::{CoreError, ensure_size};
+use crate::tokenizer::SpecialTokens;
 
 const CONTEXT: &str = "words task";
 

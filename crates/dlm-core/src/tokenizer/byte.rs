@@ -1,6 +1,6 @@
 //! One token per byte.
 
-use crate::data::SpecialTokens;
+use super::SpecialTokens;
 
 /// Byte-level tokenizer: byte `b` is token `SpecialTokens::COUNT + b`; any text encodes, and
 /// decoding replaces invalid UTF-8 with U+FFFD.

@@ -2,7 +2,7 @@
 
 use std::collections::BTreeSet;
 
-use crate::data::SpecialTokens;
+use super::SpecialTokens;
 use crate::error::CoreError;
 
 /// Character-level tokenizer over an alphabet taken from a corpus: the `i`-th character in

@@ -8,7 +8,7 @@ use tokenizers::pre_tokenizers::bert::BertPreTokenizer;
 use tokenizers::pre_tokenizers::byte_level::ByteLevel;
 use tokenizers::{AddedToken, NormalizerWrapper, TokenizerBuilder};
 
-use crate::data::SpecialTokens;
+use super::SpecialTokens;
 use crate::error::CoreError;
 
 /// A Hugging Face tokenizer with the ids of its special tokens.

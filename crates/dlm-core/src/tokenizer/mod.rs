@@ -4,14 +4,15 @@
 mod byte;
 mod char_level;
 mod hf;
+mod special;
 
 use std::path::Path;
 
 pub use byte::ByteTokenizer;
 pub use char_level::CharTokenizer;
 pub use hf::HfTokenizer;
+pub use special::SpecialTokens;
 
-use crate::data::SpecialTokens;
 use crate::error::CoreError;
 
 /// Any of the project's tokenizers.

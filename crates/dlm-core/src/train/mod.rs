@@ -7,6 +7,8 @@ mod ema;
 mod grad_clip;
 mod lr;
 mod objective;
+#[cfg(feature = "plot")]
+mod plot;
 mod run;
 mod trainer;
 
@@ -15,7 +17,9 @@ pub use ema::update_ema;
 pub use grad_clip::{clip_factor, clip_global_norm, global_norm, scale_gradients};
 pub use lr::{LrDecay, learning_rate};
 pub use objective::{LossSum, Objective};
-pub use run::{MetricsRow, RunOptions, plot_losses, run};
+#[cfg(feature = "plot")]
+pub use plot::plot_losses;
+pub use run::{MetricsRow, RunOptions, run};
 pub use trainer::{EvalBatches, StepReport, TrainState, Trainer, evaluate};
 
 #[cfg(test)]

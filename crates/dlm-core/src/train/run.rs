@@ -8,7 +8,6 @@ use std::time::Instant;
 
 use burn::module::Module;
 use indicatif::{ProgressBar, ProgressStyle};
-use plotters::prelude::*;
 
 use super::objective::Objective;
 use super::trainer::Trainer;
@@ -32,7 +31,7 @@ pub struct RunOptions {
     pub checkpoint_extra: serde_json::Value,
     /// Append metrics rows to this CSV file.
     pub metrics_csv: Option<PathBuf>,
-    /// Write an SVG plot of the loss curves here at the end.
+    /// Write an SVG plot of the loss curves here at the end (needs the `plot` feature).
     pub loss_plot: Option<PathBuf>,
     /// Show a progress bar on stderr.
     pub show_progress: bool,
@@ -78,13 +77,23 @@ const CSV_HEADER: &str =
 /// checkpointing as `options` say. Returns the metrics rows of this call.
 ///
 /// # Errors
-/// Data, I/O and checkpoint errors ([`CoreError`]).
+/// Data, I/O and checkpoint errors ([`CoreError`]); [`CoreError::Unsupported`] for a
+/// `loss_plot` when dlm-core is built without its `plot` feature (before any step).
 pub fn run<M: Module, O: Objective<M> + Sync>(
     trainer: &mut Trainer<M, O>,
     train: &SequenceDataset,
     valid: &SequenceDataset,
     options: &RunOptions,
 ) -> Result<Vec<MetricsRow>, CoreError> {
+    // Refused before training, not after: nothing is lost.
+    if let (false, Some(path)) = (cfg!(feature = "plot"), &options.loss_plot) {
+        return Err(CoreError::Unsupported {
+            context: "run options",
+            name: "loss_plot",
+            value: path.display().to_string(),
+            supported: "None: dlm-core was built without its `plot` feature",
+        });
+    }
     let total = trainer.config().steps;
     let progress = if options.show_progress {
         let bar = ProgressBar::new(total as u64).with_position(trainer.state().step as u64);
@@ -151,8 +160,9 @@ pub fn run<M: Module, O: Objective<M> + Sync>(
         }
     }
     progress.finish();
+    #[cfg(feature = "plot")]
     if let Some(path) = &options.loss_plot {
-        plot_losses(&rows, path)?;
+        super::plot::plot_losses(&rows, path)?;
     }
     Ok(rows)
 }
@@ -168,55 +178,4 @@ fn open_csv(path: &Path) -> Result<(PathBuf, fs::File), CoreError> {
         writeln!(file, "{CSV_HEADER}").map_err(io)?;
     }
     Ok((path.to_path_buf(), file))
-}
-
-/// Plots training and validation loss against the step as SVG.
-///
-/// # Errors
-/// [`CoreError::Io`] if the file cannot be written.
-pub fn plot_losses(rows: &[MetricsRow], path: &Path) -> Result<(), CoreError> {
-    let io = |e: &dyn std::fmt::Display| CoreError::Io {
-        path: path.to_path_buf(),
-        source: std::io::Error::other(e.to_string()),
-    };
-    if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-        fs::create_dir_all(parent).map_err(|e| io(&e))?;
-    }
-    let max_step = rows.iter().map(|r| r.step).max().unwrap_or(1) as f64;
-    let losses = rows.iter().flat_map(|r| std::iter::once(r.train_loss).chain(r.valid_loss));
-    let (lo, hi) =
-        losses.fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), l| (lo.min(l), hi.max(l)));
-    let (lo, hi) = if lo.is_finite() { (lo * 0.95, hi * 1.05) } else { (0.0, 1.0) };
-    let root = SVGBackend::new(path, (900, 540)).into_drawing_area();
-    let draw = || -> Result<(), Box<dyn std::error::Error + '_>> {
-        root.fill(&WHITE)?;
-        let mut chart = ChartBuilder::on(&root)
-            .caption("loss", ("sans-serif", 20))
-            .margin(14)
-            .x_label_area_size(36)
-            .y_label_area_size(56)
-            .build_cartesian_2d(0.0..max_step, lo..hi)?;
-        chart.configure_mesh().x_desc("step").y_desc("loss (nats/token)").draw()?;
-        chart
-            .draw_series(LineSeries::new(
-                rows.iter().map(|r| (r.step as f64, r.train_loss)),
-                &BLUE,
-            ))?
-            .label("train")
-            .legend(|(x, y)| PathElement::new([(x, y), (x + 18, y)], BLUE));
-        let valid: Vec<(f64, f64)> =
-            rows.iter().filter_map(|r| r.valid_loss.map(|v| (r.step as f64, v))).collect();
-        chart
-            .draw_series(LineSeries::new(valid, RED.stroke_width(2)))?
-            .label("valid")
-            .legend(|(x, y)| PathElement::new([(x, y), (x + 18, y)], RED));
-        chart
-            .configure_series_labels()
-            .background_style(WHITE.mix(0.85))
-            .border_style(BLACK)
-            .draw()?;
-        root.present()?;
-        Ok(())
-    };
-    draw().map_err(|e| io(&e))
 }

@@ -217,3 +217,20 @@ fn replicas_sum_the_gradients_of_their_shards() {
     let err = TrainConfig::new(2, 8).with_replicas(3).validate().unwrap_err().to_string();
     assert!(err.contains("`replicas`"), "{err}");
 }
+
+#[test]
+#[cfg(not(feature = "plot"))]
+fn a_loss_plot_without_the_plot_feature_is_refused_before_training() {
+    use crate::train::{RunOptions, run};
+    let device = Device::flex().autodiff();
+    let mut trainer =
+        Trainer::new(TrainConfig::new(2, 4), model(&device), ArObjective::default()).unwrap();
+    let options = RunOptions {
+        loss_plot: Some("loss.svg".into()),
+        show_progress: false,
+        ..RunOptions::default()
+    };
+    let err = run(&mut trainer, &data(8, 1), &data(8, 2), &options).unwrap_err();
+    assert!(matches!(err, CoreError::Unsupported { name: "loss_plot", .. }), "{err}");
+    assert_eq!(trainer.state().step, 0, "nothing was trained");
+}

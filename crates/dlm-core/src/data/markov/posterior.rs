@@ -2,8 +2,8 @@
 //! forward–backward algorithm (Rabiner 1989, eqs. 19–27) on the chain of contexts.
 
 use super::{CONTEXT, MarkovSource};
-use crate::data::special::SpecialTokens;
 use crate::error::CoreError;
+use crate::tokenizer::SpecialTokens;
 
 impl MarkovSource {
     /// `p(x_i | observed)` for every position `i` of a stationary sample, where `observed[i]` is
