@@ -68,7 +68,7 @@ fn main() -> anyhow::Result<()> {
         let name = format!("BD3LM L'={block_size}");
         let file = name.replace(['\'', '='], "").replace(' ', "_");
         let (model, seconds) = ladder.train(&file, bd3lm.clone(), &config)?;
-        let nelbo = bd3lm.evaluate(&model, &ladder.data.test, 64, 8, 0)?;
+        let nelbo = bd3lm.evaluate(&model, &ladder.data.test, 64, 8, 0)?.nats_per_token;
         ladder.add_bound(&name, nelbo, Some(nll), seconds, "NELBO, t ~ U[1e-3, 1]");
         if block_size == 4 {
             let candidates = [(0.001, 1.0), (0.3, 0.8), (0.45, 0.95), (0.5, 1.0), (0.2, 0.7)];

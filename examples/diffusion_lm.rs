@@ -28,10 +28,10 @@ use dlm::continuous::{
 use dlm::core::ar::ArObjective;
 use dlm::core::backbone::{DenoiserConfig, DenoiserIo};
 use dlm::core::data::{MarkovScore, SequenceDataset};
-use dlm::core::eval::unigram_entropy;
+use dlm::core::eval::{EvalBatches, unigram_entropy};
 use dlm::core::sampling::TokenSampler;
 use dlm::core::tokenizer::SpecialTokens;
-use dlm::core::train::{EvalBatches, LrDecay, RunOptions, TrainConfig, Trainer, evaluate, run};
+use dlm::core::train::{LrDecay, RunOptions, TrainConfig, Trainer, evaluate, run};
 use dlm::discrete::sampler::{MaskedSampler, SamplerState, Unmasking};
 use dlm::discrete::{MaskingProcess, Mdlm, Subs};
 use dlm::sched::{LogLinear, ScheduleKind, SquareRoot, TimeGrid};

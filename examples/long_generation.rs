@@ -75,7 +75,7 @@ fn main() -> anyhow::Result<()> {
     )?;
     println!(
         "trained BD3LM (L' = {BLOCK}) in {seconds:.0} s; test NELBO {:.4}",
-        bd3lm.evaluate(&model, &data.test, 64, 4, 0)?
+        bd3lm.evaluate(&model, &data.test, 64, 4, 0)?.nats_per_token
     );
 
     let inner =

@@ -25,10 +25,10 @@ use dlm::core::data::{
     MarkovSource, MarkovSourceConfig, SequenceDataset, read_documents, split_corpus,
     tokenize_documents,
 };
-use dlm::core::eval::unigram_entropy;
+use dlm::core::eval::{EvalBatches, unigram_entropy};
 use dlm::core::sampling::TokenSampler;
 use dlm::core::tokenizer::{HfTokenizer, Tokenizer};
-use dlm::core::train::{EvalBatches, LrDecay, RunOptions, TrainConfig, Trainer, evaluate, run};
+use dlm::core::train::{LrDecay, RunOptions, TrainConfig, Trainer, evaluate, run};
 use serde_json::json;
 
 #[derive(Clone, Copy, Debug, ValueEnum)]

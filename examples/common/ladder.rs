@@ -11,10 +11,9 @@ use dlm::core::data::{
     MarkovSource, MarkovSourceConfig, SequenceDataset, read_documents, split_corpus,
     tokenize_documents,
 };
+use dlm::core::eval::EvalBatches;
 use dlm::core::tokenizer::{CharTokenizer, Tokenizer};
-use dlm::core::train::{
-    EvalBatches, LrDecay, Objective, RunOptions, TrainConfig, Trainer, evaluate, run,
-};
+use dlm::core::train::{LrDecay, Objective, RunOptions, TrainConfig, Trainer, evaluate, run};
 use dlm::discrete::{MarkovBayes, MaskedDenoiser, MaskingProcess, Mdlm, Subs};
 use dlm::sched::LogLinear;
 use rand::SeedableRng;

@@ -30,5 +30,5 @@ pub use denoiser::{
 pub use error::DiscreteError;
 pub use markov_bayes::MarkovBayes;
 pub use masking::{Masked, MaskingProcess};
-pub use mdlm::{Conditioning, Mdlm, NelboReport, masked_nelbo_sum};
+pub use mdlm::{Conditioning, Mdlm, masked_nelbo_sum};
 pub use spindle::Spindle;

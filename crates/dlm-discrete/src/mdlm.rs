@@ -3,9 +3,9 @@
 use burn::tensor::{Bool, Int, Tensor};
 use dlm_core::backbone::Denoiser;
 use dlm_core::data::SequenceDataset;
+use dlm_core::eval::{BoundReport, EvalBatches, evaluate_bound};
 use dlm_core::train::{LossSum, Objective};
 use dlm_sched::{NoiseSchedule, TimeSampler};
-use rand::SeedableRng;
 use rand::rngs::StdRng;
 
 use crate::denoiser::{MaskedDenoiser, Subs, masked_rows};
@@ -37,19 +37,6 @@ pub struct Mdlm<S> {
     process: MaskingProcess<S>,
     time_sampler: TimeSampler,
     conditioning: Conditioning,
-}
-
-/// A likelihood bound on a split.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct NelboReport {
-    /// NELBO in nats per scored token.
-    pub nats_per_token: f64,
-    /// The same in bits.
-    pub bits_per_token: f64,
-    /// `exp(nats_per_token)`, an upper bound on the perplexity.
-    pub perplexity_bound: f64,
-    /// Tokens scored (per time sample).
-    pub tokens: usize,
 }
 
 impl<S: NoiseSchedule> Mdlm<S> {
@@ -128,12 +115,13 @@ impl<S: NoiseSchedule> Mdlm<S> {
     }
 
     /// The NELBO of `model` on `data`: every sequence is scored at `time_samples` times (drawn
-    /// stratified across the batch, seeded), sums accumulate in `f64`. With a spindle the
-    /// result is the spindle's weighted surrogate, not a bound (see [`crate::Spindle`]).
+    /// stratified across the batch, seeded), sums accumulate in `f64` ([`evaluate_bound`]). With
+    /// a spindle the result is the spindle's weighted surrogate, not a bound (see
+    /// [`crate::Spindle`]).
     ///
     /// # Errors
-    /// [`DiscreteError::InvalidSize`] if `batch_size` or `time_samples` is 0 or the prompt leaves
-    /// nothing to score.
+    /// [`DiscreteError::InvalidSize`] if the prompt leaves nothing to score; as
+    /// [`evaluate_bound`] if `batch_size` or `time_samples` is 0.
     pub fn evaluate(
         &self,
         model: &impl MaskedDenoiser,
@@ -141,35 +129,14 @@ impl<S: NoiseSchedule> Mdlm<S> {
         batch_size: usize,
         time_samples: usize,
         seed: u64,
-    ) -> Result<NelboReport, DiscreteError> {
-        ensure_size(batch_size > 0, "NELBO evaluation", "batch_size", batch_size, "at least 1")?;
-        ensure_size(
-            time_samples > 0,
-            "NELBO evaluation",
-            "time_samples",
-            time_samples,
-            "at least 1",
-        )?;
+    ) -> Result<BoundReport, DiscreteError> {
         self.check_seq_len(data.seq_len())?;
-        let device = model.device();
-        let mut rng = StdRng::seed_from_u64(seed);
-        let (mut sum, mut count) = (0.0, 0usize);
-        for indices in data.ordered_batches(batch_size) {
-            let x0 = data.batch(&indices, &device);
-            for _ in 0..time_samples {
-                let times = self.time_sampler.sample(indices.len(), &mut rng);
-                let loss = self.loss_at(model, x0.clone(), &times, &mut rng);
-                sum += loss.sum.into_scalar::<f64>();
-                count += loss.count;
-            }
-        }
-        let nats = sum / count.max(1) as f64;
-        Ok(NelboReport {
-            nats_per_token: nats,
-            bits_per_token: nats / std::f64::consts::LN_2,
-            perplexity_bound: nats.exp(),
-            tokens: count / time_samples,
-        })
+        let batches = EvalBatches { batch_size, max_batches: None, seed };
+        let report = evaluate_bound(data, &model.device(), batches, time_samples, |x0, rng| {
+            let times = self.time_sampler.sample(x0.dims()[0], rng);
+            self.loss_at(model, x0, &times, rng)
+        })?;
+        Ok(report)
     }
 
     fn check_seq_len(&self, seq_len: usize) -> Result<(), DiscreteError> {
@@ -233,6 +200,7 @@ mod tests {
     use burn::tensor::{Device, Distribution};
     use dlm_core::backbone::{DenoiserConfig, DenoiserIo};
     use dlm_sched::{Cosine, LinearBeta, LogLinear, Polynomial};
+    use rand::SeedableRng;
 
     use super::*;
     use crate::denoiser::NEG_INFINITY;

@@ -3,6 +3,7 @@
 use burn::tensor::{Int, Tensor, TensorData};
 use dlm_core::backbone::{AttentionMask, Denoiser, DenoiserInput};
 use dlm_core::data::SequenceDataset;
+use dlm_core::eval::{BoundReport, EvalBatches, evaluate_bound};
 use dlm_core::train::{LossSum, Objective};
 use dlm_discrete::{masked_nelbo_sum, subs_nll_at_rows};
 use dlm_sched::{NoiseSchedule, TimeSampler};
@@ -130,10 +131,12 @@ impl<S: NoiseSchedule> Bd3lm<S> {
     }
 
     /// The mean loss per token on `data`, `time_samples` draws of the block times per sequence,
-    /// `f64` sums. With `U[ε, 1]` times this is the NELBO bound on the NLL per token.
+    /// `f64` sums ([`evaluate_bound`]). With `U[ε, 1]` times this is the NELBO bound on the NLL
+    /// per token.
     ///
     /// # Errors
-    /// [`BlockError`] from [`Bd3lm::check`], or a zero `batch_size` or `time_samples`.
+    /// [`BlockError`] from [`Bd3lm::check`], or as [`evaluate_bound`] for a zero `batch_size` or
+    /// `time_samples`.
     pub fn evaluate(
         &self,
         model: &Denoiser,
@@ -141,30 +144,15 @@ impl<S: NoiseSchedule> Bd3lm<S> {
         batch_size: usize,
         time_samples: usize,
         seed: u64,
-    ) -> Result<f64, BlockError> {
+    ) -> Result<BoundReport, BlockError> {
         self.check(model, data.seq_len())?;
-        ensure_size(batch_size > 0, "BD3LM evaluation", "batch_size", batch_size, "at least 1")?;
-        ensure_size(
-            time_samples > 0,
-            "BD3LM evaluation",
-            "time_samples",
-            time_samples,
-            "at least 1",
-        )?;
-        let device = model.device();
         let n_blocks = data.seq_len() / self.block_size;
-        let mut rng = StdRng::seed_from_u64(seed);
-        let (mut sum, mut count) = (0.0, 0usize);
-        for indices in data.ordered_batches(batch_size) {
-            let x0 = data.batch(&indices, &device);
-            for _ in 0..time_samples {
-                let times = self.draw_times(indices.len() * n_blocks, &mut rng);
-                let loss = self.loss_at(model, x0.clone(), &times, &mut rng);
-                sum += loss.sum.into_scalar::<f64>();
-                count += loss.count;
-            }
-        }
-        Ok(sum / count as f64)
+        let batches = EvalBatches { batch_size, max_batches: None, seed };
+        let report = evaluate_bound(data, &model.device(), batches, time_samples, |x0, rng| {
+            let times = self.draw_times(x0.dims()[0] * n_blocks, rng);
+            self.loss_at(model, x0, &times, rng)
+        })?;
+        Ok(report)
     }
 
     /// BD3LM's data-driven schedule search (Arriola et al. 2025, §5.3): for each candidate

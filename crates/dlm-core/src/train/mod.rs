@@ -20,7 +20,7 @@ pub use objective::{LossSum, Objective};
 #[cfg(feature = "plot")]
 pub use plot::plot_losses;
 pub use run::{MetricsRow, RunOptions, run};
-pub use trainer::{EvalBatches, StepReport, TrainState, Trainer, evaluate};
+pub use trainer::{StepReport, TrainState, Trainer, evaluate};
 
 #[cfg(test)]
 mod tests;

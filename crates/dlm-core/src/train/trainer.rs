@@ -18,6 +18,7 @@ use super::objective::{LossSum, Objective};
 use crate::checkpoint::{read_sections, write_sections};
 use crate::data::{BatchCursor, SequenceDataset};
 use crate::error::CoreError;
+use crate::eval::{EvalBatches, evaluate_bound};
 
 /// Where a run is: the step and the position in the data. Together with the model, the
 /// optimiser, the EMA and the config (which holds the seed) this is everything a checkpoint must
@@ -71,22 +72,11 @@ pub struct Trainer<M: Module, O: Objective<M>> {
     device: Device,
 }
 
-/// Which batches [`evaluate`] reads and how its randomness is seeded.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct EvalBatches {
-    /// Sequences per batch.
-    pub batch_size: usize,
-    /// Read at most this many batches (in order).
-    pub max_batches: Option<usize>,
-    /// Seed of the objective's randomness (host RNG and device).
-    pub seed: u64,
-}
-
-/// Mean loss per token of `model` under `objective` over `data`, in consecutive batches; the
-/// sums accumulate in `f64`.
+/// Mean loss per token of `model` under `objective` over `data`, in consecutive batches: the
+/// one evaluation loop ([`evaluate_bound`]) with one sample of the objective's noise per batch.
 ///
 /// # Errors
-/// As [`Objective::check_seq_len`].
+/// As [`Objective::check_seq_len`] and [`evaluate_bound`].
 ///
 /// # Panics
 /// If the model has no parameter (no device to run on).
@@ -99,16 +89,9 @@ pub fn evaluate<M: Module, O: Objective<M>>(
     objective.check_seq_len(data.seq_len())?;
     let device = crate::module_device(model);
     device.seed(batches.seed);
-    let mut rng = StdRng::seed_from_u64(batches.seed);
-    let (mut sum, mut count) = (0.0, 0usize);
-    let chosen =
-        data.ordered_batches(batches.batch_size).take(batches.max_batches.unwrap_or(usize::MAX));
-    for indices in chosen {
-        let loss = objective.loss(model, data.batch(&indices, &device), &mut rng);
-        sum += loss.sum.into_scalar::<f64>();
-        count += loss.count;
-    }
-    Ok(sum / count.max(1) as f64)
+    let report =
+        evaluate_bound(data, &device, batches, 1, |x0, rng| objective.loss(model, x0, rng))?;
+    Ok(report.nats_per_token)
 }
 
 /// `(seed, step)` → one 64-bit seed (SplitMix64's finaliser).
