@@ -45,11 +45,7 @@ pub trait MaskedDenoiser {
         x0: Tensor<2, Int>,
         rows: Tensor<1, Int>,
     ) -> Tensor<1> {
-        let [batch, seq_len] = z_t.dims();
-        let log_probs = self.log_probs(z_t, t);
-        let vocab_size = log_probs.dims()[2];
-        let log_probs = log_probs.reshape([batch * seq_len, vocab_size]).select(0, rows.clone());
-        let targets = x0.reshape([batch * seq_len]).select(0, rows);
+        let (log_probs, targets) = at_rows(self.log_probs(z_t, t), x0, rows);
         log_probs.gather(1, targets.unsqueeze_dim(1)).squeeze_dim::<1>(1).neg()
     }
 
@@ -161,10 +157,23 @@ pub fn subs_nll_at_rows(
     rows: Tensor<1, Int>,
     mask_id: u32,
 ) -> Tensor<1> {
-    let [batch, seq_len, d_model] = hidden.dims();
-    let hidden = hidden.reshape([batch * seq_len, d_model]).select(0, rows.clone());
-    let targets = x0.reshape([batch * seq_len]).select(0, rows);
+    let (hidden, targets) = at_rows(hidden, x0, rows);
     subs_masked_nll(model.head_rows(hidden), targets, mask_id)
+}
+
+/// The flat `rows` (`b · seq_len + i`) of a per-position tensor and of the targets `x0`.
+///
+/// # Shapes
+/// - `values`: `[batch, seq_len, dim]`, `x0`: `[batch, seq_len]`, `rows`: `[n_rows]`
+///   → `([n_rows, dim], [n_rows])`
+fn at_rows(
+    values: Tensor<3>,
+    x0: Tensor<2, Int>,
+    rows: Tensor<1, Int>,
+) -> (Tensor<2>, Tensor<1, Int>) {
+    let [batch, seq_len, dim] = values.dims();
+    let values = values.reshape([batch * seq_len, dim]).select(0, rows.clone());
+    (values, x0.reshape([batch * seq_len]).select(0, rows))
 }
 
 #[cfg(test)]

@@ -94,6 +94,19 @@ pub fn evaluate<M: Module, O: Objective<M>>(
     Ok(report.nats_per_token)
 }
 
+/// The loss sum of `batch`, the gradients of that sum (registered under `model`'s parameter ids)
+/// and its token count.
+fn loss_and_gradients<M: Module, O: Objective<M>>(
+    objective: &O,
+    model: &M,
+    batch: Tensor<2, Int>,
+    rng: &mut StdRng,
+) -> (GradientsParams, f64, usize) {
+    let LossSum { sum, count } = objective.loss(model, batch, rng);
+    let grads = GradientsParams::from_grads(sum.backward(), model);
+    (grads, sum.into_scalar::<f64>(), count)
+}
+
 /// `(seed, step)` → one 64-bit seed (SplitMix64's finaliser).
 fn step_seed(seed: u64, step: usize) -> u64 {
     let mut z = seed ^ (step as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15);
@@ -202,9 +215,7 @@ impl<M: Module, O: Objective<M>> Trainer<M, O> {
             let batch = train.batch(&indices, &self.device);
             let replicas = self.config.replicas;
             let results = if replicas == 1 {
-                let LossSum { sum, count } = self.objective.loss(&self.model, batch, &mut rng);
-                let grads = GradientsParams::from_grads(sum.backward(), &self.model);
-                vec![(grads, sum.into_scalar::<f64>(), count)]
+                vec![loss_and_gradients(&self.objective, &self.model, batch, &mut rng)]
             } else {
                 let seeds = (0..replicas).map(|r| step_seed(seed, micro_batch * replicas + r));
                 self.replicated_losses(batch, seeds)
@@ -220,11 +231,12 @@ impl<M: Module, O: Objective<M>> Trainer<M, O> {
         // The mean over tokens and the clipping are one scaling of the summed gradients:
         // ‖g/n‖ = ‖g‖/n.
         let mean = 1.0 / tokens.max(1) as f64;
-        let grad_norm = self.config.grad_clip_norm.map(|_| global_norm(&self.model, &grads) * mean);
-        let clip = match (grad_norm, self.config.grad_clip_norm) {
-            (Some(norm), Some(max_norm)) => clip_factor(norm, max_norm),
-            _ => 1.0,
-        };
+        let clipping = self
+            .config
+            .grad_clip_norm
+            .map(|max_norm| (global_norm(&self.model, &grads) * mean, max_norm));
+        let clip = clipping.map_or(1.0, |(norm, max_norm)| clip_factor(norm, max_norm));
+        let grad_norm = clipping.map(|(norm, _)| norm);
         scale_gradients(&self.model, &mut grads, mean * clip);
         let lr = learning_rate(
             step,
@@ -270,9 +282,7 @@ impl<M: Module, O: Objective<M>> Trainer<M, O> {
                     let objective = &self.objective;
                     scope.spawn(move || {
                         let mut rng = StdRng::seed_from_u64(seed);
-                        let LossSum { sum, count } = objective.loss(&replica, shard, &mut rng);
-                        let grads = GradientsParams::from_grads(sum.backward(), &replica);
-                        (grads, sum.into_scalar::<f64>(), count)
+                        loss_and_gradients(objective, &replica, shard, &mut rng)
                     })
                 })
                 .collect();
