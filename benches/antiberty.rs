@@ -10,13 +10,8 @@
 //! cargo bench --bench antiberty --features ndarray               # flex and ndarray
 //! ```
 
-#[path = "../examples/common/antibody.rs"]
-#[allow(dead_code)] // the example's decoding helpers are not needed here
-mod antibody;
-
 use std::path::Path;
 
-use antibody::{HEAVY_CHAINS, antibody_ids, cdr_h3, special_ids};
 use burn::tensor::{Int, Tensor};
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use dlm::core::bert::{BertConfig, BertMlm};
@@ -26,6 +21,7 @@ use dlm::device::{bench_backends, parse_device};
 use dlm::discrete::BertSubs;
 use dlm::discrete::sampler::{MaskedSampler, SamplerState, TimeAgnostic, Unmasking};
 use dlm::sched::{LogLinear, ScheduleKind};
+use dlm_support::antibody::{HEAVY_CHAINS, antibody_ids, cdr_h3, special_ids};
 use rand::SeedableRng;
 use rand::rngs::StdRng;
 

@@ -19,13 +19,9 @@ use dlm::core::sampling::{Confidence, TokenSampler};
 use dlm::device::{bench_backends, parse_device};
 use dlm::discrete::sampler::{MaskedSampler, StepRegion, Unmasking};
 use dlm::discrete::{MaskedDenoiser, Subs};
+use dlm_support::bench_configs::{COND_DIM, VOCAB, configurations};
 use rand::SeedableRng;
 use rand::rngs::StdRng;
-
-#[path = "common/configs.rs"]
-mod configs;
-
-use configs::{COND_DIM, VOCAB, configurations};
 
 /// The mask token.
 const MASK_ID: u32 = 0;

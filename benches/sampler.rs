@@ -13,6 +13,7 @@ use burn::module::Module;
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use dlm::core::backbone::{DenoiserConfig, DenoiserIo};
 use dlm::core::data::{SequenceDataset, WordsTask, WordsTaskConfig};
+use dlm::core::host::token_rows;
 use dlm::core::sampling::{Confidence, TokenSampler};
 use dlm::core::tokenizer::SpecialTokens;
 use dlm::core::train::{TrainConfig, Trainer};
@@ -77,9 +78,8 @@ fn samplers(c: &mut Criterion) {
             let sampler = sampler.clone().with_proposal(proposal);
             let state = || SamplerState::all_masked(BATCH, SEQ_LEN, mask_id, &device);
             let out = sampler.sample(&subs, state(), &mut StdRng::seed_from_u64(0));
-            let tokens: Vec<u32> = out.tokens.into_data().iter::<i64>().map(|t| t as u32).collect();
-            let (valid, total) = tokens
-                .chunks(SEQ_LEN)
+            let (valid, total) = token_rows(out.tokens)
+                .iter()
                 .map(|s| task.score_best_phase(s))
                 .fold((0, 0), |(v, t), s| (v + s.valid, t + s.total));
             println!(

@@ -21,11 +21,7 @@ use dlm::core::train::{Objective, TrainConfig, Trainer};
 use dlm::device::{bench_backends, parse_device};
 use dlm::discrete::{MaskingProcess, Mdlm};
 use dlm::sched::LogLinear;
-
-#[path = "common/configs.rs"]
-mod configs;
-
-use configs::{COND_DIM, VOCAB, configurations};
+use dlm_support::bench_configs::{COND_DIM, VOCAB, configurations};
 
 /// The mask token of the MDLM objective.
 const MASK_ID: u32 = 0;

@@ -13,13 +13,10 @@
 //! cargo run --release --example antibody_infill
 //! ```
 
-#[path = "common/antibody.rs"]
-mod antibody;
-
+use dlm::core::host::token_rows;
 use std::path::PathBuf;
 use std::time::Instant;
 
-use antibody::{HEAVY_CHAINS, antibody_ids, cdr_h3, residues, special_ids};
 use burn::tensor::{Int, Tensor};
 use clap::Parser;
 use dlm::core::bert::BertMlm;
@@ -28,6 +25,7 @@ use dlm::core::tokenizer::HfTokenizer;
 use dlm::discrete::sampler::{MaskedSampler, SamplerState, TimeAgnostic, Unmasking};
 use dlm::discrete::{BertSubs, MaskedDenoiser};
 use dlm::sched::{LogLinear, ScheduleKind};
+use dlm_support::antibody::{HEAVY_CHAINS, antibody_ids, cdr_h3, residues, special_ids};
 use rand::SeedableRng;
 use rand::rngs::StdRng;
 use serde_json::json;
@@ -92,7 +90,7 @@ fn decode(
             (out.tokens, out.nfe)
         }
     };
-    let tokens = tokens.into_data().iter::<i64>().map(|t| t as u32).collect();
+    let tokens = token_rows(tokens).concat();
     Ok(Outcome { tokens, nfe, seconds: start.elapsed().as_secs_f64() })
 }
 

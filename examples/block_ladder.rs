@@ -9,11 +9,6 @@
 //! scripts/fetch-data.sh shakespeare && cargo run --release --example block_ladder -- --source shakespeare
 //! ```
 
-#[path = "common/ladder.rs"]
-mod ladder;
-
-use ladder::{Ladder, LadderData, Source};
-
 use std::path::PathBuf;
 
 use clap::Parser;
@@ -21,6 +16,7 @@ use dlm::block::Bd3lm;
 use dlm::core::backbone::{DenoiserConfig, DenoiserIo};
 use dlm::core::tokenizer::SpecialTokens;
 use dlm::sched::{LogLinear, TimeSampler};
+use dlm_support::ladder::{Ladder, LadderData, Source};
 use serde_json::json;
 
 #[derive(Parser, Debug)]

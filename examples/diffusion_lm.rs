@@ -10,13 +10,7 @@
 //! scripts/fetch-data.sh shakespeare && cargo run --release --example diffusion_lm -- --source shakespeare
 //! ```
 
-// Only the data and training helpers are used here.
-#[allow(dead_code)]
-#[path = "common/ladder.rs"]
-mod ladder;
-
-use ladder::{LadderData, Source};
-
+use dlm::core::host::token_rows;
 use std::path::PathBuf;
 
 use burn::tensor::{Int, Tensor, TensorData};
@@ -35,6 +29,7 @@ use dlm::core::train::{LrDecay, RunOptions, TrainConfig, Trainer, evaluate, run}
 use dlm::discrete::sampler::{MaskedSampler, SamplerState, Unmasking};
 use dlm::discrete::{MaskingProcess, Mdlm, Subs};
 use dlm::sched::{LogLinear, ScheduleKind, SquareRoot, TimeGrid};
+use dlm_support::ladder::{Budget, LadderData, Source};
 use rand::SeedableRng;
 use rand::rngs::StdRng;
 use serde_json::json;
@@ -76,29 +71,16 @@ fn main() -> anyhow::Result<()> {
     .with_n_layers(2);
 
     // The AR judge and MDLM, at the ladder's budget.
-    let (judge, _) = ladder::train(
-        "ar_judge",
-        ArObjective::default(),
-        &base,
-        args.steps,
-        &device,
-        &data.train,
-        &data.valid,
-        &out_dir,
-        false,
-    )?;
+    let budget = Budget {
+        steps: args.steps,
+        train: &data.train,
+        valid: &data.valid,
+        out: &out_dir,
+        resume: false,
+    };
+    let (judge, _) = budget.train("ar_judge", ArObjective::default(), &base, &device)?;
     let mdlm = Mdlm::new(MaskingProcess::new(LogLinear::default(), mask_id), 1e-3)?;
-    let (mdlm_model, mdlm_seconds) = ladder::train(
-        "mdlm",
-        mdlm,
-        &base,
-        args.steps,
-        &device,
-        &data.train,
-        &data.valid,
-        &out_dir,
-        false,
-    )?;
+    let (mdlm_model, mdlm_seconds) = budget.train("mdlm", mdlm, &base, &device)?;
 
     // Diffusion-LM: the same width and depth, embeddings of 16.
     let schedule = SquareRoot::default();
@@ -158,14 +140,14 @@ fn main() -> anyhow::Result<()> {
                       nfe: usize,
                       seconds: f64|
      -> anyhow::Result<()> {
-        let values: Vec<u32> = tokens.clone().into_data().iter::<i64>().map(|t| t as u32).collect();
-        let rows_n = values.len() / SEQ_LEN;
-        let entropy = values.chunks(SEQ_LEN).map(unigram_entropy).sum::<f64>() / rows_n as f64;
-        let samples = SequenceDataset::new(SEQ_LEN, vocab, values.clone())?;
+        let samples = token_rows(tokens);
+        let entropy =
+            samples.iter().map(|row| unigram_entropy(row)).sum::<f64>() / samples.len() as f64;
+        let judged = SequenceDataset::new(SEQ_LEN, vocab, samples.concat())?;
         let judge_nll = evaluate(
             &ArObjective::default(),
             &judge,
-            &samples,
+            &judged,
             EvalBatches { batch_size: 64, max_batches: None, seed: 0 },
         )?;
         println!(
@@ -173,7 +155,7 @@ fn main() -> anyhow::Result<()> {
         );
         let mut row = json!({"sampler": name, "judge_nll": judge_nll, "unigram_entropy": entropy, "nfe": nfe, "seconds": seconds});
         if let Some(source) = &data.markov {
-            let score: MarkovScore = values.chunks(SEQ_LEN).map(|row| source.score(row)).sum();
+            let score: MarkovScore = samples.iter().map(|row| source.score(row)).sum();
             let (chain_nll, invalid) = (score.nll_of_possible(), score.impossible_fraction());
             println!(
                 "{:<28} true-chain NLL {chain_nll:.4} (of possible transitions), impossible {:.2} %",
@@ -184,7 +166,7 @@ fn main() -> anyhow::Result<()> {
             row["impossible_fraction"] = json!(invalid);
         }
         if let Some(tokenizer) = &data.tokenizer {
-            let text = tokenizer.decode(&values[..SEQ_LEN])?;
+            let text = tokenizer.decode(&samples[0])?;
             println!("{:<28} {text:?}", "");
             row["first_sample"] = json!(text);
         }

@@ -15,20 +15,13 @@
 //! whole sequences, estimated with several time samples per test sequence, against the exact
 //! entropy of a whole sequence per token (on Shakespeare: against the AR model's NLL).
 
-#[path = "common/ladder.rs"]
-mod ladder;
-
-use ladder::{Ladder, LadderData, Source};
-
 use std::path::PathBuf;
 
 use clap::Parser;
-use dlm::core::backbone::{Denoiser, DenoiserConfig, DenoiserIo};
-use dlm::core::data::SequenceDataset;
+use dlm::core::backbone::{DenoiserConfig, DenoiserIo};
 use dlm::core::tokenizer::SpecialTokens;
 use dlm::discrete::d3pm::{D3pm, Transition, mutual_information_schedule};
-use rand::SeedableRng;
-use rand::rngs::StdRng;
+use dlm_support::ladder::{Ladder, LadderData, Source};
 use serde_json::json;
 
 /// A rung of the ladder.
@@ -99,7 +92,7 @@ fn main() -> anyhow::Result<()> {
         ladder.mdlm(&base, mask_id, ar_nll)?;
     }
 
-    let frequencies = token_frequencies(&ladder.data.train, vocab);
+    let frequencies = ladder.data.train.token_frequencies();
     for (rung, name, transition, lambda) in [
         (Model::D3pmAbsorbing, "D3PM absorbing", Transition::Absorbing { mask_id }, 0.01),
         (Model::D3pmUniform, "D3PM uniform", Transition::Uniform, 0.0),
@@ -111,7 +104,7 @@ fn main() -> anyhow::Result<()> {
         let d3pm = D3pm::new(transition, schedule, vocab, lambda)?;
         let file = name.replace(' ', "_");
         let (model, seconds) = ladder.train(&file, d3pm.clone(), &conditioned)?;
-        let nelbo = d3pm_nelbo(&d3pm, &model, &ladder.data.test, 8);
+        let nelbo = d3pm.evaluate(&model, &ladder.data.test, 64, 8, 0)?.nats_per_token;
         ladder.add_bound(name, nelbo, ar_nll, seconds, "NELBO, T = 1000");
     }
     let result = json!({
@@ -124,30 +117,4 @@ fn main() -> anyhow::Result<()> {
     });
     std::fs::write(ladder.out.join("result.json"), serde_json::to_string_pretty(&result)?)?;
     Ok(())
-}
-
-fn token_frequencies(data: &SequenceDataset, vocab: usize) -> Vec<f64> {
-    let mut counts = vec![0.0; vocab];
-    for i in 0..data.len() {
-        for &t in data.sequence(i) {
-            counts[t as usize] += 1.0;
-        }
-    }
-    counts
-}
-
-/// The D3PM bound on `data`, `time_samples` stratified step draws per sequence, `f64` sums.
-fn d3pm_nelbo(d3pm: &D3pm, model: &Denoiser, data: &SequenceDataset, time_samples: usize) -> f64 {
-    let device = model.device();
-    let mut rng = StdRng::seed_from_u64(0);
-    let (mut sum, mut count) = (0.0, 0usize);
-    for indices in data.ordered_batches(64) {
-        let x0 = data.batch(&indices, &device);
-        for _ in 0..time_samples {
-            let loss = d3pm.nelbo_sum(model, x0.clone(), &mut rng);
-            sum += loss.sum.into_scalar::<f64>();
-            count += loss.count;
-        }
-    }
-    sum / count as f64
 }

@@ -7,11 +7,7 @@
 //! cargo run --release --example long_generation
 //! ```
 
-// Only the data and training helpers are used here.
-#[allow(dead_code)]
-#[path = "common/ladder.rs"]
-mod ladder;
-
+use dlm::core::host::token_rows;
 use std::path::PathBuf;
 
 use clap::Parser;
@@ -22,6 +18,7 @@ use dlm::core::sampling::{Confidence, TokenSampler};
 use dlm::core::tokenizer::SpecialTokens;
 use dlm::discrete::sampler::{MaskedSampler, Unmasking};
 use dlm::sched::{LogLinear, TimeSampler};
+use dlm_support::ladder::{Budget, markov_data};
 use rand::SeedableRng;
 use rand::rngs::StdRng;
 use serde_json::json;
@@ -52,7 +49,7 @@ fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     let device = dlm::device::device_from_cli_or_env(args.device.as_deref())?;
     std::fs::create_dir_all(&args.out)?;
-    let data = ladder::markov_data(SEQ_LEN)?;
+    let data = markov_data(SEQ_LEN)?;
     let mask_id = SpecialTokens::reserved().mask;
     let config = DenoiserConfig::new(
         DenoiserIo::Tokens { vocab_size: data.source.vocab_size(), tie_embeddings: false },
@@ -62,17 +59,14 @@ fn main() -> anyhow::Result<()> {
     .with_n_heads(4)
     .with_n_layers(2);
     let bd3lm = Bd3lm::new(LogLinear::default(), mask_id, BLOCK, TimeSampler::antithetic(1e-3)?)?;
-    let (model, seconds) = ladder::train(
-        "bd3lm",
-        bd3lm.clone(),
-        &config,
-        args.steps,
-        &device,
-        &data.train,
-        &data.valid,
-        &args.out,
-        false,
-    )?;
+    let budget = Budget {
+        steps: args.steps,
+        train: &data.train,
+        valid: &data.valid,
+        out: &args.out,
+        resume: false,
+    };
+    let (model, seconds) = budget.train("bd3lm", bd3lm.clone(), &config, &device)?;
     println!(
         "trained BD3LM (L' = {BLOCK}) in {seconds:.0} s; test NELBO {:.4}",
         bd3lm.evaluate(&model, &data.test, 64, 4, 0)?.nats_per_token
@@ -94,7 +88,7 @@ fn main() -> anyhow::Result<()> {
         &mut StdRng::seed_from_u64(0),
     )?;
     let wall = started.elapsed().as_secs_f64();
-    let tokens: Vec<u32> = generation.tokens.into_data().iter::<i64>().map(|t| t as u32).collect();
+    let rows = token_rows(generation.tokens);
     println!(
         "generated {} × {length} tokens in {wall:.1} s, {} model calls; exact entropy rate {:.4}",
         args.samples,
@@ -106,7 +100,7 @@ fn main() -> anyhow::Result<()> {
         // Each window with the two tokens before it as context.
         let from = (w * SEQ_LEN).saturating_sub(2);
         let score: MarkovScore =
-            tokens.chunks(length).map(|row| data.source.score(&row[from..(w + 1) * SEQ_LEN])).sum();
+            rows.iter().map(|row| data.source.score(&row[from..(w + 1) * SEQ_LEN])).sum();
         let (nll, invalid) = (score.nll_of_possible(), score.impossible_fraction());
         println!(
             "positions {:>4}..{:<4}: NLL under the true chain {nll:.4}, impossible transitions {:.2} %",

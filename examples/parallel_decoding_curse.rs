@@ -16,6 +16,7 @@
 //! cargo run --release --example parallel_decoding_curse
 //! ```
 
+use dlm::core::host::token_rows;
 use std::path::PathBuf;
 
 use clap::Parser;
@@ -99,10 +100,10 @@ fn main() -> anyhow::Result<()> {
         let state = SamplerState::all_masked(args.samples, SEQ_LEN, mask_id, &device);
         let out =
             sampler.with_proposal(proposal).sample(&subs, state, &mut StdRng::seed_from_u64(7));
-        let tokens: Vec<u32> = out.tokens.into_data().iter::<i64>().map(|t| t as u32).collect();
+        let samples = token_rows(out.tokens);
         let validity = |score: fn(&PairsTask, &[u32]) -> PairsScore| {
-            let (valid, total) = tokens
-                .chunks(SEQ_LEN)
+            let (valid, total) = samples
+                .iter()
                 .map(|s| score(&task, s))
                 .fold((0, 0), |(v, t), s| (v + s.valid, t + s.total));
             valid as f64 / total as f64

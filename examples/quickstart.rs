@@ -9,6 +9,7 @@
 //!
 //! Writes `out/quickstart/{metrics.csv, loss.svg, model.ckpt}`.
 
+use dlm::core::host::token_rows;
 use std::path::{Path, PathBuf};
 
 use burn::tensor::Device;
@@ -175,10 +176,9 @@ fn main() -> anyhow::Result<()> {
         let out =
             sampler.with_proposal(proposal).sample(&subs, state, &mut StdRng::seed_from_u64(1));
         println!("\n--- {name} ({} model calls) ---", out.nfe);
-        let tokens: Vec<u32> = out.tokens.into_data().iter::<i64>().map(|t| t as u32).collect();
-        for row in tokens.chunks(SEQ_LEN) {
+        for row in token_rows(out.tokens) {
             match &data.tokenizer {
-                Some(tokenizer) => println!("{}\n", tokenizer.decode(row)?.replace('\n', " ")),
+                Some(tokenizer) => println!("{}\n", tokenizer.decode(&row)?.replace('\n', " ")),
                 None => println!("{row:?}\n"),
             }
         }

@@ -9,11 +9,6 @@
 //!
 //! Writes `metrics.csv`, `loss.svg`, `model.ckpt` and `result.json` under `--out`.
 
-// Only the Shakespeare file list is used here.
-#[allow(dead_code)]
-#[path = "common/ladder.rs"]
-mod ladder;
-
 use std::path::PathBuf;
 use std::time::Instant;
 
@@ -29,6 +24,7 @@ use dlm::core::eval::{EvalBatches, unigram_entropy};
 use dlm::core::sampling::TokenSampler;
 use dlm::core::tokenizer::{HfTokenizer, Tokenizer};
 use dlm::core::train::{LrDecay, RunOptions, TrainConfig, Trainer, evaluate, run};
+use dlm_support::ladder::shakespeare_files;
 use serde_json::json;
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -123,8 +119,7 @@ fn markov(args: &Args, device: burn::tensor::Device, out: PathBuf) -> anyhow::Re
         evaluate(&ArObjective::default().with_first_target(order), &model, &test, batches)?;
     let nll_all = evaluate(&ArObjective::default(), &model, &test, batches)?;
     let entropy_rate = source.entropy_rate();
-    let conditional =
-        (source.sequence_entropy(seq_len) - source.sequence_entropy(1)) / (seq_len - 1) as f64;
+    let conditional = source.conditional_entropy_per_token(seq_len);
     let result = json!({
         "source": source_config,
         "seq_len": seq_len,
@@ -147,7 +142,7 @@ fn markov(args: &Args, device: burn::tensor::Device, out: PathBuf) -> anyhow::Re
 }
 
 fn shakespeare(args: &Args, device: burn::tensor::Device, out: PathBuf) -> anyhow::Result<()> {
-    let files = ladder::shakespeare_files()?;
+    let files = shakespeare_files()?;
     let started = Instant::now();
     let tokenizer = Tokenizer::from(HfTokenizer::train_bpe(&files, 4096)?);
     tokenizer.save(&out.join("tokenizer.json"))?;

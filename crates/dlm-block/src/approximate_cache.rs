@@ -2,6 +2,7 @@
 
 use burn::tensor::{Device, Int, Tensor, TensorData};
 use dlm_core::backbone::{AttentionMask, Denoiser, DenoiserInput, KvCache};
+use dlm_core::host::ints;
 use dlm_discrete::sampler::{MaskedSampler, StepRegion, tokens_per_step};
 use dlm_discrete::subs_log_probs;
 use rand::rngs::StdRng;
@@ -125,7 +126,7 @@ impl BlockwiseDecoder {
                 let t = masked_fraction(&tokens, batch, len, prompt_len, mask, &device);
                 let log_probs = match (mode, &cache) {
                     (CacheMode::None, _) | (_, None) => {
-                        let z = int_tensor(&tokens, batch, len, &device);
+                        let z = ints(tokens.clone(), [batch, len], &device);
                         let keep = mode != CacheMode::None;
                         let mut input = DenoiserInput::tokens(z.clone())
                             .with_mask(AttentionMask::Full)
@@ -184,7 +185,11 @@ impl BlockwiseDecoder {
                 }
             }
         }
-        Ok(Decoded { tokens: int_tensor(&tokens, batch, len, &device), nfe, positions_processed })
+        Ok(Decoded {
+            tokens: ints(tokens.clone(), [batch, len], &device),
+            nfe,
+            positions_processed,
+        })
     }
 
     /// Runs `chunk` (rotary positions from `start`) with full attention against `cache`.
@@ -207,10 +212,6 @@ impl BlockwiseDecoder {
         }
         model.forward(input).output
     }
-}
-
-fn int_tensor(values: &[i64], batch: usize, len: usize, device: &Device) -> Tensor<2, Int> {
-    Tensor::from_data(TensorData::new(values.to_vec(), [batch, len]), device)
 }
 
 fn slice_columns(
@@ -251,6 +252,7 @@ fn masked_fraction(
 mod tests {
     use burn::tensor::Distribution;
     use dlm_core::backbone::DenoiserConfig;
+    use dlm_core::host::int_values;
     use dlm_core::sampling::{Confidence, TokenSampler};
     use dlm_core::testing::randomised;
     use dlm_discrete::sampler::Unmasking;
@@ -270,10 +272,6 @@ mod tests {
                 .unwrap(),
             device,
         )
-    }
-
-    fn values(t: Tensor<2, Int>) -> Vec<i64> {
-        t.into_data().iter::<i64>().collect()
     }
 
     #[test]
@@ -297,12 +295,12 @@ mod tests {
                     .unwrap()
             })
             .collect();
-        let reference = values(runs[0].tokens.clone());
+        let reference = int_values(runs[0].tokens.clone());
         for run in &runs {
-            assert_eq!(values(run.tokens.clone()), reference);
+            assert_eq!(int_values(run.tokens.clone()), reference);
             assert_eq!(run.nfe, 3);
         }
-        assert_eq!(&reference[..4], &values(prompt.clone())[..4]);
+        assert_eq!(&reference[..4], &int_values(prompt.clone())[..4]);
 
         // Several steps per block: caches cut the positions processed; nothing stays masked.
         let threshold =
@@ -313,7 +311,7 @@ mod tests {
             let out = decoder
                 .decode(&model, prompt.clone(), 12, mode, &mut StdRng::seed_from_u64(4))
                 .unwrap();
-            assert!(values(out.tokens).iter().all(|&t| t != i64::from(MASK)), "{mode:?}");
+            assert!(int_values(out.tokens).iter().all(|&t| t != i64::from(MASK)), "{mode:?}");
             assert_eq!(out.nfe, 3 * 4);
             processed.push(out.positions_processed);
         }

@@ -128,6 +128,16 @@ pub enum CoreError {
         /// Offset of the first invalid byte.
         offset: usize,
     },
+    /// A checkpoint to continue from was saved by a run of another configuration.
+    #[error("{}: saved by another run ({saved}), not this one ({requested})", path.display())]
+    ResumeMismatch {
+        /// The checkpoint.
+        path: PathBuf,
+        /// The saved run's [`crate::train::TrainConfig`], as `Debug` prints it.
+        saved: String,
+        /// The configuration asked for.
+        requested: String,
+    },
     /// A corpus has no text.
     #[error("{what}: the corpus is empty")]
     EmptyCorpus {

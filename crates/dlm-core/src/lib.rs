@@ -8,10 +8,11 @@
 //! | [`backbone`] | the transformer denoiser: token embedding or continuous-input projection, RoPE at explicit positions, pre-norm blocks, optional adaLN-zero time conditioning, tied or untied head; attention masks (full, causal, block-causal, BD3LM's `x_t ⊕ x0`, arbitrary); a KV cache | done |
 //! | [`bert`] | BERT masked LMs (post-norm, learned positions, tied or untied MLM head) and the import of Hugging Face checkpoints (`.bin`, `.safetensors`) | done |
 //! | [`tokenizer`] | HF `tokenizers` (load `tokenizer.json`, train byte-level BPE offline), character and byte level, with the project's special tokens | done |
-//! | [`data`] | special tokens, synthetic sources with a known entropy rate (sparse Markov chain, correlated pairs), sequence datasets, text corpora with token ids cached on disk and deterministic splits, wrapped and padded batching, seeded resumable batch order | done |
+//! | [`data`] | synthetic sources with a known entropy rate (sparse Markov chain, correlated pairs), sequence datasets, text corpora with token ids cached on disk and deterministic splits, wrapped and padded batching, seeded resumable batch order | done |
 //! | [`train`] | the training harness: objectives, AdamW, warmup + constant/cosine LR, global-norm clipping, EMA, accumulation, evaluation, progress bar, metrics CSV, loss plot | done |
 //! | [`checkpoint`] | atomic checkpoint files with typed errors for foreign, truncated and corrupted files; the trainer stores model, optimiser, EMA, state and config in them | done |
-//! | [`eval`] | evaluation helpers (unigram entropy of samples) | done |
+//! | [`eval`] | the one evaluation loop of every likelihood bound ([`eval::evaluate_bound`]), unigram entropy of samples | done |
+//! | [`host`] | host ↔ tensor conversions (floats, ids, sample rows) | done |
 //! | [`ar`] | the autoregressive baseline every diffusion result is compared against: causal objective, exact NLL, cached generation | done |
 
 pub mod ar;
@@ -22,6 +23,7 @@ pub mod data;
 mod device;
 mod error;
 pub mod eval;
+pub mod host;
 pub mod sampling;
 pub mod tokenizer;
 pub mod train;

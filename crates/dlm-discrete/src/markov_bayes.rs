@@ -2,6 +2,7 @@
 
 use burn::tensor::{Device, Int, Tensor, TensorData};
 use dlm_core::data::MarkovSource;
+use dlm_core::host::int_values;
 
 use crate::denoiser::{MaskedDenoiser, NEG_INFINITY};
 
@@ -32,7 +33,7 @@ impl MaskedDenoiser for MarkovBayes<'_> {
     fn log_probs(&self, z_t: Tensor<2, Int>, _t: Tensor<1>) -> Tensor<3> {
         let [batch, seq_len] = z_t.dims();
         let vocab = self.source.vocab_size();
-        let tokens: Vec<i64> = z_t.into_data().iter::<i64>().collect();
+        let tokens: Vec<i64> = int_values(z_t);
         let mut out = Vec::with_capacity(batch * seq_len * vocab);
         for row in tokens.chunks(seq_len.max(1)) {
             let observed: Vec<Option<u32>> =

@@ -1,6 +1,6 @@
 //! The masking (absorbing-state) forward process of masked diffusion.
 
-use burn::tensor::{Bool, Device, Int, Tensor, TensorData};
+use burn::tensor::{Bool, Int, Tensor, TensorData};
 use dlm_sched::NoiseSchedule;
 use rand::{Rng, RngExt};
 
@@ -128,12 +128,6 @@ pub(crate) fn host_uniforms<R: Rng + ?Sized>(n: usize, rng: &mut R) -> Vec<f32> 
     (0..n).map(|_| rng.random::<f32>()).collect()
 }
 
-/// A `[batch]` tensor of times.
-pub(crate) fn times_tensor(times: &[f64], device: &Device) -> Tensor<1> {
-    let times: Vec<f32> = times.iter().map(|&t| t as f32).collect();
-    Tensor::from_data(TensorData::new(times.clone(), [times.len()]), device)
-}
-
 #[cfg(test)]
 mod tests {
     use burn::tensor::Device;
@@ -142,6 +136,7 @@ mod tests {
     use rand::rngs::StdRng;
 
     use super::*;
+    use dlm_core::host::floats;
 
     #[test]
     fn masking_rate_matches_one_minus_alpha() {
@@ -149,7 +144,7 @@ mod tests {
         let (batch, seq_len) = (4, 25_000);
         let x0 = Tensor::<2, Int>::ones([batch, seq_len], &device).mul_scalar(7);
         let times = [0.1, 0.35, 0.6, 0.95];
-        let t = times_tensor(&times, &device);
+        let t = floats(&times, &device);
         let mut rng = StdRng::seed_from_u64(0);
         for schedule in
             [Box::new(LogLinear::default()) as Box<dyn NoiseSchedule>, Box::new(Cosine::default())]
@@ -176,7 +171,7 @@ mod tests {
         let x0 = Tensor::<2, Int>::ones([2, 6], &device).mul_scalar(5);
         let keep = Tensor::<2, Int>::from_ints([[1, 1, 0, 0, 0, 0], [1, 0, 0, 0, 0, 1]], &device)
             .equal_elem(1);
-        let t = times_tensor(&[1.0, 1.0], &device);
+        let t = floats(&[1.0, 1.0], &device);
         let masked = MaskingProcess::new(dlm_sched::Polynomial::new(1.0).unwrap(), 3).mask(
             x0,
             t,

@@ -4,13 +4,14 @@ use burn::tensor::{Bool, Int, Tensor};
 use dlm_core::backbone::Denoiser;
 use dlm_core::data::SequenceDataset;
 use dlm_core::eval::{BoundReport, EvalBatches, evaluate_bound};
+use dlm_core::host::floats;
 use dlm_core::train::{LossSum, Objective};
 use dlm_sched::{NoiseSchedule, TimeSampler};
 use rand::rngs::StdRng;
 
 use crate::denoiser::{MaskedDenoiser, Subs, masked_rows};
-use crate::error::{DiscreteError, ensure_size};
-use crate::masking::{Masked, MaskingProcess, times_tensor};
+use crate::error::{DiscreteError, ensure_size, ensure_value};
+use crate::masking::{Masked, MaskingProcess};
 
 /// Which positions of a training sequence are never masked.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -105,13 +106,40 @@ impl<S: NoiseSchedule> Mdlm<S> {
     ) -> LossSum {
         let [batch, seq_len] = x0.dims();
         let device = x0.device();
-        let t = times_tensor(times, &device);
+        let t = floats(times, &device);
         let keep = self.keep(batch, seq_len, &device);
         let masked = self.process.mask(x0.clone(), t.clone(), keep, rng);
         let weight = self.process.elbo_weights(x0.clone(), t.clone());
         let Masked { z_t, is_masked } = masked;
         let sum = masked_nelbo_sum(is_masked, weight, |rows| model.masked_nll(z_t, t, x0, rows));
         LossSum { sum, count: batch * self.scored_per_sequence(seq_len) }
+    }
+
+    /// The NELBO's integrand at one time `t`, per scored token:
+    /// `w(t) · Σ_{i masked} −log p_θ(x0_i | z_t) / L` over every sequence of `x0`, with
+    /// `z_t ~ q(z_t | x0)` drawn from `rng` (MDLM eq. 10 before the expectation over `t`). The
+    /// NELBO is its mean over `t ~ U[ε, 1]`; set beside the Bayes-optimal denoiser's
+    /// ([`crate::MarkovBayes`], same `x0` and seed) it shows at which noise levels a trained
+    /// model loses. In expectation over the masks it is `−α′(t) · E[−log p_θ(x0_i | z_t)]`.
+    ///
+    /// # Shapes
+    /// - `x0`: `[batch, seq_len]`
+    ///
+    /// # Errors
+    /// [`DiscreteError::InvalidValue`] unless `0 < t ≤ 1`; [`DiscreteError::InvalidSize`] if the
+    /// prompt leaves nothing to score.
+    pub fn integrand_at(
+        &self,
+        model: &impl MaskedDenoiser,
+        x0: Tensor<2, Int>,
+        t: f64,
+        rng: &mut StdRng,
+    ) -> Result<f64, DiscreteError> {
+        ensure_value(t > 0.0 && t <= 1.0, "MDLM integrand", "t", t, "in (0, 1]")?;
+        self.check_seq_len(x0.dims()[1])?;
+        let times = vec![t; x0.dims()[0]];
+        let loss = self.loss_at(model, x0, &times, rng);
+        Ok(loss.sum.into_scalar::<f64>() / loss.count as f64)
     }
 
     /// The NELBO of `model` on `data`: every sequence is scored at `time_samples` times (drawn
@@ -274,6 +302,41 @@ mod tests {
     }
 
     #[test]
+    fn the_integrand_of_a_uniform_denoiser_is_minus_alpha_prime_times_ln_v() {
+        // Every masked token costs ln(V − 1) and a fraction 1 − α(t) is masked, so the integrand
+        // is w(t)·(1 − α(t))·ln(V − 1) = −α′(t)·ln(V − 1) up to the masks' sampling noise.
+        let device = Device::flex();
+        let model = DenoiserConfig::new(
+            DenoiserIo::Tokens { vocab_size: VOCAB, tie_embeddings: false },
+            16,
+        )
+        .with_d_model(16)
+        .with_n_layers(1)
+        .init(&device)
+        .unwrap();
+        let subs = Subs { model: &model, mask_id: MASK };
+        // 8192 tokens: at t = 0.2 the masked count's relative deviation is about 2 %.
+        let x0 =
+            Tensor::<2>::random([512, 16], Distribution::Uniform(4.0, VOCAB as f64), &device).int();
+        let ln_v = ((VOCAB - 1) as f64).ln();
+        let schedules: Vec<Box<dyn NoiseSchedule>> =
+            vec![Box::new(LogLinear::default()), Box::new(Cosine::default())];
+        for schedule in schedules {
+            let mdlm = Mdlm::new(MaskingProcess::new(schedule.as_ref(), MASK), 1e-3).unwrap();
+            for t in [0.2, 0.5, 0.9] {
+                let mut rng = StdRng::seed_from_u64(1);
+                let got = mdlm.integrand_at(&subs, x0.clone(), t, &mut rng).unwrap();
+                let expected = -schedule.alpha_prime(t) * ln_v;
+                assert!((got / expected - 1.0).abs() < 0.1, "t = {t}: {got} vs {expected}");
+            }
+            for bad in [0.0, -0.5, 1.5, f64::NAN] {
+                let mut rng = StdRng::seed_from_u64(1);
+                assert!(mdlm.integrand_at(&subs, x0.clone(), bad, &mut rng).is_err());
+            }
+        }
+    }
+
+    #[test]
     fn the_uniform_invariant_holds_with_a_spindle_too() {
         // Each token has its own schedule with the same endpoints, so the uniform denoiser still
         // pays ln(V − 1)·(α_i(t_min) − α_i(1)) per token.
@@ -343,7 +406,7 @@ mod tests {
         rng: &mut StdRng,
     ) -> Tensor<1> {
         let [batch, seq_len] = x0.dims();
-        let t = times_tensor(times, &x0.device());
+        let t = floats(times, &x0.device());
         let keep = mdlm.keep(batch, seq_len, &x0.device());
         let masked = mdlm.process.mask(x0.clone(), t.clone(), keep, rng);
         let log_probs = Subs { model, mask_id: MASK }.log_probs(masked.z_t, t.clone());

@@ -1,8 +1,9 @@
 //! BD3LM sampling: block by block, a masked sampler inside each block, the clean blocks in an
 //! exact KV cache.
 
-use burn::tensor::{Device, Int, Tensor, TensorData};
+use burn::tensor::{Device, Int, Tensor};
 use dlm_core::backbone::{AttentionMask, Denoiser, DenoiserInput, KvCache};
+use dlm_core::host::{int_values, ints};
 use dlm_discrete::sampler::{MaskedSampler, SamplerState};
 use dlm_discrete::{MaskedDenoiser, subs_log_probs};
 use rand::rngs::StdRng;
@@ -227,7 +228,7 @@ impl BlockSampler {
                 cache = Some(self.extend(model, cache.take(), block.clone(), start, window));
             }
             if let Some(eos) = eos {
-                let values: Vec<i64> = block.clone().into_data().iter::<i64>().collect();
+                let values: Vec<i64> = int_values(block.clone());
                 for (row, chunk) in values.chunks(bs).enumerate() {
                     finished[row] |= chunk.contains(&i64::from(eos));
                 }
@@ -278,14 +279,14 @@ impl BlockSampler {
 fn pad_after_eos(tokens: Tensor<2, Int>, eos: u32, prompt_len: usize) -> Tensor<2, Int> {
     let [batch, len] = tokens.dims();
     let device = tokens.device();
-    let mut values: Vec<i64> = tokens.into_data().iter::<i64>().collect();
+    let mut values: Vec<i64> = int_values(tokens);
     for row in values.chunks_mut(len) {
         let generated = &mut row[prompt_len..];
         if let Some(first) = generated.iter().position(|&t| t == i64::from(eos)) {
             generated[first..].fill(i64::from(eos));
         }
     }
-    Tensor::from_data(TensorData::new(values, [batch, len]), &device)
+    ints(values, [batch, len], &device)
 }
 
 #[cfg(test)]

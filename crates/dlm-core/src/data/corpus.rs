@@ -7,6 +7,28 @@ use crate::checkpoint::{read_sections, write_sections};
 use crate::error::{CoreError, ensure_value};
 use crate::tokenizer::Tokenizer;
 
+/// The `.txt` files of the folder `dir` (not its subfolders), in name order: a corpus fetched
+/// as one file per document.
+///
+/// # Errors
+/// [`CoreError::Io`] naming `dir` when it cannot be read; [`CoreError::EmptyCorpus`] when it
+/// holds no `.txt` file.
+pub fn text_files(dir: &Path) -> Result<Vec<PathBuf>, CoreError> {
+    let io = |source| CoreError::Io { path: dir.to_path_buf(), source };
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(dir).map_err(io)? {
+        let path = entry.map_err(io)?.path();
+        if path.is_file() && path.extension().is_some_and(|e| e == "txt") {
+            files.push(path);
+        }
+    }
+    if files.is_empty() {
+        return Err(CoreError::EmptyCorpus { what: format!("{}: no .txt file", dir.display()) });
+    }
+    files.sort();
+    Ok(files)
+}
+
 /// Reads UTF-8 text files, one document per file.
 ///
 /// # Errors
@@ -149,6 +171,27 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("dlm-corpus-{}-{name}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         dir
+    }
+
+    #[test]
+    fn text_files_lists_the_txt_files_in_name_order() {
+        let dir = scratch("listing");
+        for name in ["b.txt", "a.txt", "notes.md", "c.txt"] {
+            std::fs::write(dir.join(name), "text").unwrap();
+        }
+        std::fs::create_dir_all(dir.join("sub.txt")).unwrap();
+        let names: Vec<String> = text_files(&dir)
+            .unwrap()
+            .iter()
+            .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(names, ["a.txt", "b.txt", "c.txt"]);
+        let empty = scratch("listing-empty");
+        assert!(matches!(text_files(&empty), Err(CoreError::EmptyCorpus { .. })));
+        match text_files(&dir.join("absent")) {
+            Err(CoreError::Io { path, .. }) => assert!(path.ends_with("absent")),
+            other => panic!("unexpected {other:?}"),
+        }
     }
 
     #[test]

@@ -82,6 +82,18 @@ impl SequenceDataset {
         self.vocab_size
     }
 
+    /// The relative frequency of each id over every sequence, `n_v / N` for `v < vocab_size`
+    /// (they sum to 1): what a data-dependent schedule such as D3PM's mutual-information one
+    /// reads.
+    pub fn token_frequencies(&self) -> Vec<f64> {
+        let mut counts = vec![0u64; self.vocab_size];
+        for &t in &self.tokens {
+            counts[t as usize] += 1;
+        }
+        let total = self.tokens.len() as f64;
+        counts.into_iter().map(|c| c as f64 / total).collect()
+    }
+
     /// Sequence `i`.
     ///
     /// # Panics
@@ -269,6 +281,12 @@ mod tests {
     use super::*;
 
     const S: SpecialTokens = SpecialTokens::reserved();
+
+    #[test]
+    fn token_frequencies_count_every_id_over_every_sequence() {
+        let data = SequenceDataset::new(2, 5, vec![4, 4, 1, 4, 0, 1, 4, 4]).unwrap();
+        assert_eq!(data.token_frequencies(), [1.0 / 8.0, 2.0 / 8.0, 0.0, 0.0, 5.0 / 8.0]);
+    }
 
     #[test]
     fn wrapping_concatenates_with_bos_eos_and_drops_the_tail() {

@@ -158,6 +158,26 @@ impl MarkovSource {
         head_entropy + len.saturating_sub(k) as f64 * self.entropy_rate()
     }
 
+    /// The exact entropy per token of a whole sample of length `len`, `H(x_1, …, x_L)/L`: what a
+    /// likelihood bound on whole sequences (an NELBO) is compared with. 0 for `len = 0`.
+    pub fn entropy_per_token(&self, len: usize) -> f64 {
+        if len == 0 {
+            return 0.0;
+        }
+        self.sequence_entropy(len) / len as f64
+    }
+
+    /// The exact entropy per token of positions `2..L` given the ones before them,
+    /// `(H(x_1, …, x_L) − H(x_1))/(L − 1)` by the chain rule: what an autoregressive model
+    /// scored from the second position on is compared with (the first position has no context).
+    /// 0 for `len ≤ 1`.
+    pub fn conditional_entropy_per_token(&self, len: usize) -> f64 {
+        if len <= 1 {
+            return 0.0;
+        }
+        (self.sequence_entropy(len) - self.sequence_entropy(1)) / (len - 1) as f64
+    }
+
     /// Scores a token sequence under the true chain: the transitions after the first `k` tokens,
     /// their summed log-probability over the possible ones, and how many are impossible (a token
     /// the chain never emits after its context, or not a symbol at all). A sampler that draws
@@ -432,6 +452,39 @@ mod tests {
         assert!(s.sequence_entropy(2) <= 2.0 * 4f64.ln() + 1e-12);
         assert!(s.sequence_entropy(1) <= 4f64.ln() + 1e-12);
         assert!(s.sequence_entropy(0).abs() < 1e-12);
+    }
+
+    #[test]
+    fn per_token_entropies_match_an_enumeration_of_every_sequence() {
+        // H(x_1..L) and H(x_1) by brute force over all V^L sequences, for a source whose head
+        // (order 2) and tail (L − k = 2 transitions) both count.
+        let (n, len) = (3, 4);
+        let source = source(n, 2, 2);
+        let sequences = (0..n.pow(len as u32)).map(|index| {
+            (0..len)
+                .map(|i| ((index / n.pow(i as u32)) % n) as u32 + SpecialTokens::COUNT)
+                .collect::<Vec<u32>>()
+        });
+        let mut whole = 0.0;
+        let mut first = vec![0.0; n];
+        for tokens in sequences {
+            let p = source.log_prob(&tokens).exp();
+            if p > 0.0 {
+                whole -= p * p.ln();
+            }
+            first[(tokens[0] - SpecialTokens::COUNT) as usize] += p;
+        }
+        let first: f64 = first.iter().filter(|&&p| p > 0.0).map(|&p| -p * p.ln()).sum();
+        let per_token = whole / len as f64;
+        let conditional = (whole - first) / (len - 1) as f64;
+        assert!((source.entropy_per_token(len) - per_token).abs() < 1e-12);
+        assert!((source.conditional_entropy_per_token(len) - conditional).abs() < 1e-12);
+        assert!(conditional < per_token, "context lowers the entropy");
+        assert_eq!(source.entropy_per_token(0), 0.0);
+        assert_eq!(source.conditional_entropy_per_token(1), 0.0);
+        // Far past the order, both tend to the entropy rate.
+        let rate = source.entropy_rate();
+        assert!((source.conditional_entropy_per_token(100_000) - rate).abs() < 1e-4);
     }
 
     #[test]

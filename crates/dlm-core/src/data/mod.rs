@@ -8,7 +8,7 @@ mod markov;
 mod pairs;
 mod words;
 
-pub use corpus::{CorpusSplits, read_documents, split_corpus, tokenize_documents};
+pub use corpus::{CorpusSplits, read_documents, split_corpus, text_files, tokenize_documents};
 pub use dataset::{BatchCursor, SequenceDataset, pad_documents, wrap_documents};
 pub use markov::{MarkovScore, MarkovSource, MarkovSourceConfig};
 pub use pairs::{PairsScore, PairsTask, PairsTaskConfig};

@@ -122,6 +122,35 @@ fn a_checkpoint_does_not_load_into_another_architecture() {
 }
 
 #[test]
+fn resume_or_new_starts_continues_and_refuses_another_run() {
+    let device = Device::flex().autodiff();
+    let train = data(16, 4);
+    let path = scratch("resume-or-new");
+    let _ = std::fs::remove_file(&path);
+    let config = TrainConfig::new(4, 4).with_seed(5);
+    let objective = ArObjective::default();
+    let mut trainer =
+        Trainer::resume_or_new(&path, config.clone(), model(&device), objective).unwrap();
+    assert_eq!(trainer.state().step, 0, "no file: a fresh run");
+    trainer.step(&train).unwrap();
+    trainer.step(&train).unwrap();
+    trainer.save_checkpoint(&path, serde_json::Value::Null).unwrap();
+    let resumed = Trainer::resume_or_new(&path, config.clone(), model(&device), objective).unwrap();
+    assert_eq!(resumed.state().step, 2);
+    assert_eq!(flat_params(resumed.model()), flat_params(trainer.model()));
+    let other = config.with_learning_rate(5e-4);
+    match Trainer::resume_or_new(&path, other, model(&device), objective) {
+        Err(CoreError::ResumeMismatch { path: p, saved, requested }) => {
+            assert_eq!(p, path);
+            assert!(saved.contains("learning_rate: 0.0003"), "{saved}");
+            assert!(requested.contains("learning_rate: 0.0005"), "{requested}");
+        }
+        Err(other) => panic!("unexpected {other}"),
+        Ok(_) => panic!("resumed another run's checkpoint"),
+    }
+}
+
+#[test]
 fn ema_blends_with_the_decay() {
     let device = Device::flex().autodiff();
     let before = model(&device);

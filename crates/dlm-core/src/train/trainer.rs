@@ -364,6 +364,35 @@ impl<M: Module, O: Objective<M>> Trainer<M, O> {
         Ok(trainer)
     }
 
+    /// Continues the run saved at `path` when there is a file there, or starts `config` afresh
+    /// when there is none: what a long run that may be cut short does at every start. The saved
+    /// run must be this one: a checkpoint of another configuration is an error, not a silent
+    /// switch to its settings.
+    ///
+    /// # Errors
+    /// [`CoreError::ResumeMismatch`] when the checkpoint was saved with another
+    /// [`TrainConfig`]; as [`Trainer::resume`] for a checkpoint that cannot be read, and as
+    /// [`Trainer::new`] for a bad `config`.
+    pub fn resume_or_new(
+        path: &Path,
+        config: TrainConfig,
+        model: M,
+        objective: O,
+    ) -> Result<Self, CoreError> {
+        if !path.exists() {
+            return Self::new(config, model, objective);
+        }
+        let trainer = Self::resume(path, model, objective)?;
+        if trainer.config != config {
+            return Err(CoreError::ResumeMismatch {
+                path: path.to_path_buf(),
+                saved: format!("{:?}", trainer.config),
+                requested: format!("{config:?}"),
+            });
+        }
+        Ok(trainer)
+    }
+
     /// The `extra` value stored in a checkpoint (e.g. the model config needed to rebuild the
     /// model before [`Trainer::resume`]).
     ///

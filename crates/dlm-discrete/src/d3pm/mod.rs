@@ -10,8 +10,11 @@
 //! with `ᾱ_i = Π_{j≤i}(1 − β_j)` from a [`DiscreteSchedule`] (step `i` at `t = i/T`).
 
 use burn::tensor::activation::log_softmax;
-use burn::tensor::{Device, Int, Tensor, TensorData};
+use burn::tensor::{Int, Tensor, TensorData};
 use dlm_core::backbone::{Denoiser, DenoiserInput};
+use dlm_core::data::SequenceDataset;
+use dlm_core::eval::{BoundReport, EvalBatches, evaluate_bound};
+use dlm_core::host::{floats, int_values};
 use dlm_core::sampling::TokenSampler;
 use dlm_core::train::{LossSum, Objective};
 use dlm_sched::DiscreteSchedule;
@@ -162,7 +165,7 @@ impl D3pm {
         rng: &mut R,
     ) -> Tensor<2, Int> {
         let [batch, seq_len] = x0.dims();
-        let x0_host: Vec<i64> = x0.clone().into_data().iter::<i64>().collect();
+        let x0_host: Vec<i64> = int_values(x0.clone());
         let noisy: Vec<i64> = (0..batch * seq_len)
             .map(|i| {
                 if rng.random::<f64>() < self.alpha_bar(steps[i / seq_len]) {
@@ -244,6 +247,36 @@ impl D3pm {
         }
     }
 
+    /// The NELBO of `model` on `data` in nats per token: [`D3pm::nelbo_sum`] with
+    /// `time_samples` stratified step draws per sequence, through the one evaluation loop
+    /// ([`evaluate_bound`]: ordered batches, one seeded generator, `f64` sums).
+    ///
+    /// # Errors
+    /// As [`evaluate_bound`] if `batch_size` or `time_samples` is 0;
+    /// [`DiscreteError::InvalidSize`] if `data` has another vocabulary than this D3PM.
+    pub fn evaluate(
+        &self,
+        model: &Denoiser,
+        data: &SequenceDataset,
+        batch_size: usize,
+        time_samples: usize,
+        seed: u64,
+    ) -> Result<BoundReport, DiscreteError> {
+        ensure_size(
+            data.vocab_size() == self.vocab_size,
+            "D3PM evaluation",
+            "data.vocab_size()",
+            data.vocab_size(),
+            format!("the D3PM's vocab_size = {}", self.vocab_size),
+        )?;
+        let batches = EvalBatches { batch_size, max_batches: None, seed };
+        let device = model.device();
+        let report = evaluate_bound(data, &device, batches, time_samples, |x0, rng| {
+            self.nelbo_sum(model, x0, rng)
+        })?;
+        Ok(report)
+    }
+
     /// Ancestral sampling: from the prior (all mask, or uniform tokens), `x_{t−1} ~ p_θ(· | x_t)`
     /// for `t = T, …, 1`, with float64 Gumbel-max proposals from `proposal`'s temperature. One
     /// model call per step; every draw comes from `rng`.
@@ -272,11 +305,6 @@ impl D3pm {
         }
         x_t
     }
-}
-
-fn floats(values: &[f64], device: &Device) -> Tensor<1> {
-    let values: Vec<f32> = values.iter().map(|&v| v as f32).collect();
-    Tensor::from_data(TensorData::new(values.clone(), [values.len()]), device)
 }
 
 impl Objective<Denoiser> for D3pm {

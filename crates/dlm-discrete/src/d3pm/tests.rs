@@ -185,6 +185,33 @@ fn training_lowers_the_loss_and_sampling_leaves_no_mask() {
 }
 
 #[test]
+fn a_uniform_denoiser_pays_ln_v_per_token_under_the_absorbing_bound() {
+    // Absorbing noise masks each token at exactly one step and ᾱ_T = 0; a denoiser with zero
+    // logits predicts x0 uniformly over the V − 1 tokens that are not the mask, so the reverse
+    // step that unmasks a token costs ln(V − 1) and every other step nothing: NELBO = ln(V − 1).
+    let device = Device::flex();
+    let config =
+        DenoiserConfig::new(DenoiserIo::Tokens { vocab_size: V, tie_embeddings: false }, 8)
+            .with_d_model(16)
+            .with_n_heads(2)
+            .with_n_layers(1)
+            .with_cond_dim(Some(16));
+    let model = config.init(&device).unwrap();
+    let schedule = DiscreteSchedule::absorbing_mutual_information(10).unwrap();
+    let d = D3pm::new(Transition::Absorbing { mask_id: MASK }, schedule, V, 0.0).unwrap();
+    let tokens = (0..8 * 64).map(|i| (i * 7 % 4) as u32).collect();
+    let data = dlm_core::data::SequenceDataset::new(8, V, tokens).unwrap();
+    let report = d.evaluate(&model, &data, 16, 4, 0).unwrap();
+    let expected = ((V - 1) as f64).ln();
+    assert!((report.nats_per_token / expected - 1.0).abs() < 0.05, "{report:?} vs {expected}");
+    assert_eq!(report.tokens, 8 * 64);
+    // The same seed draws the same steps; another vocabulary is refused.
+    assert_eq!(d.evaluate(&model, &data, 16, 4, 0).unwrap(), report);
+    let other = dlm_core::data::SequenceDataset::new(8, V + 1, vec![0; 8]).unwrap();
+    assert!(d.evaluate(&model, &other, 16, 4, 0).is_err());
+}
+
+#[test]
 fn bad_settings_are_rejected() {
     let schedule = DiscreteSchedule::absorbing_mutual_information(4).unwrap();
     assert!(D3pm::new(Transition::Uniform, schedule.clone(), 1, 0.0).is_err());

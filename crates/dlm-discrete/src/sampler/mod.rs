@@ -6,7 +6,8 @@ mod remdm;
 mod state;
 mod unmasking;
 
-use burn::tensor::{Int, Tensor, TensorData};
+use burn::tensor::{Int, Tensor};
+use dlm_core::host::{floats, int_values, ints};
 use dlm_core::sampling::TokenSampler;
 use dlm_sched::TimeGrid;
 use rand::RngExt;
@@ -160,7 +161,7 @@ impl MaskedSampler {
         let device = model.device();
         let [batch, seq_len] = state.tokens.dims();
         let fixed: Vec<bool> = state.fixed.clone().into_data().iter::<bool>().collect();
-        let mut tokens: Vec<i64> = state.tokens.clone().into_data().iter::<i64>().collect();
+        let mut tokens: Vec<i64> = int_values(state.tokens.clone());
         let free_per_row: Vec<usize> =
             fixed.chunks(seq_len).map(|row| row.iter().filter(|&&f| !f).count()).collect();
         let mut last: Option<(Vec<i64>, Tensor<3>)> = None;
@@ -218,9 +219,8 @@ impl MaskedSampler {
                     Some((seen, log_probs)) if reuse && *seen == tokens => log_probs.clone(),
                     _ => {
                         state.nfe += 1;
-                        let z_t = int_tensor(&tokens, batch, seq_len, &device);
-                        let log_probs =
-                            model.log_probs(z_t, crate::masking::times_tensor(&row_times, &device));
+                        let z_t = ints(tokens.clone(), [batch, seq_len], &device);
+                        let log_probs = model.log_probs(z_t, floats(&row_times, &device));
                         last = Some((tokens.clone(), log_probs.clone()));
                         log_probs
                     }
@@ -246,17 +246,16 @@ impl MaskedSampler {
         // Noise removal: nothing stays masked.
         if (0..batch * seq_len).any(|i| tokens[i] == mask && !fixed[i]) {
             state.nfe += 1;
-            let z_t = int_tensor(&tokens, batch, seq_len, &device);
-            let zeros = crate::masking::times_tensor(&vec![0.0; batch], &device);
-            let best: Vec<i64> =
-                model.log_probs(z_t, zeros).argmax(2).into_data().iter::<i64>().collect();
+            let z_t = ints(tokens.clone(), [batch, seq_len], &device);
+            let zeros = floats(&vec![0.0; batch], &device);
+            let best: Vec<i64> = int_values(model.log_probs(z_t, zeros).argmax(2));
             for i in 0..batch * seq_len {
                 if tokens[i] == mask && !fixed[i] {
                     tokens[i] = best[i];
                 }
             }
         }
-        state.tokens = int_tensor(&tokens, batch, seq_len, &device);
+        state.tokens = ints(tokens.clone(), [batch, seq_len], &device);
         state
     }
 }
@@ -287,7 +286,7 @@ impl MaskedSampler {
             }
             None => vec![0.0; batch * n],
         };
-        let proposals: Vec<i64> = proposals.into_data().iter::<i64>().collect();
+        let proposals: Vec<i64> = int_values(proposals);
         let uniforms: Vec<f64> = (0..2 * batch * n).map(|_| rng.random::<f64>()).collect();
         for (b, &k) in k_per_row.iter().enumerate() {
             let row = b * n..(b + 1) * n;
@@ -318,15 +317,6 @@ impl MaskedSampler {
     fn propose(&self, log_probs: Tensor<3>, rng: &mut StdRng) -> Tensor<2, Int> {
         self.proposal.sample_with_rng(log_probs, rng)
     }
-}
-
-fn int_tensor(
-    values: &[i64],
-    batch: usize,
-    seq_len: usize,
-    device: &burn::tensor::Device,
-) -> Tensor<2, Int> {
-    Tensor::from_data(TensorData::new(values.to_vec(), [batch, seq_len]), device)
 }
 
 #[cfg(test)]

@@ -1,18 +1,18 @@
 //! The benchmarked denoiser configurations, shared by the forward and training-step benches.
 
-use dlm::core::backbone::{DenoiserConfig, DenoiserIo};
+use dlm_core::backbone::{DenoiserConfig, DenoiserIo};
 
 /// Vocabulary of both configurations.
-pub(crate) const VOCAB: usize = 4096;
+pub const VOCAB: usize = 4096;
 
 /// Size of the time-conditioning vector of the time-conditioned configurations (MDLM's DiT).
-pub(crate) const COND_DIM: usize = 128;
+pub const COND_DIM: usize = 128;
 
 /// `(name, batch, config)`: the reference configuration (`d_model` 256, 4 layers, 4 heads,
 /// `seq_len` 128, batch 16) always, and with `DLM_BENCH_LARGE=1` a GPU-sized one (`d_model` 768,
 /// 12 layers, 12 heads, `seq_len` 1024, batch 4). Without time conditioning; the MDLM benches add
 /// it with [`COND_DIM`].
-pub(crate) fn configurations() -> Vec<(&'static str, usize, DenoiserConfig)> {
+pub fn configurations() -> Vec<(&'static str, usize, DenoiserConfig)> {
     let tokens = || DenoiserIo::Tokens { vocab_size: VOCAB, tie_embeddings: false };
     let mut configs = vec![(
         "reference",
