@@ -18,4 +18,4 @@ mod training;
 pub use approximate_cache::{BlockwiseDecoder, CacheMode, Decoded};
 pub use error::BlockError;
 pub use sampling::{BlockSampler, CachedBlock, Generation, Prefix, RecomputedBlock};
-pub use training::{Bd3lm, ClipCandidate};
+pub use training::{Bd3lm, Bd3lmMask, ClipCandidate};

@@ -5,7 +5,7 @@
 //! | module | what | status |
 //! |---|---|---|
 //! | [`sampling`] | token sampling cores that take their noise: argmax, temperature, top-k, top-p, float64 Gumbel-max, confidence measures | done |
-//! | [`backbone`] | the transformer denoiser: token embedding or continuous-input projection, RoPE at explicit positions, pre-norm blocks, optional adaLN-zero time conditioning, tied or untied head; attention masks (full, causal, block-causal, BD3LM's `x_t ⊕ x0`, arbitrary); a KV cache | done |
+//! | [`backbone`] | the transformer denoiser: token embedding or continuous-input projection, RoPE at explicit positions, pre-norm blocks, optional adaLN-zero time conditioning, tied or untied head; attention masks (full, causal, block-causal, arbitrary, and rules a method defines such as BD3LM's `x_t ⊕ x0` in `dlm-block`); a KV cache | done |
 //! | [`bert`] | BERT masked LMs (post-norm, learned positions, tied or untied MLM head) and the import of Hugging Face checkpoints (`.bin`, `.safetensors`) | done |
 //! | [`tokenizer`] | HF `tokenizers` (load `tokenizer.json`, train byte-level BPE offline), character and byte level, with the project's special tokens | done |
 //! | [`data`] | synthetic sources with a known entropy rate (sparse Markov chain, correlated pairs), sequence datasets, text corpora with token ids cached on disk and deterministic splits, wrapped and padded batching, seeded resumable batch order | done |

@@ -13,13 +13,17 @@ use rand::{RngExt, SeedableRng};
 
 use crate::error::{BlockError, ensure_size};
 
+mod mask;
+
+pub use mask::Bd3lmMask;
+
 /// BD3LM's objective (Arriola et al. 2025, §3, eq. 8): the sequence is cut into blocks of
 /// `block_size`; block `b` is a masked diffusion conditioned on the clean blocks before it,
 ///
 /// `L = Σ_b E_{t_b} [ w(t_b) · Σ_{i ∈ b, masked} −log p_θ(x0_i | x_{t_b}^b, x0^{<b}) ]`,
 ///
 /// with an independent `t_b` per block and per sequence and `w = −α′/(1 − α)`. Training runs on
-/// `x_t ⊕ x0` (length `2L`) with the block mask of [`AttentionMask::Bd3lmTraining`], so every
+/// `x_t ⊕ x0` (length `2L`) with the block mask of [`Bd3lmMask`], so every
 /// block sees its own noisy tokens and the clean blocks before it in one forward pass (their
 /// §3.3). The loss is averaged over all tokens.
 ///
@@ -107,7 +111,7 @@ impl<S: NoiseSchedule> Bd3lm<S> {
         let is_masked = uniforms.lower(mask_rate);
         let z_t = x0.clone().mask_fill(is_masked.clone(), self.mask_id as i64);
         let both = Tensor::cat(vec![z_t, x0.clone()], 1);
-        let mask = AttentionMask::Bd3lmTraining { block_size: self.block_size, seq_len };
+        let mask = AttentionMask::rule(Bd3lmMask { block_size: self.block_size, seq_len });
         // The `x_t` half of `x_t ⊕ x0` is what the loss reads; the head runs at its masked rows.
         let hidden = model
             .forward_hidden(DenoiserInput::tokens(both).with_mask(mask))

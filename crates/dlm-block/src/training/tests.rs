@@ -236,7 +236,7 @@ fn the_gradients_equal_those_of_subs_over_every_position() {
                 .lower(rate);
         let z_t = x0.clone().mask_fill(is_masked.clone(), MASK as i64);
         let both = Tensor::cat(vec![z_t.clone(), x0.clone()], 1);
-        let mask = AttentionMask::Bd3lmTraining { block_size: 4, seq_len };
+        let mask = Bd3lmMask::new(4, seq_len).unwrap().attention();
         let logits =
             model.forward(DenoiserInput::tokens(both).with_mask(mask)).output.narrow(1, 0, seq_len);
         let nll = subs_log_probs(logits, z_t, MASK)

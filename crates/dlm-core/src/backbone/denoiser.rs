@@ -266,8 +266,8 @@ impl DenoiserInput {
         Self { mask, ..self }
     }
 
-    /// Explicit rotary position ids `[n]` (default: `cache_len .. cache_len + n`, and `i mod L`
-    /// for [`AttentionMask::Bd3lmTraining`]).
+    /// Explicit rotary position ids `[n]` (default: `cache_len .. cache_len + n`, or where the
+    /// mask's [`MaskRule`](crate::backbone::MaskRule) puts them).
     pub fn with_positions(self, positions: Tensor<1, Int>) -> Self {
         Self { positions: Some(positions), ..self }
     }
@@ -328,10 +328,9 @@ impl Denoiser {
     /// # Panics
     /// If the values do not match the model's [`DenoiserIo`], a time-conditioned model gets no
     /// time, a cache comes from a model of another depth, a shape disagrees with the above, or
-    /// the mask cannot serve the chunk (a zero block size, a BD3LM mask whose block size does
-    /// not divide its length or that is not applied to exactly `x_t ⊕ x0`; build masks with
-    /// [`AttentionMask::block_causal`] and [`AttentionMask::bd3lm_training`] to get these as
-    /// errors up front).
+    /// the mask cannot serve the chunk (a zero block size, or a chunk its [`MaskRule`](crate::backbone::MaskRule) refuses;
+    /// build masks with their validating constructors, e.g. [`AttentionMask::block_causal`], to
+    /// get these as errors up front).
     pub fn forward(&self, input: DenoiserInput) -> DenoiserOutput {
         let DenoiserOutput { output: h, cache } = self.forward_hidden(input);
         let [batch, n, d_model] = h.dims();

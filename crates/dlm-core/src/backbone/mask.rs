@@ -1,8 +1,38 @@
 //! [`AttentionMask`]: which keys each query may attend to.
 
+use std::sync::Arc;
+
 use burn::tensor::{Bool, Device, Int, Tensor};
 
 use crate::error::{CoreError, ensure_size};
+
+/// An attention rule on absolute indices that a method defines for itself: which keys each
+/// query may attend to, where its tokens sit for the rotary embedding, and which chunks it can
+/// serve. The backbone applies it like its own masks, with or without a KV cache.
+pub trait MaskRule: std::fmt::Debug + Send + Sync {
+    /// The `[n_queries, n_keys]` mask (`true` = blocked) of queries at
+    /// `[query_offset, query_offset + n_queries)` against keys at `[0, n_keys)`.
+    ///
+    /// # Shapes
+    /// - returns `[n_queries, n_keys]`
+    fn blocked(
+        &self,
+        query_offset: usize,
+        n_queries: usize,
+        n_keys: usize,
+        device: &Device,
+    ) -> Tensor<2, Bool>;
+
+    /// The rotary positions of the queries, `[n_queries]` (default: the indices themselves).
+    fn positions(&self, query_offset: usize, n_queries: usize, device: &Device) -> Tensor<1, Int> {
+        Tensor::<1, Int>::arange(query_offset as i64..(query_offset + n_queries) as i64, device)
+    }
+
+    /// Why the rule cannot serve these queries, if it cannot (default: it serves any chunk).
+    fn problem(&self, _query_offset: usize, _n_queries: usize) -> Option<String> {
+        None
+    }
+}
 
 /// Which keys a query may attend to, as a rule on absolute indices, so that the same mask serves
 /// a full forward and a chunk run against a KV cache (queries at indices `[offset, offset + n)`,
@@ -21,23 +51,9 @@ pub enum AttentionMask {
         /// Block size `b`.
         block_size: usize,
     },
-    /// BD3LM's vectorised training mask over `x_t ⊕ x0` of length `2L` (Arriola et al. 2025,
-    /// §3.3 and their `block_diff_mask`): with `n = L`, indices `< n` are `x_t`, `≥ n` are `x0`,
-    /// and `b(i)` the block of `i` within its half,
-    ///
-    /// ```text
-    /// [ M_BD   M_OBC ]   M_BD : x_t → x_t, same block            b(j) = b(i)
-    /// [ 0      M_BC  ]   M_OBC: x_t → x0, earlier blocks only     b(j) < b(i)
-    ///                    M_BC : x0 → x0, block-causal             b(j) ≤ b(i)
-    /// ```
-    ///
-    /// `x0` never attends to `x_t`.
-    Bd3lmTraining {
-        /// Block size `b`.
-        block_size: usize,
-        /// `L`, the length of one half.
-        seq_len: usize,
-    },
+    /// A rule defined outside the backbone, where its method lives (BD3LM's `x_t ⊕ x0` training
+    /// mask is `dlm-block`'s); build it with [`AttentionMask::rule`].
+    Rule(Arc<dyn MaskRule>),
     /// An arbitrary mask, `[batch, n_queries, n_keys]`, `true` = blocked; with a KV cache it
     /// covers the cached keys too. Build it with [`AttentionMask::custom`].
     Custom(Box<Tensor<3, Bool>>),
@@ -58,60 +74,35 @@ impl AttentionMask {
         Ok(Self::BlockCausal { block_size })
     }
 
-    /// [`AttentionMask::Bd3lmTraining`], validated.
-    ///
-    /// # Errors
-    /// [`CoreError::InvalidSize`] if `block_size == 0` or does not divide `seq_len`.
-    pub fn bd3lm_training(block_size: usize, seq_len: usize) -> Result<Self, CoreError> {
-        ensure_size(
-            block_size > 0 && seq_len > 0 && seq_len.is_multiple_of(block_size),
-            "attention mask",
-            "block_size",
-            block_size,
-            format!("a divisor of seq_len = {seq_len}"),
-        )?;
-        Ok(Self::Bd3lmTraining { block_size, seq_len })
+    /// A mask from a method's own rule.
+    pub fn rule(rule: impl MaskRule + 'static) -> Self {
+        Self::Rule(Arc::new(rule))
     }
 
     /// Why this mask cannot serve queries `[query_offset, query_offset + n_queries)`, if it
-    /// cannot: a zero block size, a block size that does not divide the BD3LM length, or a BD3LM
-    /// mask not applied to exactly `x_t ⊕ x0`.
+    /// cannot: a zero block size, or what a rule says.
     pub(crate) fn problem(&self, query_offset: usize, n_queries: usize) -> Option<String> {
-        match *self {
+        match self {
             Self::BlockCausal { block_size: 0 } => Some("block_size 0".into()),
-            Self::Bd3lmTraining { block_size, seq_len } => {
-                if block_size == 0 || !seq_len.is_multiple_of(block_size) {
-                    Some(format!("block_size {block_size} does not divide seq_len {seq_len}"))
-                } else if query_offset != 0 || n_queries != 2 * seq_len {
-                    Some(format!(
-                        "the BD3LM training mask needs the {} positions of x_t ⊕ x0 without a \
-                         cache, got {n_queries} at offset {query_offset}",
-                        2 * seq_len
-                    ))
-                } else {
-                    None
-                }
-            }
+            Self::Rule(rule) => rule.problem(query_offset, n_queries),
             _ => None,
         }
     }
 
     /// The default rotary positions of queries `[query_offset, query_offset + n_queries)`: the
-    /// indices themselves, except for BD3LM's `x_t ⊕ x0`, where token `i` of both halves sits at
-    /// position `i` (their `i mod L`).
+    /// indices themselves, or where a rule puts them.
     pub(crate) fn default_positions(
         &self,
         query_offset: usize,
         n_queries: usize,
         device: &Device,
     ) -> Tensor<1, Int> {
-        let indices = Tensor::<1, Int>::arange(
-            query_offset as i64..(query_offset + n_queries) as i64,
-            device,
-        );
         match self {
-            Self::Bd3lmTraining { seq_len, .. } => indices.remainder_scalar(*seq_len as i64),
-            _ => indices,
+            Self::Rule(rule) => rule.positions(query_offset, n_queries, device),
+            _ => Tensor::<1, Int>::arange(
+                query_offset as i64..(query_offset + n_queries) as i64,
+                device,
+            ),
         }
     }
 
@@ -149,24 +140,7 @@ impl AttentionMask {
                 let b = *block_size as i64;
                 k().div_scalar(b).greater(q().div_scalar(b))
             }
-            Self::Bd3lmTraining { block_size, seq_len } => {
-                let (b, n) = (*block_size as i64, *seq_len as i64);
-                let (q, k) = (q(), k());
-                let q_is_x0 = q.clone().greater_equal_elem(n);
-                let k_is_x0 = k.clone().greater_equal_elem(n);
-                let q_block = q.clone().remainder_scalar(n).div_scalar(b);
-                let k_block = k.clone().remainder_scalar(n).div_scalar(b);
-                let same_half = q_is_x0.clone().equal(k_is_x0.clone());
-                let block_diagonal = q_block.clone().equal(k_block.clone()).bool_and(same_half);
-                let offset_block_causal = q_block
-                    .clone()
-                    .greater(k_block.clone())
-                    .bool_and(k_is_x0.clone())
-                    .bool_and(q_is_x0.clone().bool_not());
-                let block_causal =
-                    q_block.greater_equal(k_block).bool_and(k_is_x0).bool_and(q_is_x0);
-                block_diagonal.bool_or(offset_block_causal).bool_or(block_causal).bool_not()
-            }
+            Self::Rule(rule) => rule.blocked(query_offset, n_queries, n_keys, device),
         };
         Some(blocked.unsqueeze_dim::<3>(0).expand([batch, n_queries, n_keys]))
     }
@@ -201,46 +175,43 @@ mod tests {
         assert!(AttentionMask::Full.blocked(1, 0, 3, 3, &Device::flex()).is_none());
     }
 
-    #[test]
-    fn bd3lm_mask_matches_the_paper_example() {
-        // n = 6, block size 2: the example of the BD3LM reference (1 = attend).
-        let mask = AttentionMask::Bd3lmTraining { block_size: 2, seq_len: 6 };
-        let expected = [
-            "110000000000",
-            "110000000000",
-            "001100110000",
-            "001100110000",
-            "000011111100",
-            "000011111100",
-            "000000110000",
-            "000000110000",
-            "000000111100",
-            "000000111100",
-            "000000111111",
-            "000000111111",
-        ];
-        let got: Vec<String> = grid(&mask, 12, 12, 0).iter().map(|r| r.replace('.', "0")).collect();
-        assert_eq!(got, expected);
+    /// Query `i` sees keys `i − 1` and `i`, and sits at rotary position `2i`; it refuses chunks
+    /// longer than 4.
+    #[derive(Debug)]
+    struct Window;
+
+    impl MaskRule for Window {
+        fn blocked(
+            &self,
+            offset: usize,
+            n_queries: usize,
+            n_keys: usize,
+            device: &Device,
+        ) -> Tensor<2, Bool> {
+            let q = Tensor::<1, Int>::arange(offset as i64..(offset + n_queries) as i64, device)
+                .reshape([n_queries, 1]);
+            let k = Tensor::<1, Int>::arange(0..n_keys as i64, device).reshape([1, n_keys]);
+            k.clone().greater(q.clone()).bool_or(k.add_scalar(1).lower(q))
+        }
+        fn positions(&self, offset: usize, n_queries: usize, device: &Device) -> Tensor<1, Int> {
+            Tensor::<1, Int>::arange(offset as i64..(offset + n_queries) as i64, device)
+                .mul_scalar(2)
+        }
+        fn problem(&self, _offset: usize, n_queries: usize) -> Option<String> {
+            (n_queries > 4).then(|| format!("{n_queries} queries"))
+        }
     }
 
     #[test]
-    fn bd3lm_mask_equals_its_definition_for_several_sizes() {
-        for (seq_len, block_size) in [(4, 1), (8, 2), (8, 4), (12, 3), (16, 16)] {
-            let mask = AttentionMask::Bd3lmTraining { block_size, seq_len };
-            let rows = grid(&mask, 2 * seq_len, 2 * seq_len, 0);
-            for (i, row) in rows.iter().enumerate() {
-                for (j, c) in row.chars().enumerate() {
-                    let (qx0, kx0) = (i >= seq_len, j >= seq_len);
-                    let (bq, bk) = ((i % seq_len) / block_size, (j % seq_len) / block_size);
-                    let attend = match (qx0, kx0) {
-                        (false, false) => bq == bk,
-                        (false, true) => bk < bq,
-                        (true, false) => false,
-                        (true, true) => bk <= bq,
-                    };
-                    assert_eq!(c == '1', attend, "L = {seq_len}, b = {block_size}: ({i}, {j})");
-                }
-            }
-        }
+    fn a_rule_serves_full_passes_and_cached_chunks_with_its_positions() {
+        let mask = AttentionMask::rule(Window);
+        assert_eq!(grid(&mask, 3, 3, 0), ["1..", "11.", ".11"]);
+        // The chunk at offset 2 against 4 keys: the last rows of the full mask.
+        assert_eq!(grid(&mask, 2, 4, 2), [".11.", "..11"]);
+        let positions = mask.default_positions(1, 3, &Device::flex());
+        assert_eq!(positions.into_data().iter::<i64>().collect::<Vec<_>>(), [2, 4, 6]);
+        assert_eq!(mask.problem(0, 5).as_deref(), Some("5 queries"));
+        assert!(mask.problem(0, 4).is_none());
+        assert!(AttentionMask::Causal.problem(0, 100).is_none());
     }
 }

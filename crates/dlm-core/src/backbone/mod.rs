@@ -12,7 +12,7 @@ pub use denoiser::{
     Denoiser, DenoiserConfig, DenoiserInput, DenoiserIo, DenoiserOutput, DenoiserValues,
 };
 pub use kv_cache::KvCache;
-pub use mask::AttentionMask;
+pub use mask::{AttentionMask, MaskRule};
 pub use rope::RotaryTables;
 pub use time_embedding::sinusoidal_features;
 

@@ -171,57 +171,17 @@ fn a_custom_mask_behaves_like_the_rule_it_spells_out() {
 }
 
 #[test]
-fn the_bd3lm_vectorised_pass_equals_block_by_block_passes() {
-    // x_t ⊕ x0 with BD3LM's mask in one pass gives, for each x_t block, the output of that block
-    // run after the clean blocks before it (block-causal), and for x0 its block-causal pass.
-    let device = Device::flex();
-    device.seed(4);
-    let io = DenoiserIo::Tokens { vocab_size: 13, tie_embeddings: false };
-    let model = randomised(small(io, None).init(&device).unwrap(), &device);
-    let (seq_len, block) = (8, 2);
-    let x0 = tokens(2, seq_len, 13, &device);
-    let x_t = tokens(2, seq_len, 13, &device);
-    let both = Tensor::cat(vec![x_t.clone(), x0.clone()], 1);
-    let mask = AttentionMask::bd3lm_training(block, seq_len).unwrap();
-    let vectorised = model.forward(DenoiserInput::tokens(both).with_mask(mask)).output;
-
-    let block_causal = AttentionMask::block_causal(block).unwrap();
-    let clean =
-        model.forward(DenoiserInput::tokens(x0.clone()).with_mask(block_causal.clone())).output;
-    let diff = max_abs_diff(vectorised.clone().narrow(1, seq_len, seq_len), clean);
-    assert!(diff < 1e-5, "x0 half: {diff}");
-    for b in 0..seq_len / block {
-        let noisy = x_t.clone().narrow(1, b * block, block);
-        let input = match b {
-            0 => noisy,
-            _ => Tensor::cat(vec![x0.clone().narrow(1, 0, b * block), noisy], 1),
-        };
-        let out =
-            model.forward(DenoiserInput::tokens(input).with_mask(block_causal.clone())).output;
-        let expected = out.narrow(1, b * block, block);
-        let diff = max_abs_diff(vectorised.clone().narrow(1, b * block, block), expected);
-        assert!(diff < 1e-5, "x_t block {b}: {diff}");
-    }
-}
-
-#[test]
 fn masks_are_validated() {
     assert!(AttentionMask::block_causal(0).is_err());
-    assert!(AttentionMask::bd3lm_training(3, 8).is_err());
-    assert!(AttentionMask::bd3lm_training(0, 8).is_err());
-    assert!(AttentionMask::bd3lm_training(4, 8).is_ok());
-    let mask = AttentionMask::bd3lm_training(4, 8).unwrap();
-    assert!(mask.problem(0, 16).is_none());
-    assert!(mask.problem(0, 8).is_some(), "only x_t, not x_t ⊕ x0");
-    assert!(mask.problem(16, 16).is_some(), "with a cache");
+    assert!(AttentionMask::block_causal(4).is_ok());
 }
 
 #[test]
 #[should_panic(expected = "attention mask")]
-fn a_bd3lm_mask_on_the_wrong_length_panics_with_a_message() {
+fn a_block_size_of_zero_panics_with_a_message() {
     let device = Device::flex();
     let model =
         DenoiserConfig::tokens(10, 16).with_d_model(16).with_n_layers(1).init(&device).unwrap();
-    let mask = AttentionMask::Bd3lmTraining { block_size: 2, seq_len: 4 };
+    let mask = AttentionMask::BlockCausal { block_size: 0 };
     model.forward(DenoiserInput::tokens(tokens(1, 6, 10, &device)).with_mask(mask));
 }
