@@ -52,7 +52,7 @@ impl BlockwiseDecoder {
     /// Decodes blocks of `block_size` with `sampler`'s proposal and policy.
     ///
     /// # Errors
-    /// [`BlockError::InvalidSize`] for `block_size == 0`, or a grid policy (ancestral, ReMDM),
+    /// [`BlockError::Invalid`] for `block_size == 0`, or a grid policy (ancestral, ReMDM),
     /// which walks time rather than counting or thresholding confidences.
     pub fn new(
         sampler: MaskedSampler,
@@ -73,7 +73,7 @@ impl BlockwiseDecoder {
     /// Generates `gen_len` tokens after `prompt` (`[batch, p]`).
     ///
     /// # Errors
-    /// [`BlockError::InvalidSize`] if `gen_len` is not a positive multiple of the block size.
+    /// [`BlockError::Invalid`] if `gen_len` is not a positive multiple of the block size.
     pub fn decode(
         &self,
         model: &Denoiser,

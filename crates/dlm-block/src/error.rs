@@ -2,24 +2,16 @@
 
 use dlm_core::CoreError;
 use dlm_discrete::DiscreteError;
-use dlm_sched::ScheduleError;
+pub(crate) use dlm_sched::ensure_size;
+use dlm_sched::{InvalidInput, ScheduleError};
 
 /// Invalid input to a `dlm-block` constructor or config, naming the field and the value.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum BlockError {
-    /// A size or count is out of range or inconsistent with another one.
-    #[error("{context}: `{name}` = {value} is invalid, expected {expected}")]
-    InvalidSize {
-        /// What was being built.
-        context: &'static str,
-        /// The field's name.
-        name: &'static str,
-        /// The value that was given.
-        value: usize,
-        /// The admissible range, in words.
-        expected: String,
-    },
+    /// A setting, size or id outside its domain, naming the object, the field and the value.
+    #[error(transparent)]
+    Invalid(#[from] InvalidInput),
     /// BD3LM's vectorised training feeds every block its own time, which a model conditioned on
     /// one time per sequence cannot read.
     #[error("{what} needs a model without time conditioning (BD3LM's default)")]
@@ -38,16 +30,15 @@ pub enum BlockError {
     Schedule(#[from] ScheduleError),
 }
 
-pub(crate) fn ensure_size(
-    valid: bool,
-    context: &'static str,
-    name: &'static str,
-    value: usize,
-    expected: impl Into<String>,
-) -> Result<(), BlockError> {
-    if valid {
-        Ok(())
-    } else {
-        Err(BlockError::InvalidSize { context, name, value, expected: expected.into() })
+impl BlockError {
+    /// The invalid input this error reports, however deep in the crates it was found.
+    pub fn invalid(&self) -> Option<&InvalidInput> {
+        match self {
+            Self::Invalid(invalid) => Some(invalid),
+            Self::Core(inner) => inner.invalid(),
+            Self::Discrete(inner) => inner.invalid(),
+            Self::Schedule(inner) => inner.invalid(),
+            _ => None,
+        }
     }
 }

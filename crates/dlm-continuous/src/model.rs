@@ -56,7 +56,7 @@ impl DiffusionLmConfig {
     /// vectors of `embed_dim` (twice that in with self-conditioning), rounding bias 0.
     ///
     /// # Errors
-    /// [`ContinuousError::InvalidSize`] for `embed_dim == 0` or `vocab_size < 2`, or the
+    /// [`ContinuousError::Invalid`] for `embed_dim == 0` or `vocab_size < 2`, or the
     /// denoiser's own errors.
     pub fn init(&self, device: &Device) -> Result<DiffusionLm, ContinuousError> {
         ensure_size(self.embed_dim > 0, "Diffusion-LM", "embed_dim", self.embed_dim, "at least 1")?;

@@ -36,7 +36,7 @@ impl<S: NoiseSchedule> DiffusionLmLoss<S> {
     /// The loss on `levels` noise levels (Diffusion-LM: `T = 2000`).
     ///
     /// # Errors
-    /// [`ContinuousError::InvalidSize`] if `levels < 2`.
+    /// [`ContinuousError::Invalid`] if `levels < 2`.
     pub fn new(schedule: S, levels: usize) -> Result<Self, ContinuousError> {
         ensure_size(levels >= 2, "Diffusion-LM loss", "levels", levels, "at least 2")?;
         Ok(Self { schedule, levels, source_len: 0 })

@@ -51,7 +51,7 @@ impl GaussianSampler {
     /// A sampler on `grid` with L2 rounding and no clamping.
     ///
     /// # Errors
-    /// [`ContinuousError::InvalidValue`] for DDIM with `η ∉ [0, 1]`.
+    /// [`ContinuousError::Invalid`] for DDIM with `η ∉ [0, 1]`.
     pub fn new(update: Update, grid: TimeGrid) -> Result<Self, ContinuousError> {
         if let Update::Ddim { eta } = update {
             ensure_value((0.0..=1.0).contains(&eta), "DDIM", "eta", eta, "a value in [0, 1]")?;
@@ -75,7 +75,7 @@ impl GaussianSampler {
     /// self-conditioned model, each step's unclamped `x̂0` is the next step's previous estimate.
     ///
     /// # Errors
-    /// [`ContinuousError::InvalidSize`] if `source` has another batch size or is longer than
+    /// [`ContinuousError::Invalid`] if `source` has another batch size or is longer than
     /// `seq_len`.
     pub fn sample<M: X0Predictor, S: NoiseSchedule>(
         &self,

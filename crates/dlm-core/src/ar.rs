@@ -41,13 +41,13 @@ impl ArObjective {
 
 impl Objective<Denoiser> for ArObjective {
     fn check_seq_len(&self, seq_len: usize) -> Result<(), CoreError> {
-        crate::error::ensure_size(
+        Ok(crate::error::ensure_size(
             seq_len > self.first_target,
             "autoregressive objective",
             "seq_len",
             seq_len,
             format!("more than first_target = {} (a position to score)", self.first_target),
-        )
+        )?)
     }
 
     /// # Panics

@@ -21,6 +21,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use crate::error::CoreError;
+use dlm_sched::InvalidInput;
 
 /// The first bytes of every checkpoint.
 pub const MAGIC: &[u8; 8] = b"DLMCKPT\0";
@@ -43,16 +44,18 @@ fn io_error(path: &Path) -> impl FnOnce(std::io::Error) -> CoreError + '_ {
 /// Writes `sections` to `path` atomically.
 ///
 /// # Errors
-/// [`CoreError::Io`] if the directory cannot be written; [`CoreError::InvalidSize`] for a
+/// [`CoreError::Io`] if the directory cannot be written; [`CoreError::Invalid`] for a
 /// section name longer than 255 bytes.
 pub fn write_sections(path: &Path, sections: &[(&str, &[u8])]) -> Result<(), CoreError> {
     let mut body = Vec::new();
     for (name, bytes) in sections {
-        let name_len = u8::try_from(name.len()).map_err(|_| CoreError::InvalidSize {
-            context: "checkpoint",
-            name: "section name length",
-            value: name.len(),
-            expected: "at most 255 bytes".into(),
+        let name_len = u8::try_from(name.len()).map_err(|_| {
+            CoreError::Invalid(InvalidInput::size(
+                "checkpoint",
+                "section name length",
+                name.len(),
+                "at most 255 bytes",
+            ))
         })?;
         body.push(name_len);
         body.extend_from_slice(name.as_bytes());

@@ -41,7 +41,7 @@ pub struct BoundReport {
 /// times and masks from the one generator seeded with `batches.seed` — with the sums in `f64`.
 ///
 /// # Errors
-/// [`CoreError::InvalidSize`] if `batch_size`, `time_samples` or `max_batches` is 0, or nothing
+/// [`CoreError::Invalid`] if `batch_size`, `time_samples` or `max_batches` is 0, or nothing
 /// was scored.
 pub fn evaluate_bound(
     data: &SequenceDataset,

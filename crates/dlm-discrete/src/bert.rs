@@ -10,6 +10,7 @@ use dlm_core::bert::BertMlm;
 
 use crate::denoiser::{MaskedDenoiser, NEG_INFINITY, subs_log_probs};
 use crate::error::DiscreteError;
+use dlm_sched::InvalidInput;
 
 /// A [`BertMlm`] read through SUBS, with tokens that must never be generated (padding,
 /// `[UNK]`, `[CLS]`, `[SEP]`) given probability 0 at masked positions.
@@ -25,18 +26,18 @@ impl<'a> BertSubs<'a> {
     /// `excluded` (nor the mask).
     ///
     /// # Errors
-    /// [`DiscreteError::InvalidSize`] if `mask_id` or an excluded id is not below the
+    /// [`DiscreteError::Invalid`] if `mask_id` or an excluded id is not below the
     /// vocabulary size, or if nothing would be left to generate.
     pub fn new(model: &'a BertMlm, mask_id: u32, excluded: &[u32]) -> Result<Self, DiscreteError> {
         let vocab_size = model.vocab_size();
         if let Some(&token) = excluded.iter().chain([&mask_id]).find(|&&t| t as usize >= vocab_size)
         {
-            return Err(DiscreteError::InvalidSize {
-                context: "BERT denoiser",
-                name: "token id",
-                value: token as usize,
-                expected: format!("below vocab_size = {vocab_size}"),
-            });
+            return Err(DiscreteError::Invalid(InvalidInput::size(
+                "BERT denoiser",
+                "token id",
+                token as usize,
+                format!("below vocab_size = {vocab_size}"),
+            )));
         }
         let mut excluded: Vec<u32> = excluded.iter().copied().filter(|&t| t != mask_id).collect();
         excluded.sort_unstable();
@@ -97,6 +98,7 @@ mod tests {
 
     use super::*;
     use crate::sampler::{MaskedSampler, SamplerState, TimeAgnostic, Unmasking};
+    use dlm_sched::{InputValue, InvalidInput};
 
     fn model(device: &Device) -> BertMlm {
         let config = BertConfig {
@@ -153,15 +155,23 @@ mod tests {
         let bert = model(&device);
         assert!(matches!(
             BertSubs::new(&bert, 9, &[]),
-            Err(DiscreteError::InvalidSize { name: "token id", value: 9, .. })
+            Err(DiscreteError::Invalid(InvalidInput {
+                name: "token id",
+                value: InputValue::Size(9),
+                ..
+            }))
         ));
         assert!(matches!(
             BertSubs::new(&bert, 4, &[0, 12]),
-            Err(DiscreteError::InvalidSize { name: "token id", value: 12, .. })
+            Err(DiscreteError::Invalid(InvalidInput {
+                name: "token id",
+                value: InputValue::Size(12),
+                ..
+            }))
         ));
         assert!(matches!(
             BertSubs::new(&bert, 4, &[0, 1, 2, 3, 5, 6, 7, 8]),
-            Err(DiscreteError::InvalidSize { name: "excluded tokens", .. })
+            Err(DiscreteError::Invalid(InvalidInput { name: "excluded tokens", .. }))
         ));
     }
 }

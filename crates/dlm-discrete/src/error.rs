@@ -1,36 +1,16 @@
 //! The error type of `dlm-discrete`.
 
 use dlm_core::CoreError;
-use dlm_sched::ScheduleError;
+use dlm_sched::{InvalidInput, ScheduleError};
+pub(crate) use dlm_sched::{ensure_size, ensure_value};
 
 /// Invalid input to a `dlm-discrete` constructor or config, naming the field and the value.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum DiscreteError {
-    /// A real-valued setting is out of range (NaN included).
-    #[error("{context}: `{name}` = {value} is invalid, expected {expected}")]
-    InvalidValue {
-        /// What was being built.
-        context: &'static str,
-        /// The field's name.
-        name: &'static str,
-        /// The value that was given.
-        value: f64,
-        /// The admissible range, in words.
-        expected: String,
-    },
-    /// A size, count or token id is out of range.
-    #[error("{context}: `{name}` = {value} is invalid, expected {expected}")]
-    InvalidSize {
-        /// What was being built.
-        context: &'static str,
-        /// The field's name.
-        name: &'static str,
-        /// The value that was given.
-        value: usize,
-        /// The admissible range, in words.
-        expected: String,
-    },
+    /// A setting, size or id outside its domain, naming the object, the field and the value.
+    #[error(transparent)]
+    Invalid(#[from] InvalidInput),
     /// Reusing a prediction across times needs a model that does not read the time.
     #[error(
         "{what} reuses predictions across times, which needs a model without time conditioning"
@@ -58,30 +38,14 @@ pub enum DiscreteError {
     Schedule(#[from] ScheduleError),
 }
 
-pub(crate) fn ensure_value(
-    valid: bool,
-    context: &'static str,
-    name: &'static str,
-    value: f64,
-    expected: impl Into<String>,
-) -> Result<(), DiscreteError> {
-    if valid {
-        Ok(())
-    } else {
-        Err(DiscreteError::InvalidValue { context, name, value, expected: expected.into() })
-    }
-}
-
-pub(crate) fn ensure_size(
-    valid: bool,
-    context: &'static str,
-    name: &'static str,
-    value: usize,
-    expected: impl Into<String>,
-) -> Result<(), DiscreteError> {
-    if valid {
-        Ok(())
-    } else {
-        Err(DiscreteError::InvalidSize { context, name, value, expected: expected.into() })
+impl DiscreteError {
+    /// The invalid input this error reports, however deep in the crates it was found.
+    pub fn invalid(&self) -> Option<&InvalidInput> {
+        match self {
+            Self::Invalid(invalid) => Some(invalid),
+            Self::Core(inner) => inner.invalid(),
+            Self::Schedule(inner) => inner.invalid(),
+            _ => None,
+        }
     }
 }

@@ -12,6 +12,7 @@ use rand::rngs::StdRng;
 use crate::denoiser::{MaskedDenoiser, Subs, masked_rows};
 use crate::error::{DiscreteError, ensure_size, ensure_value};
 use crate::masking::{Masked, MaskingProcess};
+use dlm_sched::InvalidInput;
 
 /// Which positions of a training sequence are never masked.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -126,7 +127,7 @@ impl<S: NoiseSchedule> Mdlm<S> {
     /// - `x0`: `[batch, seq_len]`
     ///
     /// # Errors
-    /// [`DiscreteError::InvalidValue`] unless `0 < t ≤ 1`; [`DiscreteError::InvalidSize`] if the
+    /// [`DiscreteError::Invalid`] unless `0 < t ≤ 1`, or if the
     /// prompt leaves nothing to score.
     pub fn integrand_at(
         &self,
@@ -148,7 +149,7 @@ impl<S: NoiseSchedule> Mdlm<S> {
     /// [`crate::Spindle`]).
     ///
     /// # Errors
-    /// [`DiscreteError::InvalidSize`] if the prompt leaves nothing to score; as
+    /// [`DiscreteError::Invalid`] if the prompt leaves nothing to score; as
     /// [`evaluate_bound`] if `batch_size` or `time_samples` is 0.
     pub fn evaluate(
         &self,
@@ -167,7 +168,9 @@ impl<S: NoiseSchedule> Mdlm<S> {
         Ok(report)
     }
 
-    fn check_seq_len(&self, seq_len: usize) -> Result<(), DiscreteError> {
+    /// Sequences of `seq_len` leave something to score (one check for the trainer and for
+    /// [`Mdlm::evaluate`]).
+    fn check_seq_len(&self, seq_len: usize) -> Result<(), InvalidInput> {
         ensure_size(
             self.scored_per_sequence(seq_len) > 0,
             "MDLM objective",
@@ -180,16 +183,7 @@ impl<S: NoiseSchedule> Mdlm<S> {
 
 impl<S: NoiseSchedule> Objective<Denoiser> for Mdlm<S> {
     fn check_seq_len(&self, seq_len: usize) -> Result<(), dlm_core::CoreError> {
-        if self.scored_per_sequence(seq_len) > 0 {
-            Ok(())
-        } else {
-            Err(dlm_core::CoreError::InvalidSize {
-                context: "MDLM objective",
-                name: "seq_len",
-                value: seq_len,
-                expected: "longer than the prompt".into(),
-            })
-        }
+        Ok(Mdlm::check_seq_len(self, seq_len)?)
     }
 
     fn loss(&self, model: &Denoiser, batch: Tensor<2, Int>, rng: &mut StdRng) -> LossSum {

@@ -36,8 +36,8 @@ impl Spindle {
     /// Builds the spindle from token counts of the training data (index = token id).
     ///
     /// # Errors
-    /// [`DiscreteError::InvalidSize`] if the counts are empty or all zero;
-    /// [`DiscreteError::InvalidValue`] for `λ < 0`, or a `λ` so large that some token's keep
+    /// [`DiscreteError::Invalid`] if the counts are empty or all zero;
+    /// [`DiscreteError::Invalid`] for `λ < 0`, or a `λ` so large that some token's keep
     /// probability would increase in time under `schedule` (checked on a grid of `t`, for the
     /// tokens present in the counts).
     pub fn new(

@@ -5,7 +5,7 @@ use std::f64::consts::FRAC_PI_2;
 use burn::tensor::Tensor;
 use serde::{Deserialize, Serialize};
 
-use crate::error::{ScheduleError, ensure};
+use crate::error::{ScheduleError, ensure_value};
 use crate::schedule::NoiseSchedule;
 
 const CONTEXT: &str = "cosine schedule";
@@ -52,9 +52,9 @@ impl Cosine {
     /// Builds the schedule with offset `s`.
     ///
     /// # Errors
-    /// [`ScheduleError::InvalidParameter`] unless `s` is finite and `≥ 0`.
+    /// [`ScheduleError::Invalid`] unless `s` is finite and `≥ 0`.
     pub fn new(s: f64) -> Result<Self, ScheduleError> {
-        ensure(s.is_finite() && s >= 0.0, CONTEXT, "s", s, "a finite value >= 0")?;
+        ensure_value(s.is_finite() && s >= 0.0, CONTEXT, "s", s, "a finite value >= 0")?;
         Ok(Self { s })
     }
 
@@ -121,6 +121,7 @@ impl NoiseSchedule for Cosine {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::InvalidInput;
 
     #[test]
     fn matches_the_improved_ddpm_formula() {
@@ -149,7 +150,7 @@ mod tests {
         for s in [-1e-3, f64::NAN, f64::INFINITY] {
             assert!(matches!(
                 Cosine::new(s),
-                Err(ScheduleError::InvalidParameter { name: "s", .. })
+                Err(ScheduleError::Invalid(InvalidInput { name: "s", .. }))
             ));
         }
     }

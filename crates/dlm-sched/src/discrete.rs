@@ -5,7 +5,8 @@ use std::sync::Arc;
 use burn::tensor::{Int, Tensor, TensorData};
 use serde::{Deserialize, Serialize};
 
-use crate::error::{ScheduleError, ensure, ensure_count};
+use crate::InvalidInput;
+use crate::error::{ScheduleError, ensure_size, ensure_value};
 use crate::schedule::NoiseSchedule;
 use crate::square_root::SquareRoot;
 
@@ -84,20 +85,20 @@ impl DiscreteSchedule {
     /// A schedule from explicit `β_1 … β_T`.
     ///
     /// # Errors
-    /// [`ScheduleError::InvalidCount`] if `betas` is empty; [`ScheduleError::InvalidElement`] if a
+    /// [`ScheduleError::Invalid`] if `betas` is empty, or if a
     /// `β_i` is not in `[0, 1]`.
     pub fn from_betas(betas: Vec<f64>) -> Result<Self, ScheduleError> {
-        ensure_count(!betas.is_empty(), CONTEXT, "betas.len()", 0, "at least one step")?;
+        ensure_size(!betas.is_empty(), CONTEXT, "betas.len()", 0, "at least one step")?;
         if let Some((index, &value)) =
             betas.iter().enumerate().find(|(_, b)| !(**b >= 0.0 && **b <= 1.0))
         {
-            return Err(ScheduleError::InvalidElement {
-                context: CONTEXT,
-                name: "betas",
+            return Err(ScheduleError::Invalid(InvalidInput::element(
+                CONTEXT,
+                "betas",
                 index,
                 value,
-                expected: "a value in [0, 1]",
-            });
+                "a value in [0, 1]",
+            )));
         }
         Ok(Self::tabulate(DiscreteRule::Betas { betas: betas.clone() }, &betas))
     }
@@ -113,11 +114,11 @@ impl DiscreteSchedule {
     /// `k` is our `t = (k + 1)/T`).
     ///
     /// # Errors
-    /// [`ScheduleError::InvalidCount`] if `steps == 0`; [`ScheduleError::InvalidParameter`] unless
+    /// [`ScheduleError::Invalid`] if `steps == 0`, or unless
     /// `0 ≤ s < 1`.
     pub fn square_root(steps: usize, s: f64) -> Result<Self, ScheduleError> {
-        ensure_count(steps > 0, CONTEXT, "steps", steps, "at least 1")?;
-        ensure((0.0..1.0).contains(&s), CONTEXT, "s", s, "a value in [0, 1)")?;
+        ensure_size(steps > 0, CONTEXT, "steps", steps, "at least 1")?;
+        ensure_value((0.0..1.0).contains(&s), CONTEXT, "s", s, "a value in [0, 1)")?;
         let alpha_bar = |tau: f64| 1.0 - (tau + s).sqrt();
         let betas: Vec<f64> = (1..=steps)
             .map(|i| {
@@ -134,9 +135,9 @@ impl DiscreteSchedule {
     /// step `i`, since `Π_{j ≤ i} (T − j)/(T − j + 1) = (T − i)/T`.
     ///
     /// # Errors
-    /// [`ScheduleError::InvalidCount`] if `steps == 0`.
+    /// [`ScheduleError::Invalid`] if `steps == 0`.
     pub fn absorbing_mutual_information(steps: usize) -> Result<Self, ScheduleError> {
-        ensure_count(steps > 0, CONTEXT, "steps", steps, "at least 1")?;
+        ensure_size(steps > 0, CONTEXT, "steps", steps, "at least 1")?;
         let betas: Vec<f64> = (1..=steps).map(|i| 1.0 / (steps - i + 1) as f64).collect();
         Ok(Self::tabulate(DiscreteRule::AbsorbingMutualInformation { steps }, &betas))
     }
@@ -225,6 +226,7 @@ impl NoiseSchedule for DiscreteSchedule {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::InvalidInput;
 
     #[test]
     fn square_root_reproduces_the_reference_alphas_cumprod() {
@@ -275,27 +277,27 @@ mod tests {
     fn rejects_bad_definitions() {
         assert!(matches!(
             DiscreteSchedule::from_betas(vec![]),
-            Err(ScheduleError::InvalidCount { .. })
+            Err(ScheduleError::Invalid(InvalidInput { .. }))
         ));
         assert!(matches!(
             DiscreteSchedule::from_betas(vec![0.1, 1.5, 0.2]),
-            Err(ScheduleError::InvalidElement { index: 1, .. })
+            Err(ScheduleError::Invalid(InvalidInput { index: Some(1), .. }))
         ));
         assert!(matches!(
             DiscreteSchedule::from_betas(vec![0.1, f64::NAN]),
-            Err(ScheduleError::InvalidElement { index: 1, .. })
+            Err(ScheduleError::Invalid(InvalidInput { index: Some(1), .. }))
         ));
         assert!(matches!(
             DiscreteSchedule::square_root(0, 1e-4),
-            Err(ScheduleError::InvalidCount { name: "steps", .. })
+            Err(ScheduleError::Invalid(InvalidInput { name: "steps", .. }))
         ));
         assert!(matches!(
             DiscreteSchedule::square_root(100, -1e-4),
-            Err(ScheduleError::InvalidParameter { name: "s", .. })
+            Err(ScheduleError::Invalid(InvalidInput { name: "s", .. }))
         ));
         assert!(matches!(
             DiscreteSchedule::absorbing_mutual_information(0),
-            Err(ScheduleError::InvalidCount { name: "steps", .. })
+            Err(ScheduleError::Invalid(InvalidInput { name: "steps", .. }))
         ));
     }
 }

@@ -3,7 +3,7 @@
 use burn::tensor::Tensor;
 use serde::{Deserialize, Serialize};
 
-use crate::error::{ScheduleError, ensure};
+use crate::error::{ScheduleError, ensure_value};
 use crate::schedule::NoiseSchedule;
 use crate::tensor_math::one_minus_exp_neg;
 
@@ -52,16 +52,16 @@ impl Geometric {
     /// Builds the schedule.
     ///
     /// # Errors
-    /// [`ScheduleError::InvalidParameter`] unless `0 < σ_min < σ_max < ∞`.
+    /// [`ScheduleError::Invalid`] unless `0 < σ_min < σ_max < ∞`.
     pub fn new(sigma_min: f64, sigma_max: f64) -> Result<Self, ScheduleError> {
-        ensure(
+        ensure_value(
             sigma_min > 0.0 && sigma_min.is_finite(),
             CONTEXT,
             "sigma_min",
             sigma_min,
             "a finite value > 0",
         )?;
-        ensure(
+        ensure_value(
             sigma_max > sigma_min && sigma_max.is_finite(),
             CONTEXT,
             "sigma_max",
@@ -138,6 +138,7 @@ impl NoiseSchedule for Geometric {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::InvalidInput;
 
     #[test]
     fn interpolates_geometrically() {
@@ -169,7 +170,7 @@ mod tests {
             (1e-4, f64::INFINITY, "sigma_max"),
         ] {
             match Geometric::new(lo, hi) {
-                Err(ScheduleError::InvalidParameter { name: n, .. }) => assert_eq!(n, name),
+                Err(ScheduleError::Invalid(InvalidInput { name: n, .. })) => assert_eq!(n, name),
                 other => panic!("({lo}, {hi}) gave {other:?}"),
             }
         }

@@ -5,7 +5,7 @@ use burn::module::{Module, Param};
 use burn::tensor::activation::{sigmoid, softplus};
 use burn::tensor::{Device, Tensor};
 
-use crate::error::{ScheduleError, ensure};
+use crate::error::{ScheduleError, ensure_value};
 use crate::schedule::NoiseSchedule;
 
 const CONTEXT: &str = "learned linear log-SNR schedule";
@@ -25,11 +25,17 @@ impl LearnedLinearLogSnrConfig {
     /// Creates the module on `device`.
     ///
     /// # Errors
-    /// [`ScheduleError::InvalidParameter`] unless both endpoints are finite and
+    /// [`ScheduleError::Invalid`] unless both endpoints are finite and
     /// `gamma_min < gamma_max`.
     pub fn init(&self, device: &Device) -> Result<LearnedLinearLogSnr, ScheduleError> {
-        ensure(self.gamma_min.is_finite(), CONTEXT, "gamma_min", self.gamma_min, "a finite value")?;
-        ensure(
+        ensure_value(
+            self.gamma_min.is_finite(),
+            CONTEXT,
+            "gamma_min",
+            self.gamma_min,
+            "a finite value",
+        )?;
+        ensure_value(
             self.gamma_max.is_finite() && self.gamma_max > self.gamma_min,
             CONTEXT,
             "gamma_max",
@@ -150,6 +156,7 @@ mod tests {
     use burn::tensor::Device;
 
     use super::*;
+    use crate::InvalidInput;
 
     #[test]
     fn initial_endpoints_and_closed_forms() {
@@ -186,8 +193,8 @@ mod tests {
     fn rejects_bad_endpoints() {
         let device = Device::flex();
         let bad = LearnedLinearLogSnrConfig::new().with_gamma_max(-4.0).init(&device);
-        assert!(matches!(bad, Err(ScheduleError::InvalidParameter { name: "gamma_max", .. })));
+        assert!(matches!(bad, Err(ScheduleError::Invalid(InvalidInput { name: "gamma_max", .. }))));
         let nan = LearnedLinearLogSnrConfig::new().with_gamma_min(f64::NAN).init(&device);
-        assert!(matches!(nan, Err(ScheduleError::InvalidParameter { name: "gamma_min", .. })));
+        assert!(matches!(nan, Err(ScheduleError::Invalid(InvalidInput { name: "gamma_min", .. }))));
     }
 }

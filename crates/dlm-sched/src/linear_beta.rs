@@ -3,7 +3,7 @@
 use burn::tensor::Tensor;
 use serde::{Deserialize, Serialize};
 
-use crate::error::{ScheduleError, ensure};
+use crate::error::{ScheduleError, ensure_value};
 use crate::schedule::NoiseSchedule;
 use crate::tensor_math::one_minus_exp_neg;
 
@@ -54,17 +54,17 @@ impl LinearBeta {
     /// Builds the schedule.
     ///
     /// # Errors
-    /// [`ScheduleError::InvalidParameter`] unless `β_min` is finite and `≥ 0`, and `β_max` is
+    /// [`ScheduleError::Invalid`] unless `β_min` is finite and `≥ 0`, and `β_max` is
     /// finite, `> 0` and `≥ β_min`.
     pub fn new(beta_min: f64, beta_max: f64) -> Result<Self, ScheduleError> {
-        ensure(
+        ensure_value(
             beta_min.is_finite() && beta_min >= 0.0,
             CONTEXT,
             "beta_min",
             beta_min,
             "a finite value >= 0",
         )?;
-        ensure(
+        ensure_value(
             beta_max.is_finite() && beta_max > 0.0 && beta_max >= beta_min,
             CONTEXT,
             "beta_max",
@@ -147,6 +147,7 @@ impl NoiseSchedule for LinearBeta {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::InvalidInput;
 
     #[test]
     fn closed_form_matches_the_integral_of_beta() {
@@ -178,7 +179,7 @@ mod tests {
             (0.0, 0.0, "beta_max"),
         ] {
             match LinearBeta::new(bmin, bmax) {
-                Err(ScheduleError::InvalidParameter { name: n, .. }) => assert_eq!(n, name),
+                Err(ScheduleError::Invalid(InvalidInput { name: n, .. })) => assert_eq!(n, name),
                 other => panic!("({bmin}, {bmax}) gave {other:?}"),
             }
         }

@@ -3,7 +3,7 @@
 use burn::tensor::Tensor;
 use serde::{Deserialize, Serialize};
 
-use crate::error::{ScheduleError, ensure};
+use crate::error::{ScheduleError, ensure_value};
 use crate::schedule::NoiseSchedule;
 
 const CONTEXT: &str = "log-linear schedule";
@@ -50,9 +50,9 @@ impl LogLinear {
     /// Builds the schedule with floor `ε = α(1)`.
     ///
     /// # Errors
-    /// [`ScheduleError::InvalidParameter`] unless `0 < ε < 1`.
+    /// [`ScheduleError::Invalid`] unless `0 < ε < 1`.
     pub fn new(eps: f64) -> Result<Self, ScheduleError> {
-        ensure(eps > 0.0 && eps < 1.0, CONTEXT, "eps", eps, "a value in (0, 1)")?;
+        ensure_value(eps > 0.0 && eps < 1.0, CONTEXT, "eps", eps, "a value in (0, 1)")?;
         Ok(Self { eps })
     }
 
@@ -112,6 +112,7 @@ impl NoiseSchedule for LogLinear {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::InvalidInput;
 
     #[test]
     fn weight_is_one_over_t() {
@@ -138,7 +139,7 @@ mod tests {
         for eps in [0.0, 1.0, -0.5, 2.0, f64::NAN] {
             assert!(matches!(
                 LogLinear::new(eps),
-                Err(ScheduleError::InvalidParameter { name: "eps", .. })
+                Err(ScheduleError::Invalid(InvalidInput { name: "eps", .. }))
             ));
         }
     }

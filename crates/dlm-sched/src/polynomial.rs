@@ -3,7 +3,7 @@
 use burn::tensor::Tensor;
 use serde::{Deserialize, Serialize};
 
-use crate::error::{ScheduleError, ensure};
+use crate::error::{ScheduleError, ensure_value};
 use crate::schedule::NoiseSchedule;
 
 const CONTEXT: &str = "polynomial schedule";
@@ -48,9 +48,9 @@ impl Polynomial {
     /// Builds `α = 1 − tⁿ` with `n = exponent`.
     ///
     /// # Errors
-    /// [`ScheduleError::InvalidParameter`] unless the exponent is finite and `> 0`.
+    /// [`ScheduleError::Invalid`] unless the exponent is finite and `> 0`.
     pub fn new(exponent: f64) -> Result<Self, ScheduleError> {
-        ensure(
+        ensure_value(
             exponent.is_finite() && exponent > 0.0,
             CONTEXT,
             "exponent",
@@ -120,6 +120,7 @@ impl NoiseSchedule for Polynomial {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::InvalidInput;
 
     #[test]
     fn cubic_values_and_weight() {
@@ -138,7 +139,7 @@ mod tests {
         for n in [0.0, -1.0, f64::NAN, f64::INFINITY] {
             assert!(matches!(
                 Polynomial::new(n),
-                Err(ScheduleError::InvalidParameter { name: "exponent", .. })
+                Err(ScheduleError::Invalid(InvalidInput { name: "exponent", .. }))
             ));
         }
     }

@@ -3,7 +3,7 @@
 use burn::tensor::Tensor;
 use serde::{Deserialize, Serialize};
 
-use crate::error::{ScheduleError, ensure};
+use crate::error::{ScheduleError, ensure_value};
 use crate::schedule::NoiseSchedule;
 
 const CONTEXT: &str = "square-root schedule";
@@ -48,9 +48,9 @@ impl SquareRoot {
     /// Builds the schedule with offset `s`.
     ///
     /// # Errors
-    /// [`ScheduleError::InvalidParameter`] unless `0 ≤ s < 1`.
+    /// [`ScheduleError::Invalid`] unless `0 ≤ s < 1`.
     pub fn new(s: f64) -> Result<Self, ScheduleError> {
-        ensure((0.0..1.0).contains(&s), CONTEXT, "s", s, "a value in [0, 1)")?;
+        ensure_value((0.0..1.0).contains(&s), CONTEXT, "s", s, "a value in [0, 1)")?;
         Ok(Self { s })
     }
 
@@ -115,6 +115,7 @@ impl NoiseSchedule for SquareRoot {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::InvalidInput;
 
     #[test]
     fn matches_the_paper_formula_and_clamps() {
@@ -132,7 +133,7 @@ mod tests {
         for v in [-1e-4, 1.0, f64::NAN] {
             assert!(matches!(
                 SquareRoot::new(v),
-                Err(ScheduleError::InvalidParameter { name: "s", .. })
+                Err(ScheduleError::Invalid(InvalidInput { name: "s", .. }))
             ));
         }
     }

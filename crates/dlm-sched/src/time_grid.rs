@@ -2,7 +2,8 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::error::{ScheduleError, ensure, ensure_count};
+use crate::InvalidInput;
+use crate::error::{ScheduleError, ensure_size, ensure_value};
 
 const CONTEXT: &str = "time grid";
 
@@ -35,11 +36,11 @@ impl TimeGrid {
     /// `steps` equal steps from `t = 1` down to `t_min`: `t_k = 1 − k·(1 − t_min)/steps`.
     ///
     /// # Errors
-    /// [`ScheduleError::InvalidCount`] if `steps == 0`; [`ScheduleError::InvalidParameter`] unless
+    /// [`ScheduleError::Invalid`] if `steps == 0`, or unless
     /// `0 ≤ t_min < 1`.
     pub fn uniform(steps: usize, t_min: f64) -> Result<Self, ScheduleError> {
-        ensure_count(steps > 0, CONTEXT, "steps", steps, "at least 1")?;
-        ensure((0.0..1.0).contains(&t_min), CONTEXT, "t_min", t_min, "a value in [0, 1)")?;
+        ensure_size(steps > 0, CONTEXT, "steps", steps, "at least 1")?;
+        ensure_value((0.0..1.0).contains(&t_min), CONTEXT, "t_min", t_min, "a value in [0, 1)")?;
         let dt = (1.0 - t_min) / steps as f64;
         let mut times: Vec<f64> = (0..steps).map(|k| 1.0 - k as f64 * dt).collect();
         times.push(t_min);
@@ -49,22 +50,22 @@ impl TimeGrid {
     /// A grid from explicit times.
     ///
     /// # Errors
-    /// [`ScheduleError::InvalidCount`] with fewer than two times;
-    /// [`ScheduleError::InvalidElement`] for a time outside `[0, 1]` or one that is not strictly
+    /// [`ScheduleError::Invalid`] with fewer than two times;
+    /// [`ScheduleError::Invalid`] for a time outside `[0, 1]` or one that is not strictly
     /// below its predecessor.
     pub fn from_times(times: Vec<f64>) -> Result<Self, ScheduleError> {
-        ensure_count(times.len() >= 2, CONTEXT, "times.len()", times.len(), "at least 2")?;
+        ensure_size(times.len() >= 2, CONTEXT, "times.len()", times.len(), "at least 2")?;
         for (index, &value) in times.iter().enumerate() {
             let in_range = (0.0..=1.0).contains(&value);
             let decreasing = index == 0 || value < times[index - 1];
             if !(in_range && decreasing) {
-                return Err(ScheduleError::InvalidElement {
-                    context: CONTEXT,
-                    name: "times",
+                return Err(ScheduleError::Invalid(InvalidInput::element(
+                    CONTEXT,
+                    "times",
                     index,
                     value,
-                    expected: "a value in [0, 1] strictly below the previous time",
-                });
+                    "a value in [0, 1] strictly below the previous time",
+                )));
             }
         }
         Ok(Self { times })
@@ -89,6 +90,7 @@ impl TimeGrid {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::InvalidInput;
 
     #[test]
     fn uniform_grid_is_mdlm_linspace() {
@@ -117,24 +119,30 @@ mod tests {
 
     #[test]
     fn rejects_bad_grids() {
-        assert!(matches!(TimeGrid::uniform(0, 0.0), Err(ScheduleError::InvalidCount { .. })));
+        assert!(matches!(
+            TimeGrid::uniform(0, 0.0),
+            Err(ScheduleError::Invalid(InvalidInput { .. }))
+        ));
         assert!(matches!(
             TimeGrid::uniform(10, 1.0),
-            Err(ScheduleError::InvalidParameter { name: "t_min", .. })
+            Err(ScheduleError::Invalid(InvalidInput { name: "t_min", .. }))
         ));
         assert!(matches!(
             TimeGrid::uniform(10, f64::NAN),
-            Err(ScheduleError::InvalidParameter { name: "t_min", .. })
+            Err(ScheduleError::Invalid(InvalidInput { name: "t_min", .. }))
         ));
         assert!(matches!(
             TimeGrid::from_times(vec![1.0, 0.5, 0.5]),
-            Err(ScheduleError::InvalidElement { index: 2, .. })
+            Err(ScheduleError::Invalid(InvalidInput { index: Some(2), .. }))
         ));
         assert!(matches!(
             TimeGrid::from_times(vec![1.5, 0.5]),
-            Err(ScheduleError::InvalidElement { index: 0, .. })
+            Err(ScheduleError::Invalid(InvalidInput { index: Some(0), .. }))
         ));
-        assert!(matches!(TimeGrid::from_times(vec![1.0]), Err(ScheduleError::InvalidCount { .. })));
+        assert!(matches!(
+            TimeGrid::from_times(vec![1.0]),
+            Err(ScheduleError::Invalid(InvalidInput { .. }))
+        ));
         assert!(serde_json::from_str::<TimeGrid>("[1.0, 0.2, 0.4]").is_err());
     }
 }

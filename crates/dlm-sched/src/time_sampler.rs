@@ -3,7 +3,8 @@
 use rand::{Rng, RngExt};
 use serde::{Deserialize, Serialize};
 
-use crate::error::{ScheduleError, ensure};
+use crate::InvalidInput;
+use crate::error::{ScheduleError, ensure_value};
 
 const CONTEXT: &str = "time sampler";
 
@@ -51,17 +52,17 @@ impl TimeSampler {
     /// Times uniform on `[low, high]`.
     ///
     /// # Errors
-    /// [`ScheduleError::InvalidParameter`] unless `0 ≤ low ≤ high ≤ 1`.
+    /// [`ScheduleError::Invalid`] unless `0 ≤ low ≤ high ≤ 1`.
     pub fn new(low: f64, high: f64, stratification: Stratification) -> Result<Self, ScheduleError> {
-        ensure((0.0..=1.0).contains(&low), CONTEXT, "low", low, "a value in [0, 1]")?;
-        ensure((low..=1.0).contains(&high), CONTEXT, "high", high, "a value in [low, 1]")?;
+        ensure_value((0.0..=1.0).contains(&low), CONTEXT, "low", low, "a value in [0, 1]")?;
+        ensure_value((low..=1.0).contains(&high), CONTEXT, "high", high, "a value in [low, 1]")?;
         Ok(Self { low, high, stratification })
     }
 
     /// Independent `t ~ U[t_min, 1]` (SEDD's sampler, `t_min = 1e-3`).
     ///
     /// # Errors
-    /// [`ScheduleError::InvalidParameter`] unless `0 ≤ t_min ≤ 1`.
+    /// [`ScheduleError::Invalid`] unless `0 ≤ t_min ≤ 1`.
     pub fn uniform(t_min: f64) -> Result<Self, ScheduleError> {
         Self::new(t_min, 1.0, Stratification::Independent)
     }
@@ -69,7 +70,7 @@ impl TimeSampler {
     /// Stratified `t` on `[t_min, 1]`: MDLM's default (`t_min = 1e-3`).
     ///
     /// # Errors
-    /// [`ScheduleError::InvalidParameter`] unless `0 ≤ t_min ≤ 1`.
+    /// [`ScheduleError::Invalid`] unless `0 ≤ t_min ≤ 1`.
     pub fn antithetic(t_min: f64) -> Result<Self, ScheduleError> {
         Self::new(t_min, 1.0, Stratification::Antithetic)
     }
@@ -80,10 +81,16 @@ impl TimeSampler {
     /// `U[ε, 1]`. `β = ω = 1` is BD3LM's full masking for block size 1.
     ///
     /// # Errors
-    /// [`ScheduleError::InvalidParameter`] unless `0 ≤ β ≤ ω ≤ 1`.
+    /// [`ScheduleError::Invalid`] unless `0 ≤ β ≤ ω ≤ 1`.
     pub fn clipped(beta: f64, omega: f64) -> Result<Self, ScheduleError> {
-        ensure((0.0..=1.0).contains(&beta), CONTEXT, "beta", beta, "a value in [0, 1]")?;
-        ensure((beta..=1.0).contains(&omega), CONTEXT, "omega", omega, "a value in [beta, 1]")?;
+        ensure_value((0.0..=1.0).contains(&beta), CONTEXT, "beta", beta, "a value in [0, 1]")?;
+        ensure_value(
+            (beta..=1.0).contains(&omega),
+            CONTEXT,
+            "omega",
+            omega,
+            "a value in [beta, 1]",
+        )?;
         Self::new(beta, omega, Stratification::Antithetic)
     }
 
@@ -106,7 +113,7 @@ impl TimeSampler {
     /// `v_i = (i + u_i)/n` (stratified), then `t_i = low + (high − low)·v_i`.
     ///
     /// # Errors
-    /// [`ScheduleError::InvalidElement`] for a `u_i` outside `[0, 1)`.
+    /// [`ScheduleError::Invalid`] for a `u_i` outside `[0, 1)`.
     pub fn times_from_uniforms(&self, uniforms: &[f64]) -> Result<Vec<f64>, ScheduleError> {
         let n = uniforms.len() as f64;
         uniforms
@@ -114,13 +121,13 @@ impl TimeSampler {
             .enumerate()
             .map(|(i, &u)| {
                 if !(0.0..1.0).contains(&u) {
-                    return Err(ScheduleError::InvalidElement {
-                        context: CONTEXT,
-                        name: "uniforms",
-                        index: i,
-                        value: u,
-                        expected: "a value in [0, 1)",
-                    });
+                    return Err(ScheduleError::Invalid(InvalidInput::element(
+                        CONTEXT,
+                        "uniforms",
+                        i,
+                        u,
+                        "a value in [0, 1)",
+                    )));
                 }
                 let v = match self.stratification {
                     Stratification::Independent => u,
@@ -162,6 +169,7 @@ mod tests {
     use rand::rngs::StdRng;
 
     use super::*;
+    use crate::InvalidInput;
 
     #[test]
     fn stratified_steps_cover_every_step_evenly() {
@@ -237,24 +245,24 @@ mod tests {
     fn rejects_bad_ranges_and_uniforms() {
         assert!(matches!(
             TimeSampler::clipped(0.8, 0.3),
-            Err(ScheduleError::InvalidParameter { name: "omega", .. })
+            Err(ScheduleError::Invalid(InvalidInput { name: "omega", .. }))
         ));
         assert!(matches!(
             TimeSampler::clipped(-0.1, 0.3),
-            Err(ScheduleError::InvalidParameter { name: "beta", .. })
+            Err(ScheduleError::Invalid(InvalidInput { name: "beta", .. }))
         ));
         assert!(matches!(
             TimeSampler::uniform(f64::NAN),
-            Err(ScheduleError::InvalidParameter { name: "low", .. })
+            Err(ScheduleError::Invalid(InvalidInput { name: "low", .. }))
         ));
         assert!(matches!(
             TimeSampler::new(0.1, 1.5, Stratification::Independent),
-            Err(ScheduleError::InvalidParameter { name: "high", .. })
+            Err(ScheduleError::Invalid(InvalidInput { name: "high", .. }))
         ));
         let s = TimeSampler::uniform(0.0).unwrap();
         assert!(matches!(
             s.times_from_uniforms(&[0.2, 1.0]),
-            Err(ScheduleError::InvalidElement { index: 1, .. })
+            Err(ScheduleError::Invalid(InvalidInput { index: Some(1), .. }))
         ));
     }
 }

@@ -127,7 +127,7 @@ impl BlockSampler {
     /// Decodes each block with `inner`; `mask_id` is the model's mask token.
     ///
     /// # Errors
-    /// [`BlockError::InvalidSize`] if `block_size == 0`.
+    /// [`BlockError::Invalid`] if `block_size == 0`.
     pub fn new(inner: MaskedSampler, block_size: usize, mask_id: u32) -> Result<Self, BlockError> {
         ensure_size(block_size > 0, "block sampler", "block_size", block_size, "at least 1")?;
         Ok(Self { inner, block_size, mask_id })
@@ -141,7 +141,7 @@ impl BlockSampler {
     /// `Recomputed` prefixes, which compute the same logits.
     ///
     /// # Errors
-    /// [`BlockError::InvalidSize`] for a prompt that is not a multiple of the block size, a
+    /// [`BlockError::Invalid`] for a prompt that is not a multiple of the block size, a
     /// window that is not a positive multiple of it, or `max_blocks == 0`;
     /// [`BlockError::TimeConditionedModel`] for a time-conditioned model.
     #[allow(clippy::too_many_arguments)]

@@ -27,7 +27,7 @@ impl Bd3lmMask {
     /// The mask of sequences of `seq_len` in blocks of `block_size`.
     ///
     /// # Errors
-    /// [`BlockError::InvalidSize`] if `block_size` is 0 or does not divide `seq_len`.
+    /// [`BlockError::Invalid`] if `block_size` is 0 or does not divide `seq_len`.
     pub fn new(block_size: usize, seq_len: usize) -> Result<Self, BlockError> {
         ensure_size(
             block_size > 0 && seq_len > 0 && seq_len.is_multiple_of(block_size),

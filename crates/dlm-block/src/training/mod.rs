@@ -12,6 +12,7 @@ use rand::seq::SliceRandom;
 use rand::{RngExt, SeedableRng};
 
 use crate::error::{BlockError, ensure_size};
+use dlm_sched::InvalidInput;
 
 mod mask;
 
@@ -41,7 +42,7 @@ impl<S: NoiseSchedule> Bd3lm<S> {
     /// BD3LM with blocks of `block_size`.
     ///
     /// # Errors
-    /// [`BlockError::InvalidSize`] if `block_size == 0`.
+    /// [`BlockError::Invalid`] if `block_size == 0`.
     pub fn new(
         schedule: S,
         mask_id: u32,
@@ -69,19 +70,25 @@ impl<S: NoiseSchedule> Bd3lm<S> {
     /// the model reads no time.
     ///
     /// # Errors
-    /// [`BlockError::InvalidSize`] or [`BlockError::TimeConditionedModel`].
+    /// [`BlockError::Invalid`] or [`BlockError::TimeConditionedModel`].
     pub fn check(&self, model: &Denoiser, seq_len: usize) -> Result<(), BlockError> {
+        self.check_blocks(seq_len)?;
+        if model.is_time_conditioned() {
+            return Err(BlockError::TimeConditionedModel { what: "BD3LM training" });
+        }
+        Ok(())
+    }
+
+    /// Sequences of `seq_len` cut into whole blocks (one check for the trainer and for
+    /// [`Bd3lm::check`]).
+    fn check_blocks(&self, seq_len: usize) -> Result<(), InvalidInput> {
         ensure_size(
             seq_len > 0 && seq_len.is_multiple_of(self.block_size),
             "BD3LM",
             "seq_len",
             seq_len,
             format!("a multiple of block_size = {}", self.block_size),
-        )?;
-        if model.is_time_conditioned() {
-            return Err(BlockError::TimeConditionedModel { what: "BD3LM training" });
-        }
-        Ok(())
+        )
     }
 
     /// The summed loss at given block times (`block_times[b·n_blocks + j]` for block `j` of
@@ -228,16 +235,7 @@ pub struct ClipCandidate {
 
 impl<S: NoiseSchedule> Objective<Denoiser> for Bd3lm<S> {
     fn check_seq_len(&self, seq_len: usize) -> Result<(), dlm_core::CoreError> {
-        if seq_len > 0 && seq_len.is_multiple_of(self.block_size) {
-            Ok(())
-        } else {
-            Err(dlm_core::CoreError::InvalidSize {
-                context: "BD3LM",
-                name: "seq_len",
-                value: seq_len,
-                expected: format!("a multiple of block_size = {}", self.block_size),
-            })
-        }
+        Ok(self.check_blocks(seq_len)?)
     }
 
     /// # Panics

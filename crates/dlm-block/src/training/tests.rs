@@ -8,6 +8,7 @@ use dlm_discrete::subs_log_probs;
 use dlm_sched::{LogLinear, Polynomial};
 
 use super::*;
+use dlm_sched::InvalidInput;
 
 const VOCAB: usize = 11;
 const MASK: u32 = 3;
@@ -153,7 +154,7 @@ fn block_sizes_must_divide_and_models_must_not_read_time() {
     let model = model(&device);
     assert!(matches!(
         objective.check(&model, 8),
-        Err(BlockError::InvalidSize { name: "seq_len", .. })
+        Err(BlockError::Invalid(InvalidInput { name: "seq_len", .. }))
     ));
     assert!(objective.check(&model, 9).is_ok());
     assert!(Objective::<Denoiser>::check_seq_len(&objective, 8).is_err());

@@ -136,15 +136,15 @@ impl DenoiserConfig {
     /// Checks that sequences of `seq_len` fit the context the model is configured for.
     ///
     /// # Errors
-    /// [`CoreError::InvalidSize`] if `seq_len` is 0 or exceeds `max_seq_len`.
+    /// [`CoreError::Invalid`] if `seq_len` is 0 or exceeds `max_seq_len`.
     pub fn check_seq_len(&self, seq_len: usize) -> Result<(), CoreError> {
-        ensure_size(
+        Ok(ensure_size(
             seq_len > 0 && seq_len <= self.max_seq_len,
             "data",
             "seq_len",
             seq_len,
             format!("between 1 and the model's max_seq_len = {}", self.max_seq_len),
-        )
+        )?)
     }
 
     /// Builds the model on `device`.

@@ -68,7 +68,7 @@ impl AttentionMask {
     /// [`AttentionMask::BlockCausal`], validated.
     ///
     /// # Errors
-    /// [`CoreError::InvalidSize`] if `block_size == 0`.
+    /// [`CoreError::Invalid`] if `block_size == 0`.
     pub fn block_causal(block_size: usize) -> Result<Self, CoreError> {
         ensure_size(block_size > 0, "attention mask", "block_size", block_size, "at least 1")?;
         Ok(Self::BlockCausal { block_size })

@@ -77,9 +77,9 @@ impl BertConfig {
     /// Checks the sizes and that the activation and position embeddings are supported.
     ///
     /// # Errors
-    /// [`CoreError::InvalidSize`] for a zero size or heads that do not divide the hidden size;
+    /// [`CoreError::Invalid`] for a zero size or heads that do not divide the hidden size;
     /// [`CoreError::Unsupported`] for another activation or position embedding type;
-    /// [`CoreError::InvalidValue`] for a non-positive `layer_norm_eps`.
+    /// [`CoreError::Invalid`] for a non-positive `layer_norm_eps`.
     pub fn validate(&self) -> Result<(), CoreError> {
         for (name, value) in [
             ("vocab_size", self.vocab_size),

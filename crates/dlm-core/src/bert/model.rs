@@ -9,6 +9,7 @@ use burn::tensor::{Bool, Device, Int, Tensor};
 
 use super::config::BertConfig;
 use crate::error::CoreError;
+use dlm_sched::InvalidInput;
 
 /// Word, position and token-type embeddings, summed and normalised (Devlin et al. 2019, §3.2).
 #[derive(Module, Debug)]
@@ -200,7 +201,7 @@ impl BertMlm {
     /// of the true tokens there (one forward pass, softmax over the whole vocabulary).
     ///
     /// # Errors
-    /// [`CoreError::InvalidSize`] for a token or `mask` ≥ V, a position outside the sequence or
+    /// [`CoreError::Invalid`] for a token or `mask` ≥ V, a position outside the sequence or
     /// a sequence longer than the model's positions.
     pub fn masked_scores(
         &self,
@@ -218,20 +219,20 @@ impl BertMlm {
             format!("at most {} (max_position_embeddings)", self.max_positions),
         )?;
         if let Some(&bad) = tokens.iter().chain([&mask]).find(|&&t| t as usize >= self.vocab_size) {
-            return Err(CoreError::InvalidSize {
-                context: "masked scoring",
-                name: "token id",
-                value: bad as usize,
-                expected: format!("below vocab_size = {}", self.vocab_size),
-            });
+            return Err(CoreError::Invalid(InvalidInput::size(
+                "masked scoring",
+                "token id",
+                bad as usize,
+                format!("below vocab_size = {}", self.vocab_size),
+            )));
         }
         if let Some(&p) = positions.iter().find(|&&p| p >= n) {
-            return Err(CoreError::InvalidSize {
-                context: "masked scoring",
-                name: "positions",
-                value: p,
-                expected: format!("below the sequence length {n}"),
-            });
+            return Err(CoreError::Invalid(InvalidInput::size(
+                "masked scoring",
+                "positions",
+                p,
+                format!("below the sequence length {n}"),
+            )));
         }
         let mut masked: Vec<i64> = tokens.iter().map(|&t| t as i64).collect();
         for &p in positions {

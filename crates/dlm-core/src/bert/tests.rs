@@ -11,6 +11,7 @@ use super::import::expected_tensors;
 use super::*;
 use crate::CoreError;
 use crate::testing::randomised;
+use dlm_sched::InvalidInput;
 
 fn config(tied: bool) -> BertConfig {
     BertConfig {
@@ -156,7 +157,7 @@ fn configs_are_read_from_hugging_face_json_and_validated() {
     let bad_heads = BertConfig { num_attention_heads: 3, ..config.clone() };
     assert!(matches!(
         bad_heads.validate(),
-        Err(CoreError::InvalidSize { name: "hidden_size", .. })
+        Err(CoreError::Invalid(InvalidInput { name: "hidden_size", .. }))
     ));
     let relu = BertConfig { hidden_act: "relu".into(), ..config };
     assert!(matches!(relu.validate(), Err(CoreError::Unsupported { name: "hidden_act", .. })));
@@ -204,7 +205,7 @@ fn masked_scores_follow_the_softmax_and_reject_bad_input() {
     let bad = |tokens: &[u32], positions: &[usize], mask| {
         matches!(
             model.masked_scores(tokens, positions, mask, &device),
-            Err(CoreError::InvalidSize { .. })
+            Err(CoreError::Invalid(InvalidInput { .. }))
         )
     };
     assert!(bad(&sequence, &[6], mask), "position past the end");

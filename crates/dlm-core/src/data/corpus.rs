@@ -136,7 +136,7 @@ pub struct CorpusSplits {
 /// training set.
 ///
 /// # Errors
-/// [`CoreError::InvalidValue`] for fractions outside `(0, 0.5)`; [`CoreError::InvalidSize`] if
+/// [`CoreError::Invalid`] for fractions outside `(0, 0.5)`, or if
 /// a split would be empty or the corpus is shorter than one sequence.
 pub fn split_corpus(
     documents: &[Vec<u32>],

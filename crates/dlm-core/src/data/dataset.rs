@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{CoreError, ensure_size};
 use crate::tokenizer::SpecialTokens;
+use dlm_sched::InvalidInput;
 
 const CONTEXT: &str = "sequence dataset";
 
@@ -23,7 +24,7 @@ impl SequenceDataset {
     /// Wraps row-major `tokens` as sequences of `seq_len`.
     ///
     /// # Errors
-    /// [`CoreError::InvalidSize`] if `seq_len == 0`, the data is empty, its length is not a
+    /// [`CoreError::Invalid`] if `seq_len == 0`, the data is empty, its length is not a
     /// multiple of `seq_len`, or a token id is `≥ vocab_size` (the error names the first one).
     pub fn new(seq_len: usize, vocab_size: usize, tokens: Vec<u32>) -> Result<Self, CoreError> {
         ensure_size(seq_len > 0, CONTEXT, "seq_len", seq_len, "at least 1")?;
@@ -36,12 +37,12 @@ impl SequenceDataset {
             format!("a multiple of seq_len = {seq_len}"),
         )?;
         if let Some(&bad) = tokens.iter().find(|&&t| t as usize >= vocab_size) {
-            return Err(CoreError::InvalidSize {
-                context: CONTEXT,
-                name: "token id",
-                value: bad as usize,
-                expected: format!("below vocab_size = {vocab_size}"),
-            });
+            return Err(CoreError::Invalid(InvalidInput::size(
+                CONTEXT,
+                "token id",
+                bad as usize,
+                format!("below vocab_size = {vocab_size}"),
+            )));
         }
         Ok(Self { seq_len, vocab_size, tokens })
     }
@@ -106,7 +107,7 @@ impl SequenceDataset {
     /// valid, test); the last part takes the rest.
     ///
     /// # Errors
-    /// [`CoreError::InvalidSize`] if the sizes leave a part empty.
+    /// [`CoreError::Invalid`] if the sizes leave a part empty.
     pub fn split(&self, sizes: &[usize]) -> Result<Vec<SequenceDataset>, CoreError> {
         let mut parts = Vec::with_capacity(sizes.len() + 1);
         let mut start = 0;
@@ -188,7 +189,7 @@ impl BatchCursor {
     /// A cursor at the start of epoch 0.
     ///
     /// # Errors
-    /// [`CoreError::InvalidSize`] if `batch_size == 0`.
+    /// [`CoreError::Invalid`] if `batch_size == 0`.
     pub fn new(seed: u64, batch_size: usize) -> Result<Self, CoreError> {
         ensure_size(batch_size > 0, "batch cursor", "batch_size", batch_size, "at least 1")?;
         Ok(Self { seed, batch_size, epoch: 0, batch_in_epoch: 0 })
@@ -197,7 +198,7 @@ impl BatchCursor {
     /// The indices of the next batch, advancing the cursor.
     ///
     /// # Errors
-    /// [`CoreError::InvalidSize`] if the dataset has fewer sequences than one batch.
+    /// [`CoreError::Invalid`] if the dataset has fewer sequences than one batch.
     pub fn next_batch(&mut self, dataset: &SequenceDataset) -> Result<Vec<usize>, CoreError> {
         let batches_per_epoch = dataset.len() / self.batch_size;
         ensure_size(
@@ -226,7 +227,7 @@ impl BatchCursor {
 /// the incomplete tail is dropped.
 ///
 /// # Errors
-/// [`CoreError::InvalidSize`] if the documents do not fill one sequence, or as
+/// [`CoreError::Invalid`] if the documents do not fill one sequence, or as
 /// [`SequenceDataset::new`].
 pub fn wrap_documents(
     documents: &[Vec<u32>],
@@ -255,7 +256,7 @@ pub fn wrap_documents(
 /// `[PAD]` (MDLM's LM1B setting).
 ///
 /// # Errors
-/// [`CoreError::InvalidSize`] if there is no document, or as [`SequenceDataset::new`].
+/// [`CoreError::Invalid`] if there is no document, or as [`SequenceDataset::new`].
 pub fn pad_documents(
     documents: &[Vec<u32>],
     seq_len: usize,

@@ -6,6 +6,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{CoreError, ensure_size};
 use crate::tokenizer::SpecialTokens;
+use dlm_sched::InvalidInput;
 
 mod posterior;
 
@@ -55,7 +56,7 @@ impl MarkovSource {
     /// Builds the chain.
     ///
     /// # Errors
-    /// [`CoreError::InvalidSize`] for `V < 2`, `k = 0`, `b ∉ [1, V]` or `V^k > 2²⁰`.
+    /// [`CoreError::Invalid`] for `V < 2`, `k = 0`, `b ∉ [1, V]` or `V^k > 2²⁰`.
     pub fn new(config: MarkovSourceConfig) -> Result<Self, CoreError> {
         let MarkovSourceConfig { n_symbols, order, branching, seed } = config;
         ensure_size(n_symbols >= 2, CONTEXT, "n_symbols", n_symbols, "at least 2")?;
@@ -70,11 +71,13 @@ impl MarkovSource {
         let n_contexts = n_symbols
             .checked_pow(order as u32)
             .filter(|&n| n <= MAX_CONTEXTS)
-            .ok_or_else(|| CoreError::InvalidSize {
-                context: CONTEXT,
-                name: "order",
-                value: order,
-                expected: format!("n_symbols^order <= {MAX_CONTEXTS} contexts"),
+            .ok_or_else(|| {
+                CoreError::Invalid(InvalidInput::size(
+                    CONTEXT,
+                    "order",
+                    order,
+                    format!("n_symbols^order <= {MAX_CONTEXTS} contexts"),
+                ))
             })?;
         let cycle = de_bruijn_successors(n_symbols, order);
         debug_assert_eq!(cycle.len(), n_contexts);
@@ -551,10 +554,25 @@ mod tests {
         let bad = |n_symbols, order, branching| {
             MarkovSource::new(MarkovSourceConfig { n_symbols, order, branching, seed: 0 })
         };
-        assert!(matches!(bad(1, 1, 1), Err(CoreError::InvalidSize { name: "n_symbols", .. })));
-        assert!(matches!(bad(4, 0, 2), Err(CoreError::InvalidSize { name: "order", .. })));
-        assert!(matches!(bad(4, 1, 5), Err(CoreError::InvalidSize { name: "branching", .. })));
-        assert!(matches!(bad(4, 1, 0), Err(CoreError::InvalidSize { name: "branching", .. })));
-        assert!(matches!(bad(64, 4, 2), Err(CoreError::InvalidSize { name: "order", .. })));
+        assert!(matches!(
+            bad(1, 1, 1),
+            Err(CoreError::Invalid(InvalidInput { name: "n_symbols", .. }))
+        ));
+        assert!(matches!(
+            bad(4, 0, 2),
+            Err(CoreError::Invalid(InvalidInput { name: "order", .. }))
+        ));
+        assert!(matches!(
+            bad(4, 1, 5),
+            Err(CoreError::Invalid(InvalidInput { name: "branching", .. }))
+        ));
+        assert!(matches!(
+            bad(4, 1, 0),
+            Err(CoreError::Invalid(InvalidInput { name: "branching", .. }))
+        ));
+        assert!(matches!(
+            bad(64, 4, 2),
+            Err(CoreError::Invalid(InvalidInput { name: "order", .. }))
+        ));
     }
 }

@@ -58,7 +58,7 @@ impl PairsTask {
     /// Draws the list of valid pairs.
     ///
     /// # Errors
-    /// [`CoreError::InvalidSize`] for an odd `V` or `V < 2`, or `P ∉ [1, (V/2)²]`.
+    /// [`CoreError::Invalid`] for an odd `V` or `V < 2`, or `P ∉ [1, (V/2)²]`.
     pub fn new(config: PairsTaskConfig) -> Result<Self, CoreError> {
         let PairsTaskConfig { n_symbols, n_pairs, seed } = config;
         ensure_size(
@@ -161,6 +161,7 @@ impl PairsTask {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use dlm_sched::InvalidInput;
 
     #[test]
     fn samples_are_valid_and_shuffled_samples_are_not() {
@@ -199,9 +200,15 @@ mod tests {
     fn rejects_bad_parameters() {
         let bad =
             |n_symbols, n_pairs| PairsTask::new(PairsTaskConfig { n_symbols, n_pairs, seed: 0 });
-        assert!(matches!(bad(1, 1), Err(CoreError::InvalidSize { name: "n_symbols", .. })));
-        assert!(matches!(bad(5, 1), Err(CoreError::InvalidSize { name: "n_symbols", .. })));
-        assert!(matches!(bad(4, 0), Err(CoreError::InvalidSize { name: "n_pairs", .. })));
-        assert!(matches!(bad(4, 5), Err(CoreError::InvalidSize { name: "n_pairs", .. })));
+        assert!(matches!(
+            bad(1, 1),
+            Err(CoreError::Invalid(InvalidInput { name: "n_symbols", .. }))
+        ));
+        assert!(matches!(
+            bad(5, 1),
+            Err(CoreError::Invalid(InvalidInput { name: "n_symbols", .. }))
+        ));
+        assert!(matches!(bad(4, 0), Err(CoreError::Invalid(InvalidInput { name: "n_pairs", .. }))));
+        assert!(matches!(bad(4, 5), Err(CoreError::Invalid(InvalidInput { name: "n_pairs", .. }))));
     }
 }

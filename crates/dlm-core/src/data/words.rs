@@ -50,7 +50,7 @@ impl WordsTask {
     /// Draws the lexicon.
     ///
     /// # Errors
-    /// [`CoreError::InvalidSize`] for `W < 2`, `k < 2`, or more than 2¹⁶ symbols `W·k`.
+    /// [`CoreError::Invalid`] for `W < 2`, `k < 2`, or more than 2¹⁶ symbols `W·k`.
     pub fn new(config: WordsTaskConfig) -> Result<Self, CoreError> {
         let WordsTaskConfig { n_words, word_len, seed } = config;
         ensure_size(n_words >= 2, CONTEXT, "n_words", n_words, "at least 2")?;
@@ -152,6 +152,7 @@ impl WordsTask {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use dlm_sched::InvalidInput;
 
     fn task(n_words: usize, word_len: usize) -> WordsTask {
         WordsTask::new(WordsTaskConfig { n_words, word_len, seed: 3 }).unwrap()
@@ -213,8 +214,14 @@ mod tests {
     fn rejects_bad_parameters() {
         let bad =
             |n_words, word_len| WordsTask::new(WordsTaskConfig { n_words, word_len, seed: 0 });
-        assert!(matches!(bad(1, 4), Err(CoreError::InvalidSize { name: "n_words", .. })));
-        assert!(matches!(bad(4, 1), Err(CoreError::InvalidSize { name: "word_len", .. })));
-        assert!(matches!(bad(1 << 15, 4), Err(CoreError::InvalidSize { name: "n_words", .. })));
+        assert!(matches!(bad(1, 4), Err(CoreError::Invalid(InvalidInput { name: "n_words", .. }))));
+        assert!(matches!(
+            bad(4, 1),
+            Err(CoreError::Invalid(InvalidInput { name: "word_len", .. }))
+        ));
+        assert!(matches!(
+            bad(1 << 15, 4),
+            Err(CoreError::Invalid(InvalidInput { name: "n_words", .. }))
+        ));
     }
 }

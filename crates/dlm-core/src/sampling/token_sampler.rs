@@ -57,7 +57,7 @@ impl TokenSampler {
     /// Sampling at `temperature` (`0` = greedy, `1` = the model's distribution).
     ///
     /// # Errors
-    /// [`CoreError::InvalidValue`] unless `temperature` is finite and `≥ 0`.
+    /// [`CoreError::Invalid`] unless `temperature` is finite and `≥ 0`.
     pub fn new(temperature: f64) -> Result<Self, CoreError> {
         ensure_value(
             temperature.is_finite() && temperature >= 0.0,
@@ -72,7 +72,7 @@ impl TokenSampler {
     /// Restricts sampling to the `k` most probable tokens.
     ///
     /// # Errors
-    /// [`CoreError::InvalidSize`] if `k == 0`.
+    /// [`CoreError::Invalid`] if `k == 0`.
     pub fn with_top_k(self, k: usize) -> Result<Self, CoreError> {
         ensure_size(k > 0, CONTEXT, "top_k", k, "at least 1")?;
         Ok(Self { top_k: Some(k), ..self })
@@ -81,7 +81,7 @@ impl TokenSampler {
     /// Restricts sampling to the nucleus of probability `p`.
     ///
     /// # Errors
-    /// [`CoreError::InvalidValue`] unless `0 < p ≤ 1`.
+    /// [`CoreError::Invalid`] unless `0 < p ≤ 1`.
     pub fn with_top_p(self, p: f64) -> Result<Self, CoreError> {
         ensure_value(p > 0.0 && p <= 1.0, CONTEXT, "top_p", p, "a value in (0, 1]")?;
         Ok(Self { top_p: Some(p), ..self })
@@ -168,6 +168,7 @@ mod tests {
 
     use super::*;
     use crate::sampling::gumbel_from_uniforms;
+    use dlm_sched::InvalidInput;
 
     /// `rows` copies of the same logits, as `[1, rows, vocab]`.
     fn repeated(logits: &[f32], rows: usize, device: &Device) -> Tensor<3> {
@@ -251,23 +252,23 @@ mod tests {
     fn rejects_bad_settings() {
         assert!(matches!(
             TokenSampler::new(-1.0),
-            Err(CoreError::InvalidValue { name: "temperature", .. })
+            Err(CoreError::Invalid(InvalidInput { name: "temperature", .. }))
         ));
         assert!(matches!(
             TokenSampler::new(f64::NAN),
-            Err(CoreError::InvalidValue { name: "temperature", .. })
+            Err(CoreError::Invalid(InvalidInput { name: "temperature", .. }))
         ));
         assert!(matches!(
             TokenSampler::greedy().with_top_k(0),
-            Err(CoreError::InvalidSize { name: "top_k", .. })
+            Err(CoreError::Invalid(InvalidInput { name: "top_k", .. }))
         ));
         assert!(matches!(
             TokenSampler::greedy().with_top_p(0.0),
-            Err(CoreError::InvalidValue { name: "top_p", .. })
+            Err(CoreError::Invalid(InvalidInput { name: "top_p", .. }))
         ));
         assert!(matches!(
             TokenSampler::greedy().with_top_p(1.5),
-            Err(CoreError::InvalidValue { name: "top_p", .. })
+            Err(CoreError::Invalid(InvalidInput { name: "top_p", .. }))
         ));
         // Configs go through the same checks.
         let ok: TokenSampler =

@@ -107,7 +107,7 @@ impl HfTokenizer {
     /// text files, with the project's special tokens reserved as ids `0..4`.
     ///
     /// # Errors
-    /// [`CoreError::InvalidSize`] if `vocab_size` cannot hold the byte alphabet and the special
+    /// [`CoreError::Invalid`] if `vocab_size` cannot hold the byte alphabet and the special
     /// tokens, [`CoreError::Io`] for a missing file, [`CoreError::Tokenizer`] if training fails.
     pub fn train_bpe(files: &[PathBuf], vocab_size: usize) -> Result<Self, CoreError> {
         let minimum = 256 + SpecialTokens::COUNT as usize;
@@ -181,6 +181,7 @@ impl HfTokenizer {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use dlm_sched::InvalidInput;
 
     fn corpus(name: &str) -> PathBuf {
         let dir = std::env::temp_dir().join(format!("dlm-tokenizer-{}-{name}", std::process::id()));
@@ -219,7 +220,7 @@ mod tests {
         assert!(matches!(HfTokenizer::load(&garbage), Err(CoreError::Tokenizer { .. })));
         assert!(matches!(
             HfTokenizer::train_bpe(&[corpus("small")], 100),
-            Err(CoreError::InvalidSize { name: "vocab_size", .. })
+            Err(CoreError::Invalid(InvalidInput { name: "vocab_size", .. }))
         ));
         assert!(matches!(HfTokenizer::train_bpe(&[missing], 300), Err(CoreError::Io { .. })));
     }

@@ -26,7 +26,7 @@ pub trait Objective<M> {
     /// batch, so [`Objective::loss`] may assume it.
     ///
     /// # Errors
-    /// [`CoreError::InvalidSize`] naming the constraint.
+    /// [`CoreError::Invalid`] naming the constraint.
     fn check_seq_len(&self, seq_len: usize) -> Result<(), CoreError> {
         let _ = seq_len;
         Ok(())

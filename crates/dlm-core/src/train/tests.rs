@@ -9,6 +9,7 @@ use crate::ar::ArObjective;
 use crate::backbone::{Denoiser, DenoiserConfig, DenoiserIo};
 use crate::data::SequenceDataset;
 use crate::error::CoreError;
+use dlm_sched::InvalidInput;
 
 fn model_config() -> DenoiserConfig {
     DenoiserConfig::new(DenoiserIo::Tokens { vocab_size: 12, tie_embeddings: false }, 16)
@@ -202,7 +203,7 @@ fn bad_settings_are_rejected() {
     let device = Device::flex().autodiff();
     let objective = ArObjective::default();
     let mut trainer = Trainer::new(TrainConfig::new(1, 64), model(&device), objective).unwrap();
-    assert!(matches!(trainer.step(&data(8, 5)), Err(CoreError::InvalidSize { .. })));
+    assert!(matches!(trainer.step(&data(8, 5)), Err(CoreError::Invalid(InvalidInput { .. }))));
     let late = ArObjective::default().with_first_target(12);
     let mut trainer = Trainer::new(TrainConfig::new(3, 4), model(&device), late).unwrap();
     let err = trainer.step(&data(8, 5)).unwrap_err().to_string();

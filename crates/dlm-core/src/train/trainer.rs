@@ -188,7 +188,7 @@ impl<M: Module, O: Objective<M>> Trainer<M, O> {
     /// tokens.
     ///
     /// # Errors
-    /// [`CoreError::InvalidSize`] if `train` has fewer sequences than one batch, sequences the
+    /// [`CoreError::Invalid`] if `train` has fewer sequences than one batch, sequences the
     /// objective cannot score, or another number of sequences than the run was started on (the
     /// batch order depends on it).
     pub fn step(&mut self, train: &SequenceDataset) -> Result<StepReport, CoreError>

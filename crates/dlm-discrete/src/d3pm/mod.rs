@@ -53,8 +53,8 @@ impl D3pm {
     /// `0` for the pure variational bound).
     ///
     /// # Errors
-    /// [`DiscreteError::InvalidSize`] for `V < 2` or a mask id outside the vocabulary;
-    /// [`DiscreteError::InvalidValue`] for a negative or non-finite `λ`.
+    /// [`DiscreteError::Invalid`] for `V < 2` or a mask id outside the vocabulary;
+    /// [`DiscreteError::Invalid`] for a negative or non-finite `λ`.
     pub fn new(
         transition: Transition,
         schedule: DiscreteSchedule,
@@ -253,7 +253,7 @@ impl D3pm {
     ///
     /// # Errors
     /// As [`evaluate_bound`] if `batch_size` or `time_samples` is 0;
-    /// [`DiscreteError::InvalidSize`] if `data` has another vocabulary than this D3PM.
+    /// [`DiscreteError::Invalid`] if `data` has another vocabulary than this D3PM.
     pub fn evaluate(
         &self,
         model: &Denoiser,
@@ -329,7 +329,7 @@ impl Objective<Denoiser> for D3pm {
 /// the frequencies.
 ///
 /// # Errors
-/// [`DiscreteError::InvalidSize`] for `steps == 0` or frequencies that are not a distribution
+/// [`DiscreteError::Invalid`] for `steps == 0` or frequencies that are not a distribution
 /// with positive entropy.
 pub fn mutual_information_schedule(
     transition: Transition,

@@ -91,7 +91,7 @@ impl MaskedSampler {
     /// A sampler with greedy proposals, over the whole sequence at once.
     ///
     /// # Errors
-    /// [`DiscreteError::InvalidSize`] if `steps == 0`.
+    /// [`DiscreteError::Invalid`] if `steps == 0`.
     pub fn new(unmasking: Unmasking, steps: usize) -> Result<Self, DiscreteError> {
         ensure_size(steps > 0, "masked sampler", "steps", steps, "at least 1")?;
         Ok(Self { proposal: TokenSampler::greedy(), unmasking, steps, block_length: None })
@@ -105,7 +105,7 @@ impl MaskedSampler {
     /// Semi-autoregressive decoding in blocks of `block_length` positions, left to right.
     ///
     /// # Errors
-    /// [`DiscreteError::InvalidSize`] if `block_length == 0`.
+    /// [`DiscreteError::Invalid`] if `block_length == 0`.
     pub fn with_block_length(self, block_length: usize) -> Result<Self, DiscreteError> {
         ensure_size(
             block_length > 0,

@@ -68,7 +68,7 @@ impl ReMdm {
     /// ReMDM on the model's `schedule`.
     ///
     /// # Errors
-    /// [`DiscreteError::InvalidValue`] for `η ∉ [0, 1]`, or a loop without
+    /// [`DiscreteError::Invalid`] for `η ∉ [0, 1]`, or a loop without
     /// `0 < t_off < t_on < 1` and `α_on ∈ (0, 1)`.
     pub fn new(schedule: ScheduleKind, strategy: ReMdmStrategy) -> Result<Self, DiscreteError> {
         const CONTEXT: &str = "ReMDM";

@@ -43,7 +43,7 @@ impl SamplerState {
     /// position is fixed.
     ///
     /// # Errors
-    /// [`DiscreteError::InvalidSize`] if no position is masked.
+    /// [`DiscreteError::Invalid`] if no position is masked.
     pub fn infill(tokens: Tensor<2, Int>, mask_id: u32) -> Result<Self, DiscreteError> {
         let fixed = tokens.clone().not_equal_elem(mask_id as i64);
         let free = fixed.clone().bool_not().int().sum().into_scalar::<i64>() as usize;

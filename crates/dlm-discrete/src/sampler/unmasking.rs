@@ -51,7 +51,7 @@ impl Unmasking {
     /// [`Unmasking::Threshold`], validated.
     ///
     /// # Errors
-    /// [`DiscreteError::InvalidValue`] unless `0 < τ ≤ 1`;
+    /// [`DiscreteError::Invalid`] unless `0 < τ ≤ 1`;
     /// [`DiscreteError::ConfidenceNotAProbability`] for [`Confidence::NegativeEntropy`].
     pub fn threshold(confidence: Confidence, tau: f64) -> Result<Self, DiscreteError> {
         ensure_probability(confidence, "threshold unmasking")?;
@@ -68,7 +68,7 @@ impl Unmasking {
     /// [`Unmasking::Factor`], validated.
     ///
     /// # Errors
-    /// [`DiscreteError::InvalidValue`] unless `f` is finite and `> 0`;
+    /// [`DiscreteError::Invalid`] unless `f` is finite and `> 0`;
     /// [`DiscreteError::ConfidenceNotAProbability`] for [`Confidence::NegativeEntropy`].
     pub fn factor(confidence: Confidence, factor: f64) -> Result<Self, DiscreteError> {
         ensure_probability(confidence, "factor unmasking")?;
