@@ -110,7 +110,7 @@ fn antiberty(c: &mut Criterion) {
         for (label, unmasking, steps) in &samplers {
             let sampler = MaskedSampler::new(unmasking.clone(), *steps).expect("valid sampler");
             let infill = || {
-                let state = SamplerState::infill(start.clone(), mask).expect("a masked loop");
+                let state = SamplerState::infill(&denoiser, start.clone()).expect("a masked loop");
                 let rng = &mut StdRng::seed_from_u64(0);
                 if matches!(unmasking, Unmasking::Ancestral { .. }) {
                     let cached = TimeAgnostic::new(denoiser.clone()).expect("time-agnostic");

@@ -19,7 +19,7 @@ use dlm::core::tokenizer::SpecialTokens;
 use dlm::core::train::{TrainConfig, Trainer};
 use dlm::device::{bench_backends, parse_device};
 use dlm::discrete::sampler::{MaskedSampler, SamplerState, Unmasking};
-use dlm::discrete::{MaskingProcess, Mdlm, Subs};
+use dlm::discrete::{MaskingProcess, Mdlm};
 use dlm::sched::LogLinear;
 use rand::SeedableRng;
 use rand::rngs::StdRng;
@@ -47,7 +47,7 @@ fn samplers(c: &mut Criterion) {
     let mut trainer = Trainer::new(
         TrainConfig::new(1500, 64).with_learning_rate(2e-3).with_warmup_steps(100),
         config.init(&train_device.autodiff()).expect("valid config"),
-        objective,
+        objective.clone(),
     )
     .expect("valid trainer");
     while !trainer.is_done() {
@@ -71,12 +71,12 @@ fn samplers(c: &mut Criterion) {
     for backend in bench_backends().expect("BURN_DEVICE names compiled backends") {
         let device = parse_device(&backend).expect("a compiled backend");
         let model = trained.clone().to_device(&device);
-        let subs = Subs { model: &model, mask_id };
+        let subs = objective.denoiser(&model);
         for (name, sampler) in
             [("one-token-per-step", &one_per_step), ("threshold-0.9", &threshold)]
         {
             let sampler = sampler.clone().with_proposal(proposal);
-            let state = || SamplerState::all_masked(BATCH, SEQ_LEN, mask_id, &device);
+            let state = || SamplerState::all_masked(&subs, BATCH, SEQ_LEN);
             let out = sampler.sample(&subs, state(), &mut StdRng::seed_from_u64(0));
             let (valid, total) = token_rows(out.tokens)
                 .iter()

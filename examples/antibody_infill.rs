@@ -78,7 +78,7 @@ fn decode(
             let log_probs =
                 denoiser.log_probs(state.tokens.clone(), Tensor::zeros([batch], &device));
             let argmax: Tensor<2, Int> = log_probs.argmax(2).reshape([batch, n]);
-            (state.tokens.clone().mask_where(state.is_masked(denoiser.mask_id()), argmax), 1)
+            (state.tokens.clone().mask_where(state.is_masked(denoiser), argmax), 1)
         }
         Decoder::Sampler { sampler, reuse: true } => {
             let cached = TimeAgnostic::new(denoiser.clone())?;
@@ -160,7 +160,7 @@ fn main() -> anyhow::Result<()> {
             let row = Tensor::<1, Int>::from_ints(masked.as_slice(), &device)
                 .reshape([1, ids.len()])
                 .expand([*batch, ids.len()]);
-            let state = SamplerState::infill(row, mask)?;
+            let state = SamplerState::infill(&denoiser, row)?;
             let outcome = decode(decoder, &denoiser, state, 7)?;
             let mut recovered = 0;
             let mut designs = Vec::new();
@@ -201,8 +201,8 @@ fn main() -> anyhow::Result<()> {
     start.extend(std::iter::repeat_n(i64::from(mask), args.length));
     start.push(i64::from(special.eos));
     let state = SamplerState::infill(
+        &denoiser,
         Tensor::<1, Int>::from_ints(start.as_slice(), &device).reshape([1, args.length + 2]),
-        mask,
     )?;
     let generator =
         Decoder::Sampler { sampler: MaskedSampler::new(top1, args.length)?, reuse: false };

@@ -28,7 +28,7 @@ use dlm::core::sampling::{Confidence, TokenSampler};
 use dlm::core::tokenizer::SpecialTokens;
 use dlm::core::train::{LrDecay, RunOptions, TrainConfig, Trainer, run};
 use dlm::discrete::sampler::{MaskedSampler, Unmasking};
-use dlm::discrete::{MaskingProcess, Mdlm, Subs};
+use dlm::discrete::{MaskingProcess, Mdlm};
 use dlm::sched::LogLinear;
 use rand::SeedableRng;
 use rand::rngs::StdRng;
@@ -196,7 +196,7 @@ fn fast_dllm(args: &Args, device: &Device) -> anyhow::Result<serde_json::Value> 
     }
     let model: Denoiser = model.ok_or_else(|| anyhow::anyhow!("--stages is empty"))?;
     let valid = SequenceDataset::generate(16, GEN_LEN, vocab, 2, sample)?;
-    let nelbo = objective.evaluate(&Subs { model: &model, mask_id }, &valid, 8, 4, 0)?;
+    let nelbo = objective.evaluate(&objective.denoiser(&model), &valid, 8, 4, 0)?;
     println!(
         "\nFast-dLLM: MDLM on words (NELBO {:.4}, exact {:.4} nats/token), {BATCH} × {GEN_LEN} tokens, blocks of {BLOCK}:",
         nelbo.nats_per_token,

@@ -27,8 +27,8 @@ use dlm::core::sampling::TokenSampler;
 use dlm::core::tokenizer::SpecialTokens;
 use dlm::core::train::{LrDecay, RunOptions, TrainConfig, Trainer, evaluate, run};
 use dlm::discrete::sampler::{MaskedSampler, SamplerState, Unmasking};
-use dlm::discrete::{MaskingProcess, Mdlm, Subs};
-use dlm::sched::{LogLinear, ScheduleKind, SquareRoot, TimeGrid};
+use dlm::discrete::{MaskingProcess, Mdlm};
+use dlm::sched::{LogLinear, SquareRoot, TimeGrid};
 use dlm_support::ladder::{Budget, LadderData, Source};
 use rand::SeedableRng;
 use rand::rngs::StdRng;
@@ -80,7 +80,7 @@ fn main() -> anyhow::Result<()> {
     };
     let (judge, _) = budget.train("ar_judge", ArObjective::default(), &base, &device)?;
     let mdlm = Mdlm::new(MaskingProcess::new(LogLinear::default(), mask_id), 1e-3)?;
-    let (mdlm_model, mdlm_seconds) = budget.train("mdlm", mdlm, &base, &device)?;
+    let (mdlm_model, mdlm_seconds) = budget.train("mdlm", mdlm.clone(), &base, &device)?;
 
     // Diffusion-LM: the same width and depth, embeddings of 16.
     let schedule = SquareRoot::default();
@@ -194,15 +194,12 @@ fn main() -> anyhow::Result<()> {
             started.elapsed().as_secs_f64(),
         )?;
     }
-    let ancestral = MaskedSampler::new(
-        Unmasking::Ancestral { schedule: ScheduleKind::LogLinear(LogLinear::default()) },
-        64,
-    )?
-    .with_proposal(TokenSampler::new(1.0)?);
+    let ancestral = MaskedSampler::new(Unmasking::ancestral(mdlm.process())?, 64)?
+        .with_proposal(TokenSampler::new(1.0)?);
     let started = std::time::Instant::now();
     let out = ancestral.sample(
-        &Subs { model: &mdlm_model, mask_id },
-        SamplerState::all_masked(args.samples, SEQ_LEN, mask_id, &device),
+        &mdlm.denoiser(&mdlm_model),
+        SamplerState::all_masked(&mdlm.denoiser(&mdlm_model), args.samples, SEQ_LEN),
         &mut StdRng::seed_from_u64(1),
     );
     report("MDLM ancestral 64", out.tokens, out.nfe, started.elapsed().as_secs_f64())?;

@@ -11,7 +11,7 @@ use dlm::core::host::token_rows;
 use std::path::PathBuf;
 
 use clap::Parser;
-use dlm::block::{Bd3lm, BlockSampler, Prefix};
+use dlm::block::{Bd3lm, Prefix};
 use dlm::core::backbone::{DenoiserConfig, DenoiserIo};
 use dlm::core::data::MarkovScore;
 use dlm::core::sampling::{Confidence, TokenSampler};
@@ -75,7 +75,7 @@ fn main() -> anyhow::Result<()> {
     let inner =
         MaskedSampler::new(Unmasking::TopK { confidence: Confidence::TokenProbability }, BLOCK)?
             .with_proposal(TokenSampler::new(1.0)?);
-    let sampler = BlockSampler::new(inner, BLOCK, mask_id)?;
+    let sampler = bd3lm.sampler(inner);
     let length = args.factor * SEQ_LEN;
     let started = std::time::Instant::now();
     let generation = sampler.generate(

@@ -26,7 +26,7 @@ use dlm::core::sampling::{Confidence, TokenSampler};
 use dlm::core::tokenizer::SpecialTokens;
 use dlm::core::train::{LrDecay, RunOptions, TrainConfig, Trainer, run};
 use dlm::discrete::sampler::{MaskedSampler, SamplerState, Unmasking};
-use dlm::discrete::{MaskingProcess, Mdlm, Subs};
+use dlm::discrete::{MaskingProcess, Mdlm};
 use dlm::sched::LogLinear;
 use rand::SeedableRng;
 use rand::rngs::StdRng;
@@ -85,7 +85,7 @@ fn main() -> anyhow::Result<()> {
     };
     run(&mut trainer, &train, &valid, &options)?;
     let model: Denoiser = trainer.eval_model();
-    let subs = Subs { model: &model, mask_id };
+    let subs = objective.denoiser(&model);
     let nelbo = objective.evaluate(&subs, &valid, 64, 4, 0)?;
     println!(
         "validation NELBO {:.4} nats/token; exact entropy {:.4} nats/token",
@@ -97,7 +97,7 @@ fn main() -> anyhow::Result<()> {
     let mut rows = Vec::new();
     let mut evaluate = |label: String, sampler: MaskedSampler| -> anyhow::Result<()> {
         device.seed(7);
-        let state = SamplerState::all_masked(args.samples, SEQ_LEN, mask_id, &device);
+        let state = SamplerState::all_masked(&subs, args.samples, SEQ_LEN);
         let out =
             sampler.with_proposal(proposal).sample(&subs, state, &mut StdRng::seed_from_u64(7));
         let samples = token_rows(out.tokens);

@@ -24,8 +24,8 @@ use dlm::core::tokenizer::SpecialTokens;
 use dlm::core::tokenizer::{CharTokenizer, Tokenizer};
 use dlm::core::train::{LrDecay, RunOptions, TrainConfig, Trainer, run};
 use dlm::discrete::sampler::{MaskedSampler, SamplerState, Unmasking};
-use dlm::discrete::{MaskingProcess, Mdlm, Subs};
-use dlm::sched::{LogLinear, ScheduleKind};
+use dlm::discrete::{MaskingProcess, Mdlm};
+use dlm::sched::LogLinear;
 use rand::SeedableRng;
 use rand::rngs::StdRng;
 
@@ -149,7 +149,7 @@ fn main() -> anyhow::Result<()> {
     run(&mut trainer, &data.train, &data.valid, &options)?;
 
     let model: Denoiser = trainer.eval_model();
-    let subs = Subs { model: &model, mask_id };
+    let subs = objective.denoiser(&model);
     let report = objective.evaluate(&subs, &data.valid, 32, 4, 0)?;
     println!(
         "\nvalidation NELBO {:.4} nats/token ({:.3} bits), perplexity ≤ {:.2}",
@@ -160,10 +160,7 @@ fn main() -> anyhow::Result<()> {
     let samplers = [
         (
             "MDLM ancestral, 128 steps",
-            MaskedSampler::new(
-                Unmasking::Ancestral { schedule: ScheduleKind::LogLinear(schedule) },
-                128,
-            )?,
+            MaskedSampler::new(Unmasking::ancestral(objective.process())?, 128)?,
         ),
         (
             "confidence top-k, 64 steps",
@@ -172,7 +169,7 @@ fn main() -> anyhow::Result<()> {
     ];
     for (name, sampler) in samplers {
         device.seed(1);
-        let state = SamplerState::all_masked(2, SEQ_LEN, mask_id, &device);
+        let state = SamplerState::all_masked(&subs, 2, SEQ_LEN);
         let out =
             sampler.with_proposal(proposal).sample(&subs, state, &mut StdRng::seed_from_u64(1));
         println!("\n--- {name} ({} model calls) ---", out.nfe);

@@ -136,7 +136,7 @@ mod tests {
         // Infilling with the cached ancestral sampler: only masked positions change, and only to
         // tokens that may be generated.
         let tokens = Tensor::<2, Int>::from_ints([[2, 4, 4, 7, 4, 3]], &device);
-        let state = SamplerState::infill(tokens, mask).unwrap();
+        let state = SamplerState::infill(&denoiser, tokens).unwrap();
         let sampler = MaskedSampler::new(
             Unmasking::Ancestral { schedule: ScheduleKind::LogLinear(LogLinear::default()) },
             8,

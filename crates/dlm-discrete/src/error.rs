@@ -30,6 +30,22 @@ pub enum DiscreteError {
         /// The measure that was given.
         confidence: dlm_core::sampling::Confidence,
     },
+    /// A method this library does not have for this input.
+    #[error("{what} is not supported")]
+    Unsupported {
+        /// What was asked for.
+        what: &'static str,
+    },
+    /// A denoiser reads another token as the mask than the process it is scored under.
+    #[error("{what}: the denoiser's mask id is {found}, the masking process masks with {expected}")]
+    MaskMismatch {
+        /// What was being computed.
+        what: &'static str,
+        /// The process's mask id.
+        expected: u32,
+        /// The denoiser's.
+        found: u32,
+    },
     /// An error of the shared foundation (data, model, checkpoint).
     #[error(transparent)]
     Core(#[from] CoreError),

@@ -1,9 +1,11 @@
 //! The masking (absorbing-state) forward process of masked diffusion.
 
 use burn::tensor::{Bool, Int, Tensor, TensorData};
+use dlm_core::backbone::Denoiser;
 use dlm_sched::NoiseSchedule;
 use rand::{Rng, RngExt};
 
+use crate::denoiser::Subs;
 use crate::spindle::Spindle;
 
 /// A sequence after masking.
@@ -83,6 +85,18 @@ impl<S: NoiseSchedule> MaskingProcess<S> {
     /// The mask token.
     pub fn mask_id(&self) -> u32 {
         self.mask_id
+    }
+
+    /// Whether the keep probabilities depend on the token (a [`Spindle`]).
+    pub fn has_spindle(&self) -> bool {
+        self.spindle.is_some()
+    }
+
+    /// `model` read through SUBS with this process's mask token: the denoiser to evaluate and
+    /// sample a model trained on this process with, so that the mask the samplers look for is
+    /// the one training masked with.
+    pub fn denoiser<'a>(&self, model: &'a Denoiser) -> Subs<'a> {
+        Subs { model, mask_id: self.mask_id }
     }
 
     /// Masks position `(b, i)` iff `uniforms[b, i] < 1 − α(t_b)` and it is not kept

@@ -70,6 +70,25 @@ impl<S: NoiseSchedule> Mdlm<S> {
         &self.process
     }
 
+    /// `model` read through SUBS with the objective's mask token ([`MaskingProcess::denoiser`]).
+    pub fn denoiser<'a>(&self, model: &'a Denoiser) -> Subs<'a> {
+        self.process.denoiser(model)
+    }
+
+    /// The denoiser reads the process's mask token as the mask.
+    fn check_mask(
+        &self,
+        model: &impl MaskedDenoiser,
+        what: &'static str,
+    ) -> Result<(), DiscreteError> {
+        let (expected, found) = (self.process.mask_id(), model.mask_id());
+        if expected == found {
+            Ok(())
+        } else {
+            Err(DiscreteError::MaskMismatch { what, expected, found })
+        }
+    }
+
     fn keep(
         &self,
         batch: usize,
@@ -128,7 +147,8 @@ impl<S: NoiseSchedule> Mdlm<S> {
     ///
     /// # Errors
     /// [`DiscreteError::Invalid`] unless `0 < t ≤ 1`, or if the
-    /// prompt leaves nothing to score.
+    /// prompt leaves nothing to score; [`DiscreteError::MaskMismatch`] if `model` reads another
+    /// mask token than the process masks with.
     pub fn integrand_at(
         &self,
         model: &impl MaskedDenoiser,
@@ -138,6 +158,7 @@ impl<S: NoiseSchedule> Mdlm<S> {
     ) -> Result<f64, DiscreteError> {
         ensure_value(t > 0.0 && t <= 1.0, "MDLM integrand", "t", t, "in (0, 1]")?;
         self.check_seq_len(x0.dims()[1])?;
+        self.check_mask(model, "MDLM integrand")?;
         let times = vec![t; x0.dims()[0]];
         let loss = self.loss_at(model, x0, &times, rng);
         Ok(loss.sum.into_scalar::<f64>() / loss.count as f64)
@@ -149,8 +170,9 @@ impl<S: NoiseSchedule> Mdlm<S> {
     /// [`crate::Spindle`]).
     ///
     /// # Errors
-    /// [`DiscreteError::Invalid`] if the prompt leaves nothing to score; as
-    /// [`evaluate_bound`] if `batch_size` or `time_samples` is 0.
+    /// [`DiscreteError::Invalid`] if the prompt leaves nothing to score;
+    /// [`DiscreteError::MaskMismatch`] if `model` reads another mask token than the process
+    /// masks with; as [`evaluate_bound`] if `batch_size` or `time_samples` is 0.
     pub fn evaluate(
         &self,
         model: &impl MaskedDenoiser,
@@ -160,6 +182,7 @@ impl<S: NoiseSchedule> Mdlm<S> {
         seed: u64,
     ) -> Result<BoundReport, DiscreteError> {
         self.check_seq_len(data.seq_len())?;
+        self.check_mask(model, "MDLM evaluation")?;
         let batches = EvalBatches { batch_size, max_batches: None, seed };
         let report = evaluate_bound(data, &model.device(), batches, time_samples, |x0, rng| {
             let times = self.time_sampler.sample(x0.dims()[0], rng);
@@ -188,7 +211,7 @@ impl<S: NoiseSchedule> Objective<Denoiser> for Mdlm<S> {
 
     fn loss(&self, model: &Denoiser, batch: Tensor<2, Int>, rng: &mut StdRng) -> LossSum {
         let times = self.time_sampler.sample(batch.dims()[0], rng);
-        self.loss_at(&Subs { model, mask_id: self.process.mask_id() }, batch, &times, rng)
+        self.loss_at(&self.denoiser(model), batch, &times, rng)
     }
 }
 
@@ -328,6 +351,33 @@ mod tests {
                 assert!(mdlm.integrand_at(&subs, x0.clone(), bad, &mut rng).is_err());
             }
         }
+    }
+
+    #[test]
+    fn a_denoiser_with_another_mask_is_refused_and_the_objective_builds_the_right_one() {
+        let device = Device::flex();
+        let model = DenoiserConfig::new(
+            DenoiserIo::Tokens { vocab_size: VOCAB, tie_embeddings: false },
+            16,
+        )
+        .with_d_model(16)
+        .with_n_layers(1)
+        .init(&device)
+        .unwrap();
+        let mdlm = Mdlm::new(MaskingProcess::new(LogLinear::default(), MASK), 1e-3).unwrap();
+        let data = data(&device);
+        let other = Subs { model: &model, mask_id: MASK + 1 };
+        match mdlm.evaluate(&other, &data, 16, 1, 0) {
+            Err(DiscreteError::MaskMismatch { expected, found, .. }) => {
+                assert_eq!((expected, found), (MASK, MASK + 1));
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+        let x0 = data.batch(&[0, 1], &device);
+        let mut rng = StdRng::seed_from_u64(0);
+        assert!(mdlm.integrand_at(&other, x0, 0.5, &mut rng).is_err());
+        assert_eq!(mdlm.denoiser(&model).mask_id(), MASK);
+        assert!(mdlm.evaluate(&mdlm.denoiser(&model), &data, 16, 1, 0).is_ok());
     }
 
     #[test]

@@ -42,6 +42,26 @@ pub enum ScheduleKind {
     Discrete(DiscreteSchedule),
 }
 
+/// Every schedule is a [`ScheduleKind`]: a sampler is handed the schedule its model was trained
+/// with, not a second copy written by hand.
+macro_rules! schedule_kind_from {
+    ($($schedule:ident),*) => {$(
+        impl From<$schedule> for ScheduleKind {
+            fn from(schedule: $schedule) -> Self {
+                Self::$schedule(schedule)
+            }
+        }
+    )*};
+}
+
+schedule_kind_from!(LinearBeta, Cosine, LogLinear, SquareRoot, Polynomial, Geometric);
+
+impl From<DiscreteSchedule> for ScheduleKind {
+    fn from(schedule: DiscreteSchedule) -> Self {
+        Self::Discrete(schedule)
+    }
+}
+
 impl ScheduleKind {
     /// A short human-readable name with the defining parameters, e.g. `"cosine(s=0.008)"`.
     pub fn label(&self) -> String {

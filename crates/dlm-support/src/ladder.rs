@@ -14,7 +14,7 @@ use dlm_core::data::{
 use dlm_core::eval::EvalBatches;
 use dlm_core::tokenizer::{CharTokenizer, Tokenizer};
 use dlm_core::train::{LrDecay, Objective, RunOptions, TrainConfig, Trainer, evaluate, run};
-use dlm_discrete::{MarkovBayes, MaskingProcess, Mdlm, Subs};
+use dlm_discrete::{MarkovBayes, MaskingProcess, Mdlm};
 use dlm_sched::LogLinear;
 use rand::SeedableRng;
 use rand::rngs::StdRng;
@@ -334,7 +334,7 @@ impl Ladder {
     ) -> anyhow::Result<()> {
         let mdlm = Mdlm::new(MaskingProcess::new(LogLinear::default(), mask_id), 1e-3)?;
         let (model, seconds) = self.train("mdlm", mdlm.clone(), config)?;
-        let trained = Subs { model: &model, mask_id };
+        let trained = mdlm.denoiser(&model);
         let nelbo = mdlm.evaluate(&trained, &self.data.test, 64, 8, 0)?;
         self.add_bound("MDLM", nelbo.nats_per_token, ar_nll, seconds, "NELBO");
         if let Some(source) = &self.data.markov {

@@ -118,13 +118,15 @@ pub struct Generation {
 /// [`MaskedSampler`] (any unmasking policy) that sees the clean blocks before it.
 #[derive(Debug, Clone)]
 pub struct BlockSampler {
-    inner: MaskedSampler,
-    block_size: usize,
-    mask_id: u32,
+    pub(crate) inner: MaskedSampler,
+    pub(crate) block_size: usize,
+    pub(crate) mask_id: u32,
 }
 
 impl BlockSampler {
-    /// Decodes each block with `inner`; `mask_id` is the model's mask token.
+    /// Decodes each block with `inner`; `mask_id` is the model's mask token. For a model trained
+    /// here, [`crate::Bd3lm::sampler`] builds it from the objective, so the two cannot disagree;
+    /// this constructor is for a model trained elsewhere.
     ///
     /// # Errors
     /// [`BlockError::Invalid`] if `block_size == 0`.
@@ -169,7 +171,6 @@ impl BlockSampler {
                 format!("a positive multiple of block_size = {bs}"),
             )?;
         }
-        let device = model.device();
         let mask_id = self.mask_id;
         let mut tokens = match &prompt {
             Some(p) => {
@@ -203,7 +204,6 @@ impl BlockSampler {
         let mut blocks = 0;
         while blocks < max_blocks && !finished.iter().all(|&f| f) {
             let start = tokens.as_ref().map_or(0, |t| t.dims()[1]);
-            let state = SamplerState::all_masked(batch, bs, mask_id, &device);
             let decoded = match prefix {
                 Prefix::Cached { .. } => {
                     let view = CachedBlock {
@@ -213,12 +213,12 @@ impl BlockSampler {
                         block_size: bs,
                         mask_id,
                     };
-                    self.inner.sample(&view, state, rng)
+                    self.inner.sample(&view, SamplerState::all_masked(&view, batch, bs), rng)
                 }
                 Prefix::Recomputed => {
                     let view =
                         RecomputedBlock { model, prefix: tokens.as_ref(), block_size: bs, mask_id };
-                    self.inner.sample(&view, state, rng)
+                    self.inner.sample(&view, SamplerState::all_masked(&view, batch, bs), rng)
                 }
             };
             nfe += decoded.nfe;

@@ -89,6 +89,34 @@ fn the_cached_prefix_gives_the_logits_and_tokens_of_recomputation() {
 }
 
 #[test]
+fn the_objective_hands_its_sampler_its_block_size_and_mask() {
+    // The sampler built from a BD3LM objective masks with the objective's token in blocks of
+    // its size: it generates what the sampler written out by hand generates.
+    let device = Device::flex();
+    let model = model(&device);
+    let bd3lm = crate::Bd3lm::new(
+        LogLinear::default(),
+        MASK,
+        BS,
+        dlm_sched::TimeSampler::uniform(1e-3).unwrap(),
+    )
+    .unwrap();
+    let inner = MaskedSampler::new(Unmasking::TopK { confidence: Confidence::Margin }, 2).unwrap();
+    let by_hand = BlockSampler::new(inner.clone(), BS, MASK).unwrap();
+    let from_objective = bd3lm.sampler(inner);
+    let run = |sampler: &BlockSampler| {
+        let out = sampler
+            .generate(&model, None, 2, 3, None, Prefix::Recomputed, &mut StdRng::seed_from_u64(4))
+            .unwrap();
+        (values(out.tokens), out.nfe, out.blocks)
+    };
+    let (tokens, nfe, blocks) = run(&from_objective);
+    assert_eq!((tokens.clone(), nfe, blocks), run(&by_hand));
+    assert_eq!((tokens.len(), blocks, nfe), (2 * 3 * BS, 3, 3 * 2));
+    assert!(tokens.iter().all(|&t| t != i64::from(MASK)));
+}
+
+#[test]
 fn generation_stops_at_eos_and_pads_after_it() {
     let device = Device::flex();
     let model = model(&device);

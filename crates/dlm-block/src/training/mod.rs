@@ -5,6 +5,7 @@ use dlm_core::backbone::{AttentionMask, Denoiser, DenoiserInput};
 use dlm_core::data::SequenceDataset;
 use dlm_core::eval::{BoundReport, EvalBatches, evaluate_bound};
 use dlm_core::train::{LossSum, Objective};
+use dlm_discrete::sampler::MaskedSampler;
 use dlm_discrete::{masked_nelbo_sum, subs_nll_at_rows};
 use dlm_sched::{NoiseSchedule, TimeSampler};
 use rand::rngs::StdRng;
@@ -12,6 +13,7 @@ use rand::seq::SliceRandom;
 use rand::{RngExt, SeedableRng};
 
 use crate::error::{BlockError, ensure_size};
+use crate::sampling::BlockSampler;
 use dlm_sched::InvalidInput;
 
 mod mask;
@@ -56,6 +58,18 @@ impl<S: NoiseSchedule> Bd3lm<S> {
     /// The block size `L′`.
     pub fn block_size(&self) -> usize {
         self.block_size
+    }
+
+    /// The mask token.
+    pub fn mask_id(&self) -> u32 {
+        self.mask_id
+    }
+
+    /// The block sampler of a model trained with this objective: blocks of its `L′`, masked
+    /// with its mask token, each decoded by `inner` (its §4: block by block, the clean blocks
+    /// before as context).
+    pub fn sampler(&self, inner: MaskedSampler) -> BlockSampler {
+        BlockSampler { inner, block_size: self.block_size, mask_id: self.mask_id }
     }
 
     /// The same objective with another time sampler.

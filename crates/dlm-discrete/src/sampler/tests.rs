@@ -52,9 +52,12 @@ fn policies() -> Vec<(&'static str, MaskedSampler)> {
     ]
 }
 
+fn subs(model: &Denoiser) -> Subs<'_> {
+    Subs { model, mask_id: MASK }
+}
+
 fn run(sampler: &MaskedSampler, model: &Denoiser, state: SamplerState, seed: u64) -> SamplerState {
-    let subs = Subs { model, mask_id: MASK };
-    sampler.sample(&subs, state, &mut StdRng::seed_from_u64(seed))
+    sampler.sample(&subs(model), state, &mut StdRng::seed_from_u64(seed))
 }
 
 fn values(tokens: Tensor<2, Int>) -> Vec<i64> {
@@ -70,7 +73,7 @@ fn every_sampler_is_deterministic_decodes_everything_and_keeps_the_prompt() {
     let sampling = TokenSampler::new(1.0).unwrap();
     for (name, sampler) in policies() {
         let sampler = sampler.with_proposal(sampling);
-        let start = || SamplerState::with_prompt(prompt.clone(), 10, MASK);
+        let start = || SamplerState::with_prompt(&subs(&model), prompt.clone(), 10);
         let a = run(&sampler, &model, start(), 7);
         let b = run(&sampler, &model, start(), 7);
         let tokens = values(a.tokens.clone());
@@ -89,7 +92,7 @@ fn every_sampler_is_deterministic_decodes_everything_and_keeps_the_prompt() {
 fn threshold_one_equals_top1_one_token_per_step() {
     let device = Device::flex();
     let model = model(&device, None);
-    let start = || SamplerState::all_masked(3, 8, MASK, &device);
+    let start = || SamplerState::all_masked(&subs(&model), 3, 8);
     let strict =
         MaskedSampler::new(Unmasking::threshold(Confidence::TokenProbability, 1.0).unwrap(), 1)
             .unwrap();
@@ -109,7 +112,7 @@ fn threshold_one_equals_top1_one_token_per_step() {
 fn blocks_and_steps_set_the_number_of_model_calls() {
     let device = Device::flex();
     let model = model(&device, None);
-    let start = || SamplerState::all_masked(2, 12, MASK, &device);
+    let start = || SamplerState::all_masked(&subs(&model), 2, 12);
     let topk = |steps| {
         MaskedSampler::new(Unmasking::TopK { confidence: Confidence::Margin }, steps).unwrap()
     };
@@ -119,7 +122,7 @@ fn blocks_and_steps_set_the_number_of_model_calls() {
     // Blocks tile the positions after a 3-token prompt: [3, 7) and [7, 11), two calls each.
     // (Blocks from position 0 would make three blocks, the first with one free position.)
     let prompt = Tensor::<2, Int>::from_ints([[5, 6, 7], [8, 9, 10]], &device);
-    let prompted = SamplerState::with_prompt(prompt, 8, MASK);
+    let prompted = SamplerState::with_prompt(&subs(&model), prompt, 8);
     assert_eq!(run(&blocks, &model, prompted, 0).nfe, 2 * 2);
 }
 
@@ -159,7 +162,7 @@ fn remdm_in_blocks_never_remasks_a_finished_block() {
         .with_block_length(4)
         .unwrap()
         .with_proposal(TokenSampler::new(1.0).unwrap());
-    let state = SamplerState::all_masked(4, 8, MASK, &device);
+    let state = SamplerState::all_masked(&recording, 4, 8);
     sampler.sample(&recording, state, &mut StdRng::seed_from_u64(5));
     let inputs = recording.inputs.into_inner();
     let second_block: Vec<&Vec<i64>> = inputs
@@ -187,7 +190,7 @@ fn the_cached_sampler_reuses_predictions_and_matches_the_uncached_one() {
     )
     .unwrap()
     .with_proposal(TokenSampler::new(1.0).unwrap());
-    let start = || SamplerState::all_masked(1, 6, MASK, &device);
+    let start = || SamplerState::all_masked(&subs, 1, 6);
     let plain = sampler.sample(&subs, start(), &mut StdRng::seed_from_u64(3));
     let cached = sampler.sample_reusing(
         &TimeAgnostic::new(subs).unwrap(),
@@ -213,7 +216,7 @@ fn infilling_keeps_the_context() {
     let device = Device::flex();
     let model = model(&device, Some(16));
     let tokens = Tensor::<2, Int>::from_ints([[5, 3, 3, 6, 3, 7]], &device);
-    let state = SamplerState::infill(tokens, MASK).unwrap();
+    let state = SamplerState::infill(&subs(&model), tokens).unwrap();
     let sampler =
         MaskedSampler::new(Unmasking::TopK { confidence: Confidence::TokenProbability }, 3)
             .unwrap();
@@ -221,7 +224,7 @@ fn infilling_keeps_the_context() {
     assert_eq!((out[0], out[3], out[5]), (5, 6, 7));
     assert!(out.iter().all(|&t| t != i64::from(MASK)));
     let nothing_masked = Tensor::<2, Int>::from_ints([[5, 6]], &device);
-    assert!(SamplerState::infill(nothing_masked, MASK).is_err());
+    assert!(SamplerState::infill(&subs(&model), nothing_masked).is_err());
 }
 
 #[test]

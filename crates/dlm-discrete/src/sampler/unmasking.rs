@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 
 use super::remdm::ReMdm;
 use crate::error::{DiscreteError, ensure_value};
+use crate::masking::MaskingProcess;
 
 /// Which masked positions a step commits to their proposed token.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -48,6 +49,24 @@ pub enum Unmasking {
 }
 
 impl Unmasking {
+    /// [`Unmasking::Ancestral`] with the schedule of the process the model was trained on
+    /// (MDLM's ancestral sampler reverses exactly that forward process).
+    ///
+    /// # Errors
+    /// [`DiscreteError::Unsupported`] for a process with a [`crate::Spindle`]: its keep
+    /// probabilities depend on the token, and the ancestral step of one shared schedule would
+    /// reverse another process.
+    pub fn ancestral<S: NoiseSchedule + Clone + Into<ScheduleKind>>(
+        process: &MaskingProcess<S>,
+    ) -> Result<Self, DiscreteError> {
+        if process.has_spindle() {
+            return Err(DiscreteError::Unsupported {
+                what: "the ancestral sampler of a spindle process (token-dependent schedules)",
+            });
+        }
+        Ok(Self::Ancestral { schedule: process.schedule().clone().into() })
+    }
+
     /// [`Unmasking::Threshold`], validated.
     ///
     /// # Errors
@@ -226,6 +245,24 @@ mod tests {
         k: usize,
     ) -> RowStep<'a> {
         RowStep { candidates, decoded: &[], confidence, uniforms, k, t: 0.5, s: 0.25 }
+    }
+
+    #[test]
+    fn the_ancestral_policy_takes_the_schedule_of_the_training_process() {
+        let cosine = dlm_sched::Cosine::default();
+        let process = MaskingProcess::new(cosine, 3);
+        assert_eq!(
+            Unmasking::ancestral(&process).unwrap(),
+            Unmasking::Ancestral { schedule: ScheduleKind::Cosine(cosine) }
+        );
+        // A spindle makes the schedule token-dependent: one shared ancestral step would
+        // reverse another process.
+        let linear = dlm_sched::Polynomial::new(1.0).unwrap();
+        let counts = [0.0, 0.0, 0.0, 0.0, 5.0, 1.0, 3.0];
+        let spindle = crate::Spindle::new(0.05, &counts, &linear).unwrap();
+        let spindled = MaskingProcess::new(linear, 3).with_spindle(spindle);
+        let err = Unmasking::ancestral(&spindled).unwrap_err();
+        assert!(matches!(err, DiscreteError::Unsupported { .. }), "{err}");
     }
 
     #[test]
