@@ -111,11 +111,44 @@ impl<S: NoiseSchedule> MaskingProcess<S> {
         uniforms: Tensor<2>,
         keep: Option<Tensor<2, Bool>>,
     ) -> Masked {
-        let mut is_masked = uniforms.lower(self.mask_rates(x0.clone(), t));
+        let rates = self.mask_rates(x0.clone(), t);
+        self.mask_at_rates_with_uniforms(x0, rates, uniforms, keep)
+    }
+
+    /// The masking step itself, at given per-token mask rates: position `(b, i)` is masked iff
+    /// `uniforms[b, i] < rates[b, i]` and it is not kept (deterministic core). Every masking of
+    /// the library goes through it: MDLM's rates `1 − α(t_b)` per sequence, BD3LM's
+    /// `1 − α(t_{b,block(i)})` per block.
+    ///
+    /// # Shapes
+    /// - `x0`, `rates`, `uniforms`, `keep`: `[batch, seq_len]`
+    pub fn mask_at_rates_with_uniforms(
+        &self,
+        x0: Tensor<2, Int>,
+        rates: Tensor<2>,
+        uniforms: Tensor<2>,
+        keep: Option<Tensor<2, Bool>>,
+    ) -> Masked {
+        let mut is_masked = uniforms.lower(rates);
         if let Some(keep) = keep {
             is_masked = is_masked.bool_and(keep.bool_not());
         }
         Masked { z_t: x0.mask_fill(is_masked.clone(), self.mask_id as i64), is_masked }
+    }
+
+    /// Masks `x0` at per-token mask rates with uniforms drawn from `rng` on the host.
+    ///
+    /// # Shapes
+    /// As [`MaskingProcess::mask_at_rates_with_uniforms`].
+    pub fn mask_at_rates<R: Rng + ?Sized>(
+        &self,
+        x0: Tensor<2, Int>,
+        rates: Tensor<2>,
+        keep: Option<Tensor<2, Bool>>,
+        rng: &mut R,
+    ) -> Masked {
+        let uniforms = host_uniforms(x0.dims(), &x0.device(), rng);
+        self.mask_at_rates_with_uniforms(x0, rates, uniforms, keep)
     }
 
     /// Masks `x0` at times `t` with uniforms drawn from `rng` on the host (so the draw is the same
@@ -130,16 +163,20 @@ impl<S: NoiseSchedule> MaskingProcess<S> {
         keep: Option<Tensor<2, Bool>>,
         rng: &mut R,
     ) -> Masked {
-        let [batch, seq_len] = x0.dims();
-        let uniforms = host_uniforms(batch * seq_len, rng);
-        let uniforms = Tensor::from_data(TensorData::new(uniforms, [batch, seq_len]), &x0.device());
+        let uniforms = host_uniforms(x0.dims(), &x0.device(), rng);
         self.mask_with_uniforms(x0, t, uniforms, keep)
     }
 }
 
-/// `n` uniforms in `[0, 1)` from `rng`, as `f32`.
-pub(crate) fn host_uniforms<R: Rng + ?Sized>(n: usize, rng: &mut R) -> Vec<f32> {
-    (0..n).map(|_| rng.random::<f32>()).collect()
+/// A `shape` tensor of uniforms in `[0, 1)` drawn from `rng` on the host, row-major, as `f32`
+/// (the same draws on every backend).
+fn host_uniforms<R: Rng + ?Sized>(
+    shape: [usize; 2],
+    device: &burn::tensor::Device,
+    rng: &mut R,
+) -> Tensor<2> {
+    let values: Vec<f32> = (0..shape[0] * shape[1]).map(|_| rng.random::<f32>()).collect();
+    Tensor::from_data(TensorData::new(values, shape), device)
 }
 
 #[cfg(test)]

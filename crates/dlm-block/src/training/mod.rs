@@ -6,11 +6,11 @@ use dlm_core::data::SequenceDataset;
 use dlm_core::eval::{BoundReport, EvalBatches, evaluate_bound};
 use dlm_core::train::{LossSum, Objective};
 use dlm_discrete::sampler::MaskedSampler;
-use dlm_discrete::{masked_nelbo_sum, subs_nll_at_rows};
+use dlm_discrete::{Masked, MaskingProcess, masked_nelbo_sum, subs_nll_at_rows};
 use dlm_sched::{NoiseSchedule, TimeSampler};
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
-use rand::{RngExt, SeedableRng};
+use rand::SeedableRng;
 
 use crate::error::{BlockError, ensure_size};
 use crate::sampling::BlockSampler;
@@ -34,8 +34,7 @@ pub use mask::Bd3lmMask;
 /// lower the variance of training (their §5.2; see [`Bd3lm::variance_search`]).
 #[derive(Debug, Clone)]
 pub struct Bd3lm<S> {
-    schedule: S,
-    mask_id: u32,
+    process: MaskingProcess<S>,
     block_size: usize,
     time_sampler: TimeSampler,
 }
@@ -52,7 +51,7 @@ impl<S: NoiseSchedule> Bd3lm<S> {
         time_sampler: TimeSampler,
     ) -> Result<Self, BlockError> {
         ensure_size(block_size > 0, "BD3LM", "block_size", block_size, "at least 1")?;
-        Ok(Self { schedule, mask_id, block_size, time_sampler })
+        Ok(Self { process: MaskingProcess::new(schedule, mask_id), block_size, time_sampler })
     }
 
     /// The block size `L′`.
@@ -60,16 +59,16 @@ impl<S: NoiseSchedule> Bd3lm<S> {
         self.block_size
     }
 
-    /// The mask token.
-    pub fn mask_id(&self) -> u32 {
-        self.mask_id
+    /// The forward process of every block (schedule and mask token; MDLM's, at per-block times).
+    pub fn process(&self) -> &MaskingProcess<S> {
+        &self.process
     }
 
     /// The block sampler of a model trained with this objective: blocks of its `L′`, masked
     /// with its mask token, each decoded by `inner` (its §4: block by block, the clean blocks
     /// before as context).
     pub fn sampler(&self, inner: MaskedSampler) -> BlockSampler {
-        BlockSampler { inner, block_size: self.block_size, mask_id: self.mask_id }
+        BlockSampler { inner, block_size: self.block_size, mask_id: self.process.mask_id() }
     }
 
     /// The same objective with another time sampler.
@@ -125,12 +124,11 @@ impl<S: NoiseSchedule> Bd3lm<S> {
             .map(|i| block_times[(i / seq_len) * n_blocks + (i % seq_len) / self.block_size] as f32)
             .collect();
         let t = Tensor::<1>::from_data(TensorData::new(token_times, [batch * seq_len]), &device);
-        let mask_rate = self.schedule.one_minus_alpha_tensor(t.clone()).reshape([batch, seq_len]);
-        let weight = self.schedule.masked_elbo_weight_tensor(t).reshape([batch, seq_len]);
-        let uniforms: Vec<f32> = (0..batch * seq_len).map(|_| rng.random::<f32>()).collect();
-        let uniforms = Tensor::<2>::from_data(TensorData::new(uniforms, [batch, seq_len]), &device);
-        let is_masked = uniforms.lower(mask_rate);
-        let z_t = x0.clone().mask_fill(is_masked.clone(), self.mask_id as i64);
+        let schedule = self.process.schedule();
+        let mask_rate = schedule.one_minus_alpha_tensor(t.clone()).reshape([batch, seq_len]);
+        let weight = schedule.masked_elbo_weight_tensor(t).reshape([batch, seq_len]);
+        let Masked { z_t, is_masked } =
+            self.process.mask_at_rates(x0.clone(), mask_rate, None, rng);
         let both = Tensor::cat(vec![z_t, x0.clone()], 1);
         let mask = AttentionMask::rule(Bd3lmMask { block_size: self.block_size, seq_len });
         // The `x_t` half of `x_t ⊕ x0` is what the loss reads; the head runs at its masked rows.
@@ -139,7 +137,7 @@ impl<S: NoiseSchedule> Bd3lm<S> {
             .output
             .narrow(1, 0, seq_len);
         let sum = masked_nelbo_sum(is_masked, weight, |rows| {
-            subs_nll_at_rows(model, hidden, x0, rows, self.mask_id)
+            subs_nll_at_rows(model, hidden, x0, rows, self.process.mask_id())
         });
         LossSum { sum, count: batch * seq_len }
     }

@@ -6,6 +6,7 @@ use dlm_core::backbone::{DenoiserConfig, DenoiserIo};
 use dlm_core::testing::randomised;
 use dlm_discrete::subs_log_probs;
 use dlm_sched::{LogLinear, Polynomial};
+use rand::RngExt;
 
 use super::*;
 use dlm_sched::InvalidInput;
