@@ -9,44 +9,26 @@
 //! scripts/fetch-data.sh shakespeare && cargo run --release --example block_ladder -- --source shakespeare
 //! ```
 
-use std::path::PathBuf;
-
 use clap::Parser;
 use dlm::block::Bd3lm;
 use dlm::core::backbone::{DenoiserConfig, DenoiserIo};
 use dlm::core::tokenizer::SpecialTokens;
 use dlm::sched::{LogLinear, TimeSampler};
-use dlm_support::ladder::{Ladder, LadderData, Source};
+use dlm_support::ladder::LadderArgs;
 use serde_json::json;
 
 #[derive(Parser, Debug)]
 struct Args {
-    /// The data.
-    #[arg(long, value_enum, default_value = "markov")]
-    source: Source,
-    /// Optimiser steps per model.
-    #[arg(long, default_value_t = 1500)]
-    steps: usize,
-    /// Continue each rung from its checkpoint in the output folder when there is one (a run
-    /// cut short, or one spread over several sessions).
-    #[arg(long)]
-    resume: bool,
-    /// Device: flex, ndarray, wgpu, cuda (or BURN_DEVICE).
-    #[arg(long)]
-    device: Option<String>,
-    /// Output folder (default: out/block_ladder-<source>).
-    #[arg(long)]
-    out: Option<PathBuf>,
+    #[command(flatten)]
+    ladder: LadderArgs,
 }
 
 const SEQ_LEN: usize = 64;
 
 fn main() -> anyhow::Result<()> {
-    let args = Args::parse();
+    let Args { ladder: args } = Args::parse();
     let device = dlm::device::device_from_cli_or_env(args.device.as_deref())?;
-    let out = args.source.out_dir("block_ladder", args.out.clone())?;
-    let mut ladder = Ladder::new(LadderData::load(args.source, SEQ_LEN)?, args.steps, device, out);
-    ladder.resume = args.resume;
+    let mut ladder = args.ladder("block_ladder", SEQ_LEN, device)?;
     let mask_id = SpecialTokens::reserved().mask;
     let config = DenoiserConfig::new(
         DenoiserIo::Tokens { vocab_size: ladder.data.vocab_size, tie_embeddings: false },

@@ -11,7 +11,6 @@
 //! ```
 
 use dlm::core::host::token_rows;
-use std::path::PathBuf;
 
 use burn::tensor::{Int, Tensor, TensorData};
 use clap::Parser;
@@ -25,41 +24,31 @@ use dlm::core::data::{MarkovScore, SequenceDataset};
 use dlm::core::eval::{EvalBatches, unigram_entropy};
 use dlm::core::sampling::TokenSampler;
 use dlm::core::tokenizer::SpecialTokens;
-use dlm::core::train::{LrDecay, RunOptions, TrainConfig, Trainer, evaluate, run};
+use dlm::core::train::evaluate;
 use dlm::discrete::sampler::{MaskedSampler, SamplerState, Unmasking};
 use dlm::discrete::{MaskingProcess, Mdlm};
 use dlm::sched::{LogLinear, SquareRoot, TimeGrid};
-use dlm_support::ladder::{Budget, LadderData, Source};
+use dlm_support::ladder::LadderArgs;
 use rand::SeedableRng;
 use rand::rngs::StdRng;
 use serde_json::json;
 
 #[derive(Parser, Debug)]
 struct Args {
-    /// The data.
-    #[arg(long, value_enum, default_value = "markov")]
-    source: Source,
-    /// Optimiser steps per model.
-    #[arg(long, default_value_t = 1500)]
-    steps: usize,
+    #[command(flatten)]
+    ladder: LadderArgs,
     /// Samples per model.
     #[arg(long, default_value_t = 64)]
     samples: usize,
-    /// Device: flex, ndarray, wgpu, cuda (or BURN_DEVICE).
-    #[arg(long)]
-    device: Option<String>,
-    /// Output folder (default: out/diffusion_lm-<source>).
-    #[arg(long)]
-    out: Option<PathBuf>,
 }
 
 const SEQ_LEN: usize = 64;
 
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    let device = dlm::device::device_from_cli_or_env(args.device.as_deref())?;
-    let out_dir = args.source.out_dir("diffusion_lm", args.out.clone())?;
-    let data = LadderData::load(args.source, SEQ_LEN)?;
+    let device = dlm::device::device_from_cli_or_env(args.ladder.device.as_deref())?;
+    let ladder = args.ladder.ladder("diffusion_lm", SEQ_LEN, device.clone())?;
+    let data = &ladder.data;
     let vocab = data.vocab_size;
     let mask_id = SpecialTokens::reserved().mask;
     let base = DenoiserConfig::new(
@@ -70,48 +59,22 @@ fn main() -> anyhow::Result<()> {
     .with_n_heads(4)
     .with_n_layers(2);
 
-    // The AR judge and MDLM, at the ladder's budget.
-    let budget = Budget {
-        steps: args.steps,
-        train: &data.train,
-        valid: &data.valid,
-        out: &out_dir,
-        resume: false,
-    };
-    let (judge, _) = budget.train("ar_judge", ArObjective::default(), &base, &device)?;
+    // The AR judge, MDLM and Diffusion-LM (the same width and depth, embeddings of 16), at the
+    // ladder's budget.
+    let (judge, _) = ladder.train("ar_judge", ArObjective::default(), &base)?;
     let mdlm = Mdlm::new(MaskingProcess::new(LogLinear::default(), mask_id), 1e-3)?;
-    let (mdlm_model, mdlm_seconds) = budget.train("mdlm", mdlm.clone(), &base, &device)?;
-
-    // Diffusion-LM: the same width and depth, embeddings of 16.
+    let (mdlm_model, mdlm_seconds) = ladder.train("mdlm", mdlm.clone(), &base)?;
     let schedule = SquareRoot::default();
     let config = DiffusionLmConfig::new(vocab, SEQ_LEN)
         .with_embed_dim(16)
         .with_d_model(128)
         .with_n_heads(4)
         .with_n_layers(2);
-    let train_config = TrainConfig::new(args.steps, 32)
-        .with_learning_rate(1e-3)
-        .with_warmup_steps(100)
-        .with_decay(LrDecay::Cosine { min_ratio: 0.1 });
     device.seed(0);
-    let mut trainer = Trainer::new(
-        train_config,
-        config.init(&device.clone().autodiff())?,
-        DiffusionLmLoss::new(schedule, 2000)?,
-    )?;
-    let started = std::time::Instant::now();
-    run(
-        &mut trainer,
-        &data.train,
-        &data.valid,
-        &RunOptions {
-            eval_every: 500,
-            metrics_csv: Some(out_dir.join("diffusion_lm.csv")),
-            ..RunOptions::default()
-        },
-    )?;
-    let dlm_seconds = started.elapsed().as_secs_f64();
-    let diffusion_lm: DiffusionLm = trainer.eval_model();
+    let model = config.init(&device.clone().autodiff())?;
+    let objective = DiffusionLmLoss::new(schedule, 2000)?;
+    let (diffusion_lm, dlm_seconds): (DiffusionLm, f64) =
+        ladder.budget().train_model("diffusion_lm", objective, model, &config)?;
 
     // Rounding accuracy of x̂0 at a few noise levels.
     let indices: Vec<usize> = (0..256).collect();
@@ -204,13 +167,13 @@ fn main() -> anyhow::Result<()> {
     );
     report("MDLM ancestral 64", out.tokens, out.nfe, started.elapsed().as_secs_f64())?;
     let result = json!({
-        "source": args.source.name(),
-        "steps": args.steps,
+        "source": args.ladder.source.name(),
+        "steps": args.ladder.steps,
         "entropy_rate": data.markov.as_ref().map(|m| m.entropy_rate()),
         "train_seconds": {"diffusion_lm": dlm_seconds, "mdlm": mdlm_seconds},
         "rounding_accuracy": rounding,
         "samples": rows,
     });
-    std::fs::write(out_dir.join("result.json"), serde_json::to_string_pretty(&result)?)?;
+    std::fs::write(ladder.out.join("result.json"), serde_json::to_string_pretty(&result)?)?;
     Ok(())
 }

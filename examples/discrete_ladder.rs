@@ -15,13 +15,11 @@
 //! whole sequences, estimated with several time samples per test sequence, against the exact
 //! entropy of a whole sequence per token (on Shakespeare: against the AR model's NLL).
 
-use std::path::PathBuf;
-
 use clap::Parser;
 use dlm::core::backbone::{DenoiserConfig, DenoiserIo};
 use dlm::core::tokenizer::SpecialTokens;
 use dlm::discrete::d3pm::{D3pm, Transition, mutual_information_schedule};
-use dlm_support::ladder::{Ladder, LadderData, Source};
+use dlm_support::ladder::LadderArgs;
 use serde_json::json;
 
 /// A rung of the ladder.
@@ -35,9 +33,8 @@ enum Model {
 
 #[derive(Parser, Debug)]
 struct Args {
-    /// The data.
-    #[arg(long, value_enum, default_value = "markov")]
-    source: Source,
+    #[command(flatten)]
+    ladder: LadderArgs,
     /// The models to train (on Shakespeare, the bounds are compared with the AR model's NLL
     /// only when it is among them).
     #[arg(
@@ -53,29 +50,14 @@ struct Args {
     /// Transformer layers of every model.
     #[arg(long, default_value_t = 2)]
     n_layers: usize,
-    /// Optimiser steps per model.
-    #[arg(long, default_value_t = 1500)]
-    steps: usize,
-    /// Continue each rung from its checkpoint in the output folder when there is one (a run
-    /// cut short, or one spread over several sessions).
-    #[arg(long)]
-    resume: bool,
-    /// Device: flex, ndarray, wgpu, cuda (or BURN_DEVICE).
-    #[arg(long)]
-    device: Option<String>,
-    /// Output folder (default: out/discrete_ladder-<source>).
-    #[arg(long)]
-    out: Option<PathBuf>,
 }
 
 const SEQ_LEN: usize = 64;
 
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    let device = dlm::device::device_from_cli_or_env(args.device.as_deref())?;
-    let out = args.source.out_dir("discrete_ladder", args.out.clone())?;
-    let mut ladder = Ladder::new(LadderData::load(args.source, SEQ_LEN)?, args.steps, device, out);
-    ladder.resume = args.resume;
+    let device = dlm::device::device_from_cli_or_env(args.ladder.device.as_deref())?;
+    let mut ladder = args.ladder.ladder("discrete_ladder", SEQ_LEN, device)?;
     let vocab = ladder.data.vocab_size;
     let mask_id = SpecialTokens::reserved().mask;
     let base = DenoiserConfig::new(
@@ -108,8 +90,8 @@ fn main() -> anyhow::Result<()> {
         ladder.add_bound(name, nelbo, ar_nll, seconds, "NELBO, T = 1000");
     }
     let result = json!({
-        "source": args.source.name(),
-        "steps": args.steps,
+        "source": args.ladder.source.name(),
+        "steps": args.ladder.steps,
         "seq_len": SEQ_LEN,
         "exact_entropy_whole_sequence_and_positions_2_to_l": ladder.data.exact(),
         "rows": ladder.table.into_rows(),

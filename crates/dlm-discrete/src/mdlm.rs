@@ -264,6 +264,16 @@ mod tests {
         SequenceDataset::new(16, VOCAB, tokens).unwrap()
     }
 
+    /// A fresh denoiser: zero logits, so uniform over the `V − 1` tokens that are not the mask
+    /// under SUBS.
+    fn uniform_denoiser(device: &Device) -> Denoiser {
+        DenoiserConfig::new(DenoiserIo::Tokens { vocab_size: VOCAB, tie_embeddings: false }, 16)
+            .with_d_model(16)
+            .with_n_layers(1)
+            .init(device)
+            .unwrap()
+    }
+
     /// Knows the data: puts all its mass on the true token.
     struct Oracle {
         x0: Tensor<2, Int>,
@@ -288,14 +298,7 @@ mod tests {
     fn a_uniform_denoiser_scores_ln_v_per_token_under_any_schedule() {
         // A fresh denoiser has zero logits: uniform over the V − 1 tokens that are not the mask.
         let device = Device::flex();
-        let model = DenoiserConfig::new(
-            DenoiserIo::Tokens { vocab_size: VOCAB, tie_embeddings: false },
-            16,
-        )
-        .with_d_model(16)
-        .with_n_layers(1)
-        .init(&device)
-        .unwrap();
+        let model = uniform_denoiser(&device);
         let subs = Subs { model: &model, mask_id: MASK };
         let data = data(&device);
         let t_min = 1e-4;
@@ -323,14 +326,7 @@ mod tests {
         // Every masked token costs ln(V − 1) and a fraction 1 − α(t) is masked, so the integrand
         // is w(t)·(1 − α(t))·ln(V − 1) = −α′(t)·ln(V − 1) up to the masks' sampling noise.
         let device = Device::flex();
-        let model = DenoiserConfig::new(
-            DenoiserIo::Tokens { vocab_size: VOCAB, tie_embeddings: false },
-            16,
-        )
-        .with_d_model(16)
-        .with_n_layers(1)
-        .init(&device)
-        .unwrap();
+        let model = uniform_denoiser(&device);
         let subs = Subs { model: &model, mask_id: MASK };
         // 8192 tokens: at t = 0.2 the masked count's relative deviation is about 2 %.
         let x0 =
@@ -356,14 +352,7 @@ mod tests {
     #[test]
     fn a_denoiser_with_another_mask_is_refused_and_the_objective_builds_the_right_one() {
         let device = Device::flex();
-        let model = DenoiserConfig::new(
-            DenoiserIo::Tokens { vocab_size: VOCAB, tie_embeddings: false },
-            16,
-        )
-        .with_d_model(16)
-        .with_n_layers(1)
-        .init(&device)
-        .unwrap();
+        let model = uniform_denoiser(&device);
         let mdlm = Mdlm::new(MaskingProcess::new(LogLinear::default(), MASK), 1e-3).unwrap();
         let data = data(&device);
         let other = Subs { model: &model, mask_id: MASK + 1 };
@@ -385,14 +374,7 @@ mod tests {
         // Each token has its own schedule with the same endpoints, so the uniform denoiser still
         // pays ln(V − 1)·(α_i(t_min) − α_i(1)) per token.
         let device = Device::flex();
-        let model = DenoiserConfig::new(
-            DenoiserIo::Tokens { vocab_size: VOCAB, tie_embeddings: false },
-            16,
-        )
-        .with_d_model(16)
-        .with_n_layers(1)
-        .init(&device)
-        .unwrap();
+        let model = uniform_denoiser(&device);
         let schedule = Polynomial::new(1.0).unwrap();
         let counts: Vec<f64> =
             (0..VOCAB).map(|v| if v < 4 { 0.0 } else { (v * v) as f64 }).collect();

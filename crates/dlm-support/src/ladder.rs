@@ -4,6 +4,7 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
+use burn::module::Module;
 use burn::tensor::Device;
 use dlm_core::ar::ArObjective;
 use dlm_core::backbone::{Denoiser, DenoiserConfig};
@@ -19,6 +20,42 @@ use dlm_sched::LogLinear;
 use rand::SeedableRng;
 use rand::rngs::StdRng;
 use serde_json::{Value, json};
+
+/// The command line every ladder example shares (flatten it into the example's own).
+#[derive(Clone, Debug, clap::Args)]
+pub struct LadderArgs {
+    /// The data.
+    #[arg(long, value_enum, default_value = "markov")]
+    pub source: Source,
+    /// Optimiser steps per model.
+    #[arg(long, default_value_t = 1500)]
+    pub steps: usize,
+    /// Continue each rung from its checkpoint in the output folder when there is one (a run
+    /// cut short, or one spread over several sessions).
+    #[arg(long)]
+    pub resume: bool,
+    /// Device: flex, ndarray, wgpu, cuda, tch (or BURN_DEVICE).
+    #[arg(long)]
+    pub device: Option<String>,
+    /// Output folder (default: out/<example>-<source>).
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+}
+
+impl LadderArgs {
+    /// The ladder these arguments ask for: its data in sequences of `seq_len`, its output folder
+    /// (created) and the budget, on `device` (parsed by the caller from [`LadderArgs::device`]).
+    ///
+    /// # Errors
+    /// When the folder cannot be created or the data cannot be loaded.
+    pub fn ladder(&self, example: &str, seq_len: usize, device: Device) -> anyhow::Result<Ladder> {
+        let out = self.source.out_dir(example, self.out.clone())?;
+        let mut ladder =
+            Ladder::new(LadderData::load(self.source, seq_len)?, self.steps, device, out);
+        ladder.resume = self.resume;
+        Ok(ladder)
+    }
+}
 
 /// The data a ladder runs on.
 #[derive(Clone, Copy, Debug, clap::ValueEnum)]
@@ -222,12 +259,27 @@ impl Budget<'_> {
         config: &DenoiserConfig,
         device: &Device,
     ) -> anyhow::Result<(Denoiser, f64)> {
+        device.seed(0);
+        let model = config.init(&device.clone().autodiff())?;
+        self.train_model(name, objective, model, config)
+    }
+
+    /// [`Budget::train`] for any model the trainer takes (Diffusion-LM's, say): `model` is
+    /// initialised on an autodiff device, `config` is stored in the checkpoint.
+    ///
+    /// # Errors
+    /// As [`Budget::train`].
+    pub fn train_model<M: Module, O: Objective<M> + Sync>(
+        &self,
+        name: &str,
+        objective: O,
+        model: M,
+        config: &impl serde::Serialize,
+    ) -> anyhow::Result<(M, f64)> {
         let train_config = TrainConfig::new(self.steps, 32)
             .with_learning_rate(1e-3)
             .with_warmup_steps(100)
             .with_decay(LrDecay::Cosine { min_ratio: 0.1 });
-        device.seed(0);
-        let model = config.init(&device.clone().autodiff())?;
         let checkpoint = self.out.join(format!("{name}.ckpt"));
         let mut trainer = if self.resume {
             Trainer::resume_or_new(&checkpoint, train_config, model, objective)?

@@ -8,9 +8,9 @@ use dlm_core::train::{LossSum, Objective};
 use dlm_discrete::sampler::MaskedSampler;
 use dlm_discrete::{Masked, MaskingProcess, masked_nelbo_sum, subs_nll_at_rows};
 use dlm_sched::{NoiseSchedule, TimeSampler};
+use rand::SeedableRng;
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
-use rand::SeedableRng;
 
 use crate::error::{BlockError, ensure_size};
 use crate::sampling::BlockSampler;
