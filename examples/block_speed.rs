@@ -196,7 +196,8 @@ fn fast_dllm(args: &Args, device: &Device) -> anyhow::Result<serde_json::Value> 
     }
     let model: Denoiser = model.ok_or_else(|| anyhow::anyhow!("--stages is empty"))?;
     let valid = SequenceDataset::generate(16, GEN_LEN, vocab, 2, sample)?;
-    let nelbo = objective.evaluate(&objective.denoiser(&model), &valid, 8, 4, 0)?;
+    let subs = objective.denoiser(&model);
+    let nelbo = objective.evaluate(&subs, &valid, 8, 4, 0)?;
     println!(
         "\nFast-dLLM: MDLM on words (NELBO {:.4}, exact {:.4} nats/token), {BATCH} × {GEN_LEN} tokens, blocks of {BLOCK}:",
         nelbo.nats_per_token,
@@ -219,10 +220,10 @@ fn fast_dllm(args: &Args, device: &Device) -> anyhow::Result<serde_json::Value> 
         ("threshold 0.9, prefix cache", &threshold, CacheMode::Prefix),
         ("threshold 0.9, dual cache", &threshold, CacheMode::Dual),
     ] {
-        let decoder = BlockwiseDecoder::new(sampler.clone(), BLOCK, mask_id)?;
+        let decoder = BlockwiseDecoder::new(sampler.clone(), BLOCK)?;
         let started = Instant::now();
         let out =
-            decoder.decode(&model, prompt.clone(), GEN_LEN, mode, &mut StdRng::seed_from_u64(3))?;
+            decoder.decode(&subs, prompt.clone(), GEN_LEN, mode, &mut StdRng::seed_from_u64(3))?;
         let seconds = started.elapsed().as_secs_f64();
         let tokens: Vec<i64> = out.tokens.into_data().iter::<i64>().collect();
         let as_u32: Vec<u32> = tokens.iter().map(|&t| t as u32).collect();

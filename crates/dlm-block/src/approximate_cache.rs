@@ -4,7 +4,7 @@ use burn::tensor::{Device, Int, Tensor, TensorData};
 use dlm_core::backbone::{AttentionMask, Denoiser, DenoiserInput, KvCache};
 use dlm_core::host::ints;
 use dlm_discrete::sampler::{MaskedSampler, StepRegion, tokens_per_step};
-use dlm_discrete::subs_log_probs;
+use dlm_discrete::{Subs, subs_log_probs};
 use rand::rngs::StdRng;
 use serde::{Deserialize, Serialize};
 
@@ -45,38 +45,35 @@ pub struct Decoded {
 pub struct BlockwiseDecoder {
     sampler: MaskedSampler,
     block_size: usize,
-    mask_id: u32,
 }
 
 impl BlockwiseDecoder {
     /// Decodes blocks of `block_size` with `sampler`'s proposal and policy.
     ///
     /// # Errors
-    /// [`BlockError::Invalid`] for `block_size == 0`, or a grid policy (ancestral, ReMDM),
-    /// which walks time rather than counting or thresholding confidences.
-    pub fn new(
-        sampler: MaskedSampler,
-        block_size: usize,
-        mask_id: u32,
-    ) -> Result<Self, BlockError> {
+    /// [`BlockError::Invalid`] for `block_size == 0`; [`BlockError::Unsupported`] for a grid
+    /// policy (ancestral, ReMDM), which walks time rather than counting or thresholding
+    /// confidences.
+    pub fn new(sampler: MaskedSampler, block_size: usize) -> Result<Self, BlockError> {
         ensure_size(block_size > 0, "block-wise decoder", "block_size", block_size, "at least 1")?;
-        ensure_size(
-            !sampler.unmasking().walks_time(),
-            "block-wise decoder",
-            "grid policy steps",
-            sampler.steps(),
-            "a count or confidence policy (top-k, random, threshold, factor)",
-        )?;
-        Ok(Self { sampler, block_size, mask_id })
+        if sampler.unmasking().walks_time() {
+            return Err(BlockError::Unsupported {
+                what: "a grid policy (ancestral, ReMDM) in the block-wise decoder; use a count or \
+                       confidence policy (top-k, random, threshold, factor)",
+            });
+        }
+        Ok(Self { sampler, block_size })
     }
 
-    /// Generates `gen_len` tokens after `prompt` (`[batch, p]`).
+    /// Generates `gen_len` tokens after `prompt` (`[batch, p]`) with `denoiser`'s network, its
+    /// mask token marking the undecided positions (build it with
+    /// [`dlm_discrete::MaskingProcess::denoiser`] from the process the model was trained on).
     ///
     /// # Errors
     /// [`BlockError::Invalid`] if `gen_len` is not a positive multiple of the block size.
     pub fn decode(
         &self,
-        model: &Denoiser,
+        denoiser: &Subs<'_>,
         prompt: Tensor<2, Int>,
         gen_len: usize,
         mode: CacheMode,
@@ -93,7 +90,8 @@ impl BlockwiseDecoder {
         let device = prompt.device();
         let [batch, prompt_len] = prompt.dims();
         let len = prompt_len + gen_len;
-        let mask = i64::from(self.mask_id);
+        let (model, mask_id) = (denoiser.model, denoiser.mask_id);
+        let mask = i64::from(mask_id);
         let mut tokens: Vec<i64> = prompt
             .into_data()
             .iter::<i64>()
@@ -137,14 +135,14 @@ impl BlockwiseDecoder {
                         let out = model.forward(input);
                         cache = out.cache;
                         positions_processed += batch * len;
-                        subs_log_probs(out.output, z, self.mask_id).narrow(1, start, bs)
+                        subs_log_probs(out.output, z, mask_id).narrow(1, start, bs)
                     }
                     (CacheMode::Prefix, Some(full)) => {
                         let z = slice_columns(&tokens, batch, len, start, len, &device);
                         let prefix = (start > 0).then(|| full.slice(0, start));
                         let out = self.run_chunk(model, z.clone(), start, prefix, t);
                         positions_processed += batch * (len - start);
-                        subs_log_probs(out, z, self.mask_id).narrow(1, 0, bs)
+                        subs_log_probs(out, z, mask_id).narrow(1, 0, bs)
                     }
                     (CacheMode::Dual, Some(full)) => {
                         let z = slice_columns(&tokens, batch, len, start, end, &device);
@@ -156,7 +154,7 @@ impl BlockwiseDecoder {
                         };
                         let out = self.run_chunk(model, z.clone(), start, around, t);
                         positions_processed += batch * bs;
-                        subs_log_probs(out, z, self.mask_id)
+                        subs_log_probs(out, z, mask_id)
                     }
                 };
                 nfe += 1;
@@ -174,7 +172,7 @@ impl BlockwiseDecoder {
                     candidates: &candidates,
                     decoded: &decoded,
                     k_per_row: &k_per_row,
-                    mask_id: self.mask_id,
+                    mask_id,
                     t: f64::NAN,
                     s: f64::NAN,
                 };
@@ -286,12 +284,18 @@ mod tests {
             1,
         )
         .unwrap();
-        let decoder = BlockwiseDecoder::new(one_step.with_proposal(proposal), 4, MASK).unwrap();
+        let decoder = BlockwiseDecoder::new(one_step.with_proposal(proposal), 4).unwrap();
         let runs: Vec<Decoded> = [CacheMode::None, CacheMode::Prefix, CacheMode::Dual]
             .into_iter()
             .map(|mode| {
                 decoder
-                    .decode(&model, prompt.clone(), 12, mode, &mut StdRng::seed_from_u64(4))
+                    .decode(
+                        &Subs { model: &model, mask_id: MASK },
+                        prompt.clone(),
+                        12,
+                        mode,
+                        &mut StdRng::seed_from_u64(4),
+                    )
                     .unwrap()
             })
             .collect();
@@ -305,11 +309,17 @@ mod tests {
         // Several steps per block: caches cut the positions processed; nothing stays masked.
         let threshold =
             MaskedSampler::new(Unmasking::TopK { confidence: Confidence::Margin }, 4).unwrap();
-        let decoder = BlockwiseDecoder::new(threshold.with_proposal(proposal), 4, MASK).unwrap();
+        let decoder = BlockwiseDecoder::new(threshold.with_proposal(proposal), 4).unwrap();
         let mut processed = Vec::new();
         for mode in [CacheMode::None, CacheMode::Prefix, CacheMode::Dual] {
             let out = decoder
-                .decode(&model, prompt.clone(), 12, mode, &mut StdRng::seed_from_u64(4))
+                .decode(
+                    &Subs { model: &model, mask_id: MASK },
+                    prompt.clone(),
+                    12,
+                    mode,
+                    &mut StdRng::seed_from_u64(4),
+                )
                 .unwrap();
             assert!(int_values(out.tokens).iter().all(|&t| t != i64::from(MASK)), "{mode:?}");
             assert_eq!(out.nfe, 3 * 4);
@@ -320,7 +330,13 @@ mod tests {
         let empty = Tensor::<2, Int>::zeros([2, 0], &device);
         for mode in [CacheMode::Prefix, CacheMode::Dual] {
             let out = decoder
-                .decode(&model, empty.clone(), 8, mode, &mut StdRng::seed_from_u64(4))
+                .decode(
+                    &Subs { model: &model, mask_id: MASK },
+                    empty.clone(),
+                    8,
+                    mode,
+                    &mut StdRng::seed_from_u64(4),
+                )
                 .unwrap();
             assert_eq!(out.tokens.dims(), [2, 8]);
         }
@@ -344,7 +360,7 @@ mod tests {
         );
         let cache = full.cache.unwrap();
         let sampler = MaskedSampler::new(Unmasking::Random, 1).unwrap();
-        let decoder = BlockwiseDecoder::new(sampler, 4, MASK).unwrap();
+        let decoder = BlockwiseDecoder::new(sampler, 4).unwrap();
         let columns = |from: usize, to: usize| z.clone().narrow(1, from, to - from);
         let expected = |from: usize, to: usize| full.output.clone().narrow(1, from, to - from);
         let max_diff = |a: Tensor<3>, b: Tensor<3>| (a - b).abs().max().into_scalar::<f64>();
@@ -370,14 +386,19 @@ mod tests {
         let policy = Unmasking::Ancestral {
             schedule: dlm_sched::ScheduleKind::LogLinear(dlm_sched::LogLinear::default()),
         };
-        assert!(BlockwiseDecoder::new(MaskedSampler::new(policy, 4).unwrap(), 4, MASK).is_err());
+        assert!(BlockwiseDecoder::new(MaskedSampler::new(policy, 4).unwrap(), 4).is_err());
         let decoder =
-            BlockwiseDecoder::new(MaskedSampler::new(Unmasking::Random, 2).unwrap(), 4, MASK)
-                .unwrap();
+            BlockwiseDecoder::new(MaskedSampler::new(Unmasking::Random, 2).unwrap(), 4).unwrap();
         let prompt = Tensor::<2, Int>::from_ints([[5, 6]], &device);
         assert!(
             decoder
-                .decode(&model, prompt, 6, CacheMode::Dual, &mut StdRng::seed_from_u64(0))
+                .decode(
+                    &Subs { model: &model, mask_id: MASK },
+                    prompt,
+                    6,
+                    CacheMode::Dual,
+                    &mut StdRng::seed_from_u64(0)
+                )
                 .is_err()
         );
     }

@@ -19,6 +19,12 @@ pub enum BlockError {
         /// What needed it.
         what: &'static str,
     },
+    /// A method this library does not have for this input.
+    #[error("{what} is not supported")]
+    Unsupported {
+        /// What was asked for.
+        what: &'static str,
+    },
     /// An error of the shared foundation.
     #[error(transparent)]
     Core(#[from] CoreError),
