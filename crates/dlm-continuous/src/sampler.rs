@@ -12,8 +12,10 @@ use crate::objective::{normal, source_mask};
 use crate::rounding::{Distance, clamp_to_embeddings, round_to_tokens};
 
 /// The reverse update.
+///
+/// Deserialising checks `η` ([`Update::validate`]).
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "update", rename_all = "snake_case")]
+#[serde(remote = "Self", tag = "update", rename_all = "snake_case")]
 pub enum Update {
     /// DDPM ancestral steps (the posterior at the predicted `x̂0`).
     Ddpm,
@@ -22,6 +24,21 @@ pub enum Update {
         /// `η`.
         eta: f64,
     },
+}
+
+dlm_sched::serde_validated!(Update);
+
+impl Update {
+    /// DDIM's `η` lies in `[0, 1]`.
+    ///
+    /// # Errors
+    /// [`ContinuousError::Invalid`] naming `eta`.
+    pub fn validate(&self) -> Result<(), ContinuousError> {
+        if let Self::Ddim { eta } = *self {
+            ensure_value((0.0..=1.0).contains(&eta), "DDIM", "eta", eta, "a value in [0, 1]")?;
+        }
+        Ok(())
+    }
 }
 
 /// A Gaussian sampler over embeddings: from `z_1 ~ N(0, I)`, walk a [`TimeGrid`] with DDPM or
@@ -53,9 +70,7 @@ impl GaussianSampler {
     /// # Errors
     /// [`ContinuousError::Invalid`] for DDIM with `η ∉ [0, 1]`.
     pub fn new(update: Update, grid: TimeGrid) -> Result<Self, ContinuousError> {
-        if let Update::Ddim { eta } = update {
-            ensure_value((0.0..=1.0).contains(&eta), "DDIM", "eta", eta, "a value in [0, 1]")?;
-        }
+        update.validate()?;
         Ok(Self { update, grid, clamp: None, rounding: Distance::L2 })
     }
 
@@ -168,6 +183,18 @@ mod tests {
     use rand::{RngExt, SeedableRng};
 
     use super::*;
+
+    #[test]
+    fn a_ddim_eta_out_of_range_is_refused_when_read() {
+        let ok: Update = serde_json::from_str(r#"{"update": "ddim", "eta": 0.5}"#).unwrap();
+        assert_eq!(ok, Update::Ddim { eta: 0.5 });
+        let err = serde_json::from_str::<Update>(r#"{"update": "ddim", "eta": 2}"#).unwrap_err();
+        assert!(err.to_string().contains("`eta` = 2"), "{err}");
+        assert!(
+            GaussianSampler::new(Update::Ddim { eta: -0.1 }, TimeGrid::uniform(4, 0.0).unwrap())
+                .is_err()
+        );
+    }
 
     /// Knows the answer: predicts the embeddings of fixed tokens.
     struct Oracle {

@@ -120,6 +120,17 @@ pub enum CoreError {
         /// The configuration asked for.
         requested: String,
     },
+    /// Training diverged: the step's loss or gradient norm is not finite. The step was not
+    /// applied (parameters, optimiser, EMA and data position are as before it).
+    #[error("step {step}: the {what} is {value}, training diverged; the step was not applied")]
+    Diverged {
+        /// The step that failed (0-based: the number of steps taken before it).
+        step: usize,
+        /// `"loss"` or `"gradient norm"`.
+        what: &'static str,
+        /// The value.
+        value: f64,
+    },
     /// A corpus has no text.
     #[error("{what}: the corpus is empty")]
     EmptyCorpus {

@@ -6,6 +6,7 @@ use dlm_sched::NoiseSchedule;
 use rand::{Rng, RngExt};
 
 use crate::denoiser::Subs;
+use crate::error::DiscreteError;
 use crate::spindle::Spindle;
 
 /// A sequence after masking.
@@ -38,8 +39,13 @@ impl<S: NoiseSchedule> MaskingProcess<S> {
     }
 
     /// Token-dependent keep probabilities (DiffusionBERT's spindle schedule).
-    pub fn with_spindle(self, spindle: Spindle) -> Self {
-        Self { spindle: Some(spindle), ..self }
+    ///
+    /// # Errors
+    /// As [`Spindle::check_schedule`]: a spindle whose `λ` would make some `α_i` increase under
+    /// this process's schedule.
+    pub fn with_spindle(self, spindle: Spindle) -> Result<Self, DiscreteError> {
+        spindle.check_schedule(&self.schedule)?;
+        Ok(Self { spindle: Some(spindle), ..self })
     }
 
     /// The mask probability of every token, `1 − α_i(t)`.

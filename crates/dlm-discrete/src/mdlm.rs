@@ -380,7 +380,8 @@ mod tests {
             (0..VOCAB).map(|v| if v < 4 { 0.0 } else { (v * v) as f64 }).collect();
         let spindle = crate::Spindle::new(0.05, &counts, &schedule).unwrap();
         let mdlm =
-            Mdlm::new(MaskingProcess::new(schedule, MASK).with_spindle(spindle), 1e-4).unwrap();
+            Mdlm::new(MaskingProcess::new(schedule, MASK).with_spindle(spindle).unwrap(), 1e-4)
+                .unwrap();
         let report = mdlm
             .evaluate(&Subs { model: &model, mask_id: MASK }, &data(&device), 16, 8, 0)
             .unwrap();

@@ -1,7 +1,7 @@
 //! DiffusionBERT's spindle schedule: informative tokens are masked earlier.
 
 use burn::tensor::{Int, Tensor, TensorData};
-use dlm_sched::NoiseSchedule;
+use dlm_sched::{InvalidInput, NoiseSchedule};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{DiscreteError, ensure_size, ensure_value};
@@ -25,12 +25,19 @@ use crate::error::{DiscreteError, ensure_size, ensure_value};
 /// sequence through `h̄`), which the reverse model cannot see at a masked position, so the true
 /// reverse process is not the per-token MDLM posterior the weights assume. With `λ > 0`, report
 /// likelihoods with the plain schedule's NELBO ([`crate::Mdlm`]).
+///
+/// Read from a config, `λ` and the information table are checked; that every `α_i` decreases
+/// depends on the schedule, and is checked when the spindle joins a process
+/// ([`crate::MaskingProcess::with_spindle`]).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct Spindle {
     lambda: f64,
     /// `h(v)` for every token id.
     information: Vec<f32>,
 }
+
+dlm_sched::serde_validated!(Spindle);
 
 impl Spindle {
     /// Builds the spindle from token counts of the training data (index = token id).
@@ -69,12 +76,27 @@ impl Spindle {
                 |&c| if c > 0.0 { -(c / total).ln() / entropy.max(f64::MIN_POSITIVE) } else { 1.0 },
             )
             .collect();
-        let seen = || information.iter().zip(counts).filter(|(_, c)| **c > 0.0).map(|(h, _)| *h);
-        let spread =
-            seen().fold(f64::NEG_INFINITY, f64::max) - seen().fold(f64::INFINITY, f64::min);
+        let spindle =
+            Self { lambda, information: information.into_iter().map(|h| h as f32).collect() };
+        spindle.check_schedule(schedule)?;
+        Ok(spindle)
+    }
+
+    /// Every token's keep probability `α_i(t)` decreases in time under `schedule`: the
+    /// steepest `λπ·|h(x_i) − h̄|` is at most the flattest `−α′` (checked on a grid of `t`). The
+    /// spread of `h` over all tokens is that over the tokens seen, since the unseen ones have the
+    /// average information 1, which the seen ones straddle.
+    ///
+    /// # Errors
+    /// [`DiscreteError::Invalid`] naming `lambda` and its largest admissible value.
+    pub fn check_schedule(&self, schedule: &impl NoiseSchedule) -> Result<(), DiscreteError> {
+        let information = || self.information.iter().map(|&h| f64::from(h));
+        let spread = information().fold(f64::NEG_INFINITY, f64::max)
+            - information().fold(f64::INFINITY, f64::min);
         let steepest = (1..1000)
             .map(|k| -schedule.alpha_prime(k as f64 / 1000.0))
             .fold(f64::INFINITY, f64::min);
+        let lambda = self.lambda;
         ensure_value(
             lambda * std::f64::consts::PI * spread <= steepest,
             "spindle",
@@ -84,8 +106,35 @@ impl Spindle {
                 "at most {:.4} (min −α′ = {steepest:.4} over π × information spread {spread:.4}), so every α_i decreases",
                 steepest / (std::f64::consts::PI * spread.max(f64::MIN_POSITIVE))
             ),
+        )
+        .map_err(Into::into)
+    }
+
+    /// The checks a value read from a config can have without its schedule.
+    fn validate(&self) -> Result<(), DiscreteError> {
+        ensure_value(
+            self.lambda >= 0.0 && self.lambda.is_finite(),
+            "spindle",
+            "lambda",
+            self.lambda,
+            "a finite value >= 0",
         )?;
-        Ok(Self { lambda, information: information.into_iter().map(|h| h as f32).collect() })
+        ensure_size(
+            !self.information.is_empty(),
+            "spindle",
+            "information.len()",
+            0,
+            "one value per token id",
+        )?;
+        if let Some((index, &h)) =
+            self.information.iter().enumerate().find(|(_, h)| !(h.is_finite() && **h > 0.0))
+        {
+            let expected = "a finite information > 0";
+            return Err(
+                InvalidInput::element("spindle", "information", index, h.into(), expected).into()
+            );
+        }
+        Ok(())
     }
 
     /// `λ`.
@@ -163,5 +212,31 @@ mod tests {
         assert!(Spindle::new(10.0, &counts, &schedule).is_err());
         assert!(Spindle::new(-0.1, &counts, &schedule).is_err());
         assert!(Spindle::new(0.1, &[0.0, 0.0], &schedule).is_err());
+    }
+
+    #[test]
+    fn a_spindle_read_from_a_config_is_checked_and_checked_again_against_its_schedule() {
+        let schedule = dlm_sched::Polynomial::new(1.0).unwrap();
+        let counts = [0.0, 0.0, 5.0, 1.0, 3.0];
+        let spindle = Spindle::new(0.05, &counts, &schedule).unwrap();
+        let json = serde_json::to_value(&spindle).unwrap();
+        assert_eq!(serde_json::from_value::<Spindle>(json.clone()).unwrap(), spindle);
+        let read = |edit: &dyn Fn(&mut serde_json::Value)| {
+            let mut value = json.clone();
+            edit(&mut value);
+            serde_json::from_value::<Spindle>(value)
+        };
+        assert!(
+            read(&|v| v["lambda"] = (-1.0).into()).unwrap_err().to_string().contains("`lambda`")
+        );
+        assert!(read(&|v| v["information"] = serde_json::json!([])).is_err());
+        let err = read(&|v| v["information"][1] = 0.0.into()).unwrap_err().to_string();
+        assert!(err.contains("`information[1]`"), "{err}");
+        // A λ too large for the schedule reads (the schedule is not in the file) but cannot
+        // join the process.
+        let steep = read(&|v| v["lambda"] = 10.0.into()).unwrap();
+        let process = crate::MaskingProcess::new(schedule, 1);
+        assert!(process.clone().with_spindle(steep).is_err());
+        assert!(process.with_spindle(spindle).is_ok());
     }
 }

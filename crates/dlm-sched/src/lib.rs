@@ -38,6 +38,7 @@ mod square_root;
 mod tensor_math;
 mod time_grid;
 mod time_sampler;
+mod validated;
 
 #[cfg(any(test, feature = "testing"))]
 pub mod conformance;

@@ -48,6 +48,10 @@ impl TryFrom<TokenSamplerParams> for TokenSampler {
     }
 }
 
+/// The smallest positive temperature: `logits / t` of `f32` logits up to about `3·10⁸` stays
+/// finite.
+const MIN_TEMPERATURE: f64 = 1e-30;
+
 impl TokenSampler {
     /// Greedy decoding: the argmax of the logits.
     pub fn greedy() -> Self {
@@ -57,14 +61,16 @@ impl TokenSampler {
     /// Sampling at `temperature` (`0` = greedy, `1` = the model's distribution).
     ///
     /// # Errors
-    /// [`CoreError::Invalid`] unless `temperature` is finite and `≥ 0`.
+    /// [`CoreError::Invalid`] unless `temperature` is 0 or in `[1e-30, 1e30]`: the logits are
+    /// `f32`, and `logits / temperature` overflows to infinity below that (or rounds every
+    /// logit to 0 above it) — a silently wrong draw. Use 0 for greedy decoding.
     pub fn new(temperature: f64) -> Result<Self, CoreError> {
         ensure_value(
-            temperature.is_finite() && temperature >= 0.0,
+            temperature == 0.0 || (MIN_TEMPERATURE..=1.0 / MIN_TEMPERATURE).contains(&temperature),
             CONTEXT,
             "temperature",
             temperature,
-            "a finite value >= 0",
+            "0 (greedy) or a value in [1e-30, 1e30] (f32 logits overflow beyond)",
         )?;
         Ok(Self { temperature, top_k: None, top_p: None })
     }
@@ -258,6 +264,11 @@ mod tests {
             TokenSampler::new(f64::NAN),
             Err(CoreError::Invalid(InvalidInput { name: "temperature", .. }))
         ));
+        // Positive in f64, but f32 logits divided by it overflow (or all round to 0).
+        for t in [1e-40, 1e40, f64::INFINITY] {
+            assert!(TokenSampler::new(t).is_err(), "{t}");
+        }
+        assert!(TokenSampler::new(1e-30).is_ok() && TokenSampler::new(0.0).is_ok());
         assert!(matches!(
             TokenSampler::greedy().with_top_k(0),
             Err(CoreError::Invalid(InvalidInput { name: "top_k", .. }))

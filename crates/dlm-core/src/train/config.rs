@@ -94,17 +94,32 @@ impl TrainConfig {
         )?;
         let wd = self.weight_decay;
         ensure_value(
-            wd >= 0.0 && wd.is_finite(),
+            wd >= 0.0 && (wd as f32).is_finite(),
             CONTEXT,
             "weight_decay",
             wd,
             "a finite value >= 0",
         )?;
+        // The optimiser and the EMA compute in f32: a setting valid in f64 that rounds to 1 or 0
+        // in f32 would silently become another optimiser (β → 1: no moment updates; ε → 0:
+        // division by a zero second moment).
         for (name, beta) in [("beta_1", self.beta_1), ("beta_2", self.beta_2)] {
-            ensure_value((0.0..1.0).contains(&beta), CONTEXT, name, beta, "a value in [0, 1)")?;
+            ensure_value(
+                (0.0..1.0).contains(&beta) && (beta as f32) < 1.0,
+                CONTEXT,
+                name,
+                beta,
+                "a value in [0, 1) that stays below 1 in f32 (at most 1 − 6e-8)",
+            )?;
         }
         let eps = self.epsilon;
-        ensure_value(eps > 0.0 && eps.is_finite(), CONTEXT, "epsilon", eps, "a finite value > 0")?;
+        ensure_value(
+            eps > 0.0 && (eps as f32) > 0.0 && (eps as f32).is_finite(),
+            CONTEXT,
+            "epsilon",
+            eps,
+            "a value > 0 that stays positive and finite in f32 (1e-45 to 3e38)",
+        )?;
         if let LrDecay::Cosine { min_ratio } = self.decay {
             ensure_value(
                 (0.0..=1.0).contains(&min_ratio),
@@ -115,15 +130,21 @@ impl TrainConfig {
             )?;
         }
         if let Some(clip) = self.grad_clip_norm {
-            ensure_value(clip > 0.0, CONTEXT, "grad_clip_norm", clip, "a value > 0")?;
+            ensure_value(
+                clip > 0.0 && clip.is_finite(),
+                CONTEXT,
+                "grad_clip_norm",
+                clip,
+                "a finite value > 0 (None for no clipping)",
+            )?;
         }
         if let Some(decay) = self.ema_decay {
             ensure_value(
-                decay > 0.0 && decay < 1.0,
+                decay > 0.0 && decay < 1.0 && (decay as f32) < 1.0 && (decay as f32) > 0.0,
                 CONTEXT,
                 "ema_decay",
                 decay,
-                "a value in (0, 1)",
+                "a value in (0, 1) that stays inside it in f32 (its complement must not round to 0)",
             )?;
         }
         Ok(())

@@ -20,11 +20,18 @@ pub fn plot_losses(rows: &[MetricsRow], path: &Path) -> Result<(), CoreError> {
     if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
         fs::create_dir_all(parent).map_err(|e| io(&e))?;
     }
-    let max_step = rows.iter().map(|r| r.step).max().unwrap_or(1) as f64;
+    let max_step = rows.iter().map(|r| r.step).max().unwrap_or(1).max(1) as f64;
+    // Only finite losses are drawn: a diverged value would stretch the axis without end.
+    let finite = |loss: &f64| loss.is_finite();
     let losses = rows.iter().flat_map(|r| std::iter::once(r.train_loss).chain(r.valid_loss));
-    let (lo, hi) =
-        losses.fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), l| (lo.min(l), hi.max(l)));
-    let (lo, hi) = if lo.is_finite() { (lo * 0.95, hi * 1.05) } else { (0.0, 1.0) };
+    let (lo, hi) = losses
+        .filter(finite)
+        .fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), l| (lo.min(l), hi.max(l)));
+    let (lo, hi) = match (lo.is_finite(), hi - lo > 1e-9 * hi.abs().max(1.0)) {
+        (false, _) => (0.0, 1.0),
+        (true, true) => (lo - 0.05 * (hi - lo), hi + 0.05 * (hi - lo)),
+        (true, false) => (lo - 0.5, hi + 0.5),
+    };
     let root = SVGBackend::new(path, (900, 540)).into_drawing_area();
     let draw = || -> Result<(), Box<dyn std::error::Error + '_>> {
         root.fill(&WHITE)?;
@@ -37,13 +44,16 @@ pub fn plot_losses(rows: &[MetricsRow], path: &Path) -> Result<(), CoreError> {
         chart.configure_mesh().x_desc("step").y_desc("loss (nats/token)").draw()?;
         chart
             .draw_series(LineSeries::new(
-                rows.iter().map(|r| (r.step as f64, r.train_loss)),
+                rows.iter().map(|r| (r.step as f64, r.train_loss)).filter(|(_, l)| finite(l)),
                 &BLUE,
             ))?
             .label("train")
             .legend(|(x, y)| PathElement::new([(x, y), (x + 18, y)], BLUE));
-        let valid: Vec<(f64, f64)> =
-            rows.iter().filter_map(|r| r.valid_loss.map(|v| (r.step as f64, v))).collect();
+        let valid: Vec<(f64, f64)> = rows
+            .iter()
+            .filter_map(|r| r.valid_loss.map(|v| (r.step as f64, v)))
+            .filter(|(_, l)| finite(l))
+            .collect();
         chart
             .draw_series(LineSeries::new(valid, RED.stroke_width(2)))?
             .label("valid")
@@ -57,4 +67,32 @@ pub fn plot_losses(rows: &[MetricsRow], path: &Path) -> Result<(), CoreError> {
         Ok(())
     };
     draw().map_err(|e| io(&e))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn diverged_and_constant_losses_still_plot() {
+        let row = |step, train_loss, valid_loss| MetricsRow {
+            step,
+            learning_rate: 1e-3,
+            train_loss,
+            valid_loss,
+            tokens_per_second: 1.0,
+            elapsed_seconds: 1.0,
+        };
+        let dir = std::env::temp_dir().join(format!("dlm-plot-{}", std::process::id()));
+        for rows in [
+            vec![row(1, 2.0, None), row(2, f64::INFINITY, Some(f64::NAN)), row(3, 1.5, None)],
+            vec![row(1, f64::NAN, None), row(2, f64::NEG_INFINITY, None)],
+            vec![row(0, 3.0, Some(3.0))],
+            vec![],
+        ] {
+            let path = dir.join(format!("{}.svg", rows.len()));
+            plot_losses(&rows, &path).unwrap();
+            assert!(std::fs::read_to_string(&path).unwrap().contains("<svg"));
+        }
+    }
 }

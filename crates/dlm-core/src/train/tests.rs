@@ -139,6 +139,14 @@ fn resume_or_new_starts_continues_and_refuses_another_run() {
     let resumed = Trainer::resume_or_new(&path, config.clone(), model(&device), objective).unwrap();
     assert_eq!(resumed.state().step, 2);
     assert_eq!(flat_params(resumed.model()), flat_params(trainer.model()));
+    // A save cut short: the run continues from the checkpoint before it.
+    trainer.step(&train).unwrap();
+    trainer.save_checkpoint(&path, serde_json::Value::Null).unwrap();
+    let bytes = std::fs::read(&path).unwrap();
+    std::fs::write(&path, &bytes[..bytes.len() / 2]).unwrap();
+    let fallback =
+        Trainer::resume_or_new(&path, config.clone(), model(&device), objective).unwrap();
+    assert_eq!(fallback.state().step, 2, "the previous checkpoint, one step earlier");
     let other = config.with_learning_rate(5e-4);
     match Trainer::resume_or_new(&path, other, model(&device), objective) {
         Err(CoreError::ResumeMismatch { path: p, saved, requested }) => {
@@ -193,11 +201,20 @@ fn bad_settings_are_rejected() {
         (TrainConfig::new(4, 4).with_ema_decay(Some(1.0)), "ema_decay"),
         (TrainConfig::new(4, 4).with_grad_clip_norm(Some(0.0)), "grad_clip_norm"),
         (TrainConfig::new(4, 4).with_decay(LrDecay::Cosine { min_ratio: 2.0 }), "decay.min_ratio"),
+        // Valid in f64, another optimiser in the f32 the optimiser computes in.
+        (TrainConfig::new(4, 4).with_beta_2(1.0 - 1e-9), "beta_2"),
+        (TrainConfig::new(4, 4).with_beta_1(1.0 - 1e-12), "beta_1"),
+        (TrainConfig::new(4, 4).with_epsilon(1e-50), "epsilon"),
+        (TrainConfig::new(4, 4).with_ema_decay(Some(1.0 - 1e-10)), "ema_decay"),
+        (TrainConfig::new(4, 4).with_grad_clip_norm(Some(f64::INFINITY)), "grad_clip_norm"),
+        (TrainConfig::new(4, 4).with_weight_decay(1e300), "weight_decay"),
     ];
     for (config, field) in cases {
         let err = config.validate().unwrap_err().to_string();
         assert!(err.contains(&format!("`{field}`")), "{err}");
     }
+    // The largest settings that survive f32 are accepted.
+    assert!(TrainConfig::new(4, 4).with_beta_2(0.9999).with_epsilon(1e-30).validate().is_ok());
     // A dataset smaller than a batch, sequences the objective cannot score, or another training
     // set than the run started on: errors, not panics.
     let device = Device::flex().autodiff();
@@ -238,7 +255,7 @@ fn replicas_sum_the_gradients_of_their_shards() {
         let (many, after_many) = step_with(replicas);
         assert_eq!(many.tokens, one.tokens);
         assert!((many.loss - one.loss).abs() < 1e-5 * one.loss, "{many:?} vs {one:?}");
-        let (norm_many, norm_one) = (many.grad_norm.unwrap(), one.grad_norm.unwrap());
+        let (norm_many, norm_one) = (many.grad_norm, one.grad_norm);
         assert!((norm_many - norm_one).abs() < 1e-4 * norm_one, "{norm_many} vs {norm_one}");
         let moved =
             after_one.iter().zip(&after_many).map(|(a, b)| (a - b).abs()).fold(0.0, f32::max);
@@ -263,4 +280,52 @@ fn a_loss_plot_without_the_plot_feature_is_refused_before_training() {
     let err = run(&mut trainer, &data(8, 1), &data(8, 2), &options).unwrap_err();
     assert!(matches!(err, CoreError::Unsupported { name: "loss_plot", .. }), "{err}");
     assert_eq!(trainer.state().step, 0, "nothing was trained");
+}
+
+/// The AR objective, whose loss turns NaN from its `from`-th call on.
+struct PoisonedFrom {
+    from: usize,
+    calls: std::sync::atomic::AtomicUsize,
+}
+
+impl Objective<Denoiser> for PoisonedFrom {
+    fn loss(
+        &self,
+        model: &Denoiser,
+        batch: burn::tensor::Tensor<2, burn::tensor::Int>,
+        rng: &mut rand::rngs::StdRng,
+    ) -> crate::train::LossSum {
+        let calls = self.calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let loss = ArObjective::default().loss(model, batch, rng);
+        if calls >= self.from {
+            crate::train::LossSum { sum: loss.sum.mul_scalar(f64::NAN), count: loss.count }
+        } else {
+            loss
+        }
+    }
+}
+
+#[test]
+fn a_diverged_step_is_an_error_naming_it_and_changes_nothing() {
+    let device = Device::flex().autodiff();
+    let train = data(32, 3);
+    let objective = PoisonedFrom { from: 1, calls: Default::default() };
+    let config = TrainConfig::new(4, 8).with_ema_decay(Some(0.9));
+    let mut trainer = Trainer::new(config, model(&device), objective).unwrap();
+    trainer.step(&train).unwrap();
+    let (params, ema, state) =
+        (flat_params(trainer.model()), flat_params(trainer.ema().unwrap()), trainer.state());
+    match trainer.step(&train) {
+        Err(CoreError::Diverged { step: 1, what: "loss", value }) => assert!(value.is_nan()),
+        other => panic!("unexpected {other:?}"),
+    }
+    assert_eq!(flat_params(trainer.model()), params, "no update applied");
+    assert_eq!(flat_params(trainer.ema().unwrap()), ema, "the EMA is untouched");
+    assert_eq!(trainer.state(), state, "the step and the data position are as before");
+    // What a run would save now is the last good state.
+    let path = scratch("diverged");
+    trainer.save_checkpoint(&path, serde_json::Value::Null).unwrap();
+    let resumed = Trainer::resume(&path, model(&device), ArObjective::default()).unwrap();
+    assert!(flat_params(resumed.model()).iter().all(|p| p.is_finite()));
+    assert_eq!(resumed.state(), state);
 }

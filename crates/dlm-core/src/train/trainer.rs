@@ -45,8 +45,8 @@ pub struct StepReport {
     pub tokens: usize,
     /// Learning rate used.
     pub learning_rate: f64,
-    /// Global gradient norm before clipping (when clipping is on).
-    pub grad_norm: Option<f64>,
+    /// Global norm of the mean-loss gradient, before clipping.
+    pub grad_norm: f64,
 }
 
 /// The checkpoint's metadata section.
@@ -190,7 +190,9 @@ impl<M: Module, O: Objective<M>> Trainer<M, O> {
     /// # Errors
     /// [`CoreError::Invalid`] if `train` has fewer sequences than one batch, sequences the
     /// objective cannot score, or another number of sequences than the run was started on (the
-    /// batch order depends on it).
+    /// batch order depends on it); [`CoreError::Diverged`] if the loss or the gradient norm is
+    /// not finite, in which case nothing changes (no update, the data position restored), so no
+    /// checkpoint is ever written with the weights of a diverged step.
     pub fn step(&mut self, train: &SequenceDataset) -> Result<StepReport, CoreError>
     where
         O: Sync,
@@ -208,6 +210,7 @@ impl<M: Module, O: Objective<M>> Trainer<M, O> {
         let seed = step_seed(self.config.seed, step);
         self.device.seed(seed);
         let mut rng = StdRng::seed_from_u64(seed);
+        let cursor_before = self.state.cursor;
         let mut accumulator = GradientsAccumulator::<M>::new();
         let (mut loss_sum, mut tokens) = (0.0, 0);
         for micro_batch in 0..self.config.grad_accumulation {
@@ -231,12 +234,15 @@ impl<M: Module, O: Objective<M>> Trainer<M, O> {
         // The mean over tokens and the clipping are one scaling of the summed gradients:
         // ‖g/n‖ = ‖g‖/n.
         let mean = 1.0 / tokens.max(1) as f64;
-        let clipping = self
-            .config
-            .grad_clip_norm
-            .map(|max_norm| (global_norm(&self.model, &grads) * mean, max_norm));
-        let clip = clipping.map_or(1.0, |(norm, max_norm)| clip_factor(norm, max_norm));
-        let grad_norm = clipping.map(|(norm, _)| norm);
+        let loss = loss_sum * mean;
+        let norm = global_norm(&self.model, &grads) * mean;
+        for (what, value) in [("loss", loss), ("gradient norm", norm)] {
+            if !value.is_finite() {
+                self.state.cursor = cursor_before;
+                return Err(CoreError::Diverged { step, what, value });
+            }
+        }
+        let clip = self.config.grad_clip_norm.map_or(1.0, |max_norm| clip_factor(norm, max_norm));
         scale_gradients(&self.model, &mut grads, mean * clip);
         let lr = learning_rate(
             step,
@@ -250,13 +256,7 @@ impl<M: Module, O: Objective<M>> Trainer<M, O> {
             self.ema = Some(update_ema(ema, &self.model, decay));
         }
         self.state.step += 1;
-        Ok(StepReport {
-            step: self.state.step,
-            loss: loss_sum / tokens.max(1) as f64,
-            tokens,
-            learning_rate: lr,
-            grad_norm,
-        })
+        Ok(StepReport { step: self.state.step, loss, tokens, learning_rate: lr, grad_norm: norm })
     }
 
     /// The loss sums and gradients of `batch` split into one shard per seed, each computed by a
@@ -364,10 +364,12 @@ impl<M: Module, O: Objective<M>> Trainer<M, O> {
         Ok(trainer)
     }
 
-    /// Continues the run saved at `path` when there is a file there, or starts `config` afresh
-    /// when there is none: what a long run that may be cut short does at every start. The saved
-    /// run must be this one: a checkpoint of another configuration is an error, not a silent
-    /// switch to its settings.
+    /// Continues the run saved at `path` when there is a checkpoint there, or starts `config`
+    /// afresh when there is none: what a long run that may be cut short does at every start.
+    /// When the latest checkpoint does not read (a save cut short), the run continues from the
+    /// previous one kept beside it ([`crate::checkpoint::latest_readable`]). The saved run must
+    /// be this one: a checkpoint of another configuration is an error, not a silent switch to
+    /// its settings.
     ///
     /// # Errors
     /// [`CoreError::ResumeMismatch`] when the checkpoint was saved with another
@@ -379,10 +381,12 @@ impl<M: Module, O: Objective<M>> Trainer<M, O> {
         model: M,
         objective: O,
     ) -> Result<Self, CoreError> {
-        if !path.exists() {
+        if !path.exists() && !crate::checkpoint::previous_path(path).exists() {
             return Self::new(config, model, objective);
         }
-        let trainer = Self::resume(path, model, objective)?;
+        // With neither readable, the error is the latest file's.
+        let latest = crate::checkpoint::latest_readable(path).unwrap_or_else(|| path.to_path_buf());
+        let trainer = Self::resume(&latest, model, objective)?;
         if trainer.config != config {
             return Err(CoreError::ResumeMismatch {
                 path: path.to_path_buf(),

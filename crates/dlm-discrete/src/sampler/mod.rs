@@ -79,7 +79,11 @@ pub struct StepRegion<'a> {
 ///
 /// Randomness: every draw (the proposals' float64 Gumbel noise and the policies' uniforms) comes
 /// from the host `rng`, so with a fixed model the output is determined by the seed.
+///
+/// Deserialising runs the constructors' checks (a config with `"steps": 0` is an error naming
+/// `steps`, not a panic inside [`MaskedSampler::sample`]).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct MaskedSampler {
     proposal: TokenSampler,
     unmasking: Unmasking,
@@ -87,14 +91,28 @@ pub struct MaskedSampler {
     block_length: Option<usize>,
 }
 
+dlm_sched::serde_validated!(MaskedSampler);
+
 impl MaskedSampler {
     /// A sampler with greedy proposals, over the whole sequence at once.
     ///
     /// # Errors
-    /// [`DiscreteError::Invalid`] if `steps == 0`.
+    /// [`DiscreteError::Invalid`] if `steps == 0`; as [`Unmasking::validate`] for a policy
+    /// written as a literal with settings out of range.
     pub fn new(unmasking: Unmasking, steps: usize) -> Result<Self, DiscreteError> {
         ensure_size(steps > 0, "masked sampler", "steps", steps, "at least 1")?;
+        unmasking.validate()?;
         Ok(Self { proposal: TokenSampler::greedy(), unmasking, steps, block_length: None })
+    }
+
+    /// The checks of [`MaskedSampler::new`] and [`MaskedSampler::with_block_length`] on a value
+    /// read from a config (the proposal checks itself when it is read).
+    fn validate(&self) -> Result<(), DiscreteError> {
+        let sampler = Self::new(self.unmasking.clone(), self.steps)?;
+        if let Some(block_length) = self.block_length {
+            sampler.with_block_length(block_length)?;
+        }
+        Ok(())
     }
 
     /// Draws proposals with `proposal` (temperature, top-k, top-p).

@@ -59,12 +59,20 @@ fn loop_alpha(u: f64, t_on: f64, t_off: f64, alpha_on: f64) -> f64 {
 /// with `0 ≤ σ_t ≤ min(1, (1 − α_s)/α_t)`. Its marginals are MDLM's, so MDLM models sample with it
 /// unchanged; `σ_t = 0` is MDLM.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct ReMdm {
     schedule: ScheduleKind,
     strategy: ReMdmStrategy,
 }
 
+dlm_sched::serde_validated!(ReMdm);
+
 impl ReMdm {
+    /// The checks of [`ReMdm::new`], for a value read from a config.
+    pub(crate) fn validate(&self) -> Result<(), DiscreteError> {
+        Self::new(self.schedule.clone(), self.strategy).map(drop)
+    }
+
     /// ReMDM on the model's `schedule`.
     ///
     /// # Errors

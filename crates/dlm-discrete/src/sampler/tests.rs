@@ -233,3 +233,35 @@ fn bad_settings_are_rejected() {
     assert!(MaskedSampler::new(policy.clone(), 0).is_err());
     assert!(MaskedSampler::new(policy, 4).unwrap().with_block_length(0).is_err());
 }
+
+#[test]
+fn configs_and_literals_get_the_constructors_checks() {
+    let threshold = Unmasking::threshold(Confidence::TokenProbability, 0.9).unwrap();
+    let good = MaskedSampler::new(threshold, 8).unwrap().with_block_length(4).unwrap();
+    let json = serde_json::to_value(&good).unwrap();
+    assert_eq!(serde_json::from_value::<MaskedSampler>(json.clone()).unwrap(), good);
+    let with = |edit: &dyn Fn(&mut serde_json::Value)| {
+        let mut value = json.clone();
+        edit(&mut value);
+        serde_json::from_value::<MaskedSampler>(value).unwrap_err().to_string()
+    };
+    // The case of the issue: `"steps": 0` is refused when read, not a panic inside `sample`.
+    assert!(with(&|v| v["steps"] = 0.into()).contains("`steps` = 0"));
+    assert!(with(&|v| v["block_length"] = 0.into()).contains("`block_length` = 0"));
+    assert!(with(&|v| v["unmasking"]["tau"] = 1.5.into()).contains("`tau` = 1.5"));
+    assert!(
+        with(&|v| v["unmasking"]["confidence"] = "negative_entropy".into()).contains("not one")
+    );
+    assert!(with(&|v| v["proposal"]["temperature"] = (-1.0).into()).contains("`temperature`"));
+    let remdm = serde_json::json!({
+        "schedule": {"kind": "log_linear"},
+        "strategy": {"strategy": "rescale", "eta": 2.0}
+    });
+    let err = serde_json::from_value::<ReMdm>(remdm).unwrap_err().to_string();
+    assert!(err.contains("`eta` = 2"), "{err}");
+    let factor = serde_json::json!({"policy": "factor", "confidence": "margin", "factor": -1.0});
+    assert!(serde_json::from_value::<Unmasking>(factor).is_err());
+    // A policy written as a literal is checked when it enters a sampler.
+    let literal = Unmasking::Threshold { confidence: Confidence::Margin, tau: 5.0 };
+    assert!(MaskedSampler::new(literal, 4).is_err());
+}

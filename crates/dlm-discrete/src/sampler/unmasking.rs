@@ -10,8 +10,12 @@ use crate::error::{DiscreteError, ensure_value};
 use crate::masking::MaskingProcess;
 
 /// Which masked positions a step commits to their proposed token.
+///
+/// Build the policies with settings through [`Unmasking::threshold`] and [`Unmasking::factor`];
+/// a literal is checked when it enters a [`crate::sampler::MaskedSampler`], and deserialising
+/// runs the same checks ([`Unmasking::validate`]).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "policy", rename_all = "snake_case")]
+#[serde(remote = "Self", tag = "policy", rename_all = "snake_case")]
 pub enum Unmasking {
     /// MDLM's ancestral step from `t` to `s` (Sahoo et al. 2024, eq. 6 with SUBS, their `ddpm`
     /// sampler): each masked position unmasks with probability `(α_s − α_t)/(1 − α_t)`.
@@ -48,7 +52,23 @@ pub enum Unmasking {
     },
 }
 
+dlm_sched::serde_validated!(Unmasking);
+
 impl Unmasking {
+    /// The checks of the validating constructors, for a policy written as a literal or read
+    /// from a config.
+    ///
+    /// # Errors
+    /// As [`Unmasking::threshold`], [`Unmasking::factor`] and [`ReMdm::new`].
+    pub fn validate(&self) -> Result<(), DiscreteError> {
+        match self {
+            Self::Threshold { confidence, tau } => Self::threshold(*confidence, *tau).map(drop),
+            Self::Factor { confidence, factor } => Self::factor(*confidence, *factor).map(drop),
+            Self::ReMdm(remdm) => remdm.validate(),
+            Self::Ancestral { .. } | Self::TopK { .. } | Self::Random => Ok(()),
+        }
+    }
+
     /// [`Unmasking::Ancestral`] with the schedule of the process the model was trained on
     /// (MDLM's ancestral sampler reverses exactly that forward process).
     ///
@@ -260,7 +280,7 @@ mod tests {
         let linear = dlm_sched::Polynomial::new(1.0).unwrap();
         let counts = [0.0, 0.0, 0.0, 0.0, 5.0, 1.0, 3.0];
         let spindle = crate::Spindle::new(0.05, &counts, &linear).unwrap();
-        let spindled = MaskingProcess::new(linear, 3).with_spindle(spindle);
+        let spindled = MaskingProcess::new(linear, 3).with_spindle(spindle).unwrap();
         let err = Unmasking::ancestral(&spindled).unwrap_err();
         assert!(matches!(err, DiscreteError::Unsupported { .. }), "{err}");
     }
