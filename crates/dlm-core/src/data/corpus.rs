@@ -81,7 +81,9 @@ pub fn tokenize_documents(
         std::iter::once(tokenizer_id.as_bytes()).chain(documents.iter().map(String::as_bytes)),
     );
     let entry = cache_dir.map(|dir| dir.join(format!("{key:016x}.tokens")));
-    if let Some(tokens) = entry.as_deref().and_then(read_cache) {
+    let cached =
+        entry.as_deref().and_then(|e| read_cache(e, documents.len(), tokenizer.vocab_size()));
+    if let Some(tokens) = cached {
         return Ok(tokens);
     }
     let tokens = documents.iter().map(|d| tokenizer.encode(d)).collect::<Result<Vec<_>, _>>()?;
@@ -98,23 +100,34 @@ pub fn tokenize_documents(
     Ok(tokens)
 }
 
-fn read_cache(path: &Path) -> Option<Vec<Vec<u32>>> {
+/// The ids of a cache entry, if it reads as `n_docs` documents of ids below `vocab_size`
+/// (anything else, a damaged or foreign entry, is recomputed by the caller). Every length read
+/// from the file is checked before it sizes an allocation or an offset.
+fn read_cache(path: &Path, n_docs: usize, vocab_size: usize) -> Option<Vec<Vec<u32>>> {
     let sections = read_sections(path).ok()?;
     let bytes = sections.get("tokens").ok()?;
     let word = |i: usize| {
-        bytes.get(i * 8..i * 8 + 8).map(|b| u64::from_le_bytes(b.try_into().expect("8")))
+        let at = i.checked_mul(8)?;
+        bytes.get(at..at.checked_add(8)?).map(|b| u64::from_le_bytes(b.try_into().expect("8")))
     };
-    let n_docs = usize::try_from(word(0)?).ok()?;
-    let lens: Vec<usize> =
-        (1..=n_docs).map(|i| word(i).map(|w| w as usize)).collect::<Option<_>>()?;
-    let mut at = (n_docs + 1) * 8;
+    if usize::try_from(word(0)?).ok()? != n_docs {
+        return None;
+    }
+    let lens: Vec<usize> = (1..=n_docs)
+        .map(|i| word(i).and_then(|w| usize::try_from(w).ok()))
+        .collect::<Option<_>>()?;
+    let mut at = (n_docs + 1).checked_mul(8)?;
     let mut documents = Vec::with_capacity(n_docs);
     for len in lens {
-        let chunk = bytes.get(at..at + len * 4)?;
-        documents.push(
-            chunk.chunks_exact(4).map(|b| u32::from_le_bytes(b.try_into().expect("4"))).collect(),
-        );
-        at += len * 4;
+        let end = len.checked_mul(4).and_then(|n| at.checked_add(n))?;
+        let chunk = bytes.get(at..end)?;
+        let ids: Vec<u32> =
+            chunk.chunks_exact(4).map(|b| u32::from_le_bytes(b.try_into().expect("4"))).collect();
+        if ids.iter().any(|&id| id as usize >= vocab_size) {
+            return None;
+        }
+        documents.push(ids);
+        at = end;
     }
     (at == bytes.len()).then_some(documents)
 }

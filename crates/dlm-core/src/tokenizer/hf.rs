@@ -29,6 +29,16 @@ fn tokenizer_error(what: &str) -> impl FnOnce(tokenizers::Error) -> CoreError + 
     move |e| CoreError::Tokenizer { what: what.into(), message: e.to_string() }
 }
 
+/// The message of a caught panic.
+fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
+    let text = panic
+        .downcast_ref::<String>()
+        .map(String::as_str)
+        .or_else(|| panic.downcast_ref::<&str>().copied())
+        .unwrap_or("unknown cause");
+    format!("malformed file (the tokenizers crate panicked: {text})")
+}
+
 /// [`CoreError::Io`] (not found) unless `path` is a file.
 fn ensure_file(path: &Path, message: &str) -> Result<(), CoreError> {
     if path.is_file() {
@@ -49,7 +59,15 @@ impl HfTokenizer {
     pub fn load(path: &Path) -> Result<Self, CoreError> {
         ensure_file(path, "no tokenizer file here")?;
         let what = path.display().to_string();
-        let mut inner = tokenizers::Tokenizer::from_file(path).map_err(tokenizer_error(&what))?;
+        // `tokenizers` panics on some malformed files (an `unwrap` in its decoder parsing): the
+        // boundary turns that into the same typed error as the files it rejects.
+        let parsed = std::panic::catch_unwind(|| tokenizers::Tokenizer::from_file(path));
+        let mut inner = parsed
+            .map_err(|panic| CoreError::Tokenizer {
+                what: what.clone(),
+                message: panic_message(&panic),
+            })?
+            .map_err(tokenizer_error(&what))?;
         inner.with_padding(None);
         inner.with_truncation(None).map_err(tokenizer_error(&what))?;
         Self::with_specials(inner, what)
