@@ -103,6 +103,7 @@ pub fn write_sections(path: &Path, sections: &[(&str, &[u8])]) -> Result<(), Cor
     fs::create_dir_all(directory).map_err(io_error(directory))?;
     let file_name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
     remove_stale_temporaries(directory, &file_name);
+    remove_stale_temporaries(directory, &format!("{file_name}.prev"));
     let (temporary, mut file) = create_temporary(directory, &file_name).map_err(io_error(path))?;
     let write = || -> std::io::Result<()> {
         file.write_all(&file_bytes)?;
@@ -129,20 +130,26 @@ fn temporary_prefix(file_name: &str) -> String {
 /// existing file or symlink of that name is an error, never followed), named by the process, a
 /// per-process counter and the time, so that concurrent writers never share one.
 fn create_temporary(directory: &Path, file_name: &str) -> std::io::Result<(PathBuf, File)> {
-    static COUNTER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
     loop {
-        let count = COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.subsec_nanos());
-        let name = format!("{}{}-{count}-{nanos}", temporary_prefix(file_name), std::process::id());
-        let temporary = directory.join(name);
+        let temporary =
+            directory.join(format!("{}{}", temporary_prefix(file_name), unique_suffix()));
         match fs::OpenOptions::new().write(true).create_new(true).open(&temporary) {
             Ok(file) => return Ok((temporary, file)),
             Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
             Err(e) => return Err(e),
         }
     }
+}
+
+/// `<process id>-<counter>-<nanoseconds>`: never the same twice in one process, and the process
+/// id tells [`remove_stale_temporaries`] whose it is.
+fn unique_suffix() -> String {
+    static COUNTER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let count = COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos());
+    format!("{}-{count}-{nanos}", std::process::id())
 }
 
 /// Removes the temporaries of `file_name` left by writers that are gone: on Linux those whose
@@ -178,14 +185,27 @@ fn remove_stale_temporaries(directory: &Path, file_name: &str) {
 /// one, so the target is never missing.
 fn keep_previous(path: &Path) -> std::io::Result<()> {
     let previous = previous_path(path);
-    let mut staging = previous.as_os_str().to_owned();
-    staging.push(format!(".tmp-{}", std::process::id()));
-    let staging = PathBuf::from(staging);
-    let _ = fs::remove_file(&staging);
-    if fs::hard_link(path, &staging).is_err() {
-        fs::copy(path, &staging)?;
+    let directory = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let previous_name =
+        previous.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    // A staging name of its own per writer, so concurrent writers never collide.
+    let staging =
+        directory.join(format!("{}{}", temporary_prefix(&previous_name), unique_suffix()));
+    let linked = fs::hard_link(path, &staging).or_else(|_| fs::copy(path, &staging).map(drop));
+    match linked {
+        Ok(()) => {
+            fs::rename(&staging, &previous)?;
+            // When another writer already linked the same file as the previous one, the rename
+            // does nothing (POSIX: two links to one file) and the staging link remains.
+            match fs::remove_file(&staging) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
+                _ => Ok(()),
+            }
+        }
+        // Another writer replaced `path` between our check and the link: nothing to keep.
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(e),
     }
-    fs::rename(&staging, &previous)
 }
 
 /// Persists the renames in `directory` (Unix: a directory can be opened and synced; elsewhere
