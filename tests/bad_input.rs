@@ -10,11 +10,11 @@ use dlm::core::backbone::{AttentionMask, DenoiserConfig};
 use dlm::core::checkpoint::{read_sections, write_sections};
 use dlm::core::data::{
     BatchCursor, MarkovSource, MarkovSourceConfig, PairsTask, PairsTaskConfig, SequenceDataset,
-    WordsTask, WordsTaskConfig, read_documents, text_files,
+    WordsTask, WordsTaskConfig, pad_documents, read_documents, text_files,
 };
 use dlm::core::eval::{EvalBatches, evaluate_bound};
 use dlm::core::sampling::{Confidence, TokenSampler};
-use dlm::core::tokenizer::CharTokenizer;
+use dlm::core::tokenizer::{CharTokenizer, HfTokenizer};
 use dlm::core::train::{LrDecay, TrainConfig};
 use dlm::discrete::d3pm::{D3pm, Transition, mutual_information_schedule};
 use dlm::discrete::sampler::{MaskedSampler, ReMdm, ReMdmStrategy, SamplerState, Unmasking};
@@ -62,6 +62,10 @@ fn schedules_grids_and_time_samplers() {
     invalid!(TimeSampler::uniform(-0.1), "low");
     invalid!(TimeSampler::antithetic(1.5), "low");
     invalid!(TimeSampler::clipped(0.8, 0.2), "omega");
+    // Size bombs: a table of a billion steps is an error, not an abort.
+    invalid!(TimeGrid::uniform(1 << 30, 0.0), "steps");
+    invalid!(DiscreteSchedule::square_root(1 << 30, 0.1), "steps");
+    invalid!(DiscreteSchedule::absorbing_mutual_information(usize::MAX), "steps");
     // Configs go through the constructors.
     let read = |json: &str| serde_json::from_str::<ScheduleKind>(json).map_err(|e| e.to_string());
     assert!(read(r#"{"kind": "cosine", "s": -1}"#).unwrap_err().contains("`s` = -1"));
@@ -96,6 +100,13 @@ fn data_sources_and_datasets() {
     assert!(matches!(text_files(&scratch("no-text")), Err(CoreError::EmptyCorpus { .. })));
     assert!(matches!(text_files(&scratch("x").join("absent")), Err(CoreError::Io { .. })));
     assert!(CharTokenizer::from_texts(std::iter::empty::<&str>()).is_err());
+    let special = dlm::core::tokenizer::SpecialTokens::reserved();
+    invalid!(pad_documents(&[vec![5]], 1 << 40, 10, special), "seq_len");
+    invalid!(
+        pad_documents(&vec![vec![5]; 1 << 13], 1 << 20, 10, special),
+        "documents.len() · seq_len"
+    );
+    invalid!(HfTokenizer::train_bpe(&[], 1 << 30), "vocab_size");
 }
 
 #[test]
@@ -135,6 +146,10 @@ fn models_masks_evaluation_and_checkpoints() {
     invalid!(config().with_dropout(1.0).validate(), "dropout");
     invalid!(config().with_rope_base(1.0).validate(), "rope_base");
     invalid!(config().with_cond_dim(Some(7)).validate(), "cond_dim");
+    invalid!(DenoiserConfig::tokens(1 << 30, 16).validate(), "vocab_size");
+    invalid!(config().with_d_model(1 << 20).validate(), "d_model");
+    invalid!(config().with_n_layers(1 << 20).validate(), "n_layers");
+    invalid!(DenoiserConfig::tokens(10, usize::MAX).validate(), "max_seq_len");
     invalid!(config().check_seq_len(0), "seq_len");
     invalid!(config().check_seq_len(17), "seq_len");
     invalid!(AttentionMask::block_causal(0), "block_size");
@@ -221,6 +236,7 @@ fn masked_diffusion_objectives_and_samplers() {
     invalid!(D3pm::new(Transition::Absorbing { mask_id: 9 }, schedule.clone(), 5, 0.0), "mask_id");
     invalid!(D3pm::new(Transition::Uniform, schedule, 5, -0.1), "hybrid_lambda");
     invalid!(mutual_information_schedule(Transition::Uniform, &[1.0, 2.0], 0), "steps");
+    invalid!(mutual_information_schedule(Transition::Uniform, &[1.0, 2.0], 1 << 30), "steps");
 }
 
 #[test]

@@ -5,6 +5,11 @@
 use std::borrow::Cow;
 use std::fmt;
 
+/// The most steps a time grid or a discrete schedule may have (`2²⁰`, about a million; D3PM uses
+/// 1000, samplers a few thousand): past it, the tables these build would be a size bomb, an
+/// abort instead of an error.
+pub const MAX_STEPS: usize = 1 << 20;
+
 /// The offending value of an [`InvalidInput`].
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum InputValue {

@@ -4,6 +4,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::InvalidInput;
 use crate::error::{ScheduleError, ensure_size, ensure_value};
+use crate::invalid::MAX_STEPS;
 
 const CONTEXT: &str = "time grid";
 
@@ -39,7 +40,13 @@ impl TimeGrid {
     /// [`ScheduleError::Invalid`] if `steps == 0`, or unless
     /// `0 ≤ t_min < 1`.
     pub fn uniform(steps: usize, t_min: f64) -> Result<Self, ScheduleError> {
-        ensure_size(steps > 0, CONTEXT, "steps", steps, "at least 1")?;
+        ensure_size(
+            steps > 0 && steps <= MAX_STEPS,
+            CONTEXT,
+            "steps",
+            steps,
+            format!("between 1 and MAX_STEPS = {MAX_STEPS}"),
+        )?;
         ensure_value((0.0..1.0).contains(&t_min), CONTEXT, "t_min", t_min, "a value in [0, 1)")?;
         let dt = (1.0 - t_min) / steps as f64;
         let mut times: Vec<f64> = (0..steps).map(|k| 1.0 - k as f64 * dt).collect();
@@ -54,7 +61,13 @@ impl TimeGrid {
     /// [`ScheduleError::Invalid`] for a time outside `[0, 1]` or one that is not strictly
     /// below its predecessor.
     pub fn from_times(times: Vec<f64>) -> Result<Self, ScheduleError> {
-        ensure_size(times.len() >= 2, CONTEXT, "times.len()", times.len(), "at least 2")?;
+        ensure_size(
+            times.len() >= 2 && times.len() <= MAX_STEPS + 1,
+            CONTEXT,
+            "times.len()",
+            times.len(),
+            format!("between 2 and MAX_STEPS + 1 = {}", MAX_STEPS + 1),
+        )?;
         for (index, &value) in times.iter().enumerate() {
             let in_range = (0.0..=1.0).contains(&value);
             let decreasing = index == 0 || value < times[index - 1];

@@ -14,6 +14,14 @@ use super::time_embedding::{TimeEmbedding, TimeEmbeddingConfig};
 use crate::error::{CoreError, ensure_size, ensure_value};
 
 const CONTEXT: &str = "denoiser config";
+/// The largest vocabulary a denoiser may have (`2²⁴`).
+pub const MAX_VOCAB_SIZE: usize = 1 << 24;
+/// The largest width (`d_model`, vector sizes, `cond_dim`): `2¹⁶`.
+pub const MAX_WIDTH: usize = 1 << 16;
+/// The most layers: 1024.
+pub const MAX_LAYERS: usize = 1024;
+/// The longest context: `2²⁰` positions.
+pub const MAX_SEQ_LEN: usize = 1 << 20;
 
 /// What the denoiser reads and writes.
 #[derive(Config, Debug, PartialEq)]
@@ -79,19 +87,31 @@ impl DenoiserConfig {
     /// not dividing `d_model`, an odd head size, a `dropout` outside `[0, 1)`, a `rope_base`
     /// not `> 1`, an odd or zero `cond_dim`.
     pub fn validate(&self) -> Result<(), CoreError> {
+        // Caps (documented in docs/reliability.md): past them a config is a size bomb, an abort
+        // at `init` instead of an error. LLaDA-8B (126,464 tokens, width 4096, 32 layers) and
+        // Gemma's 262,144-token vocabulary fit well inside.
+        let between = |low: usize, name: &'static str, value: usize, cap: usize| {
+            ensure_size(
+                (low..=cap).contains(&value),
+                CONTEXT,
+                name,
+                value,
+                format!("between {low} and {cap}"),
+            )
+        };
         match self.io {
             DenoiserIo::Tokens { vocab_size, .. } => {
-                ensure_size(vocab_size >= 2, CONTEXT, "vocab_size", vocab_size, "at least 2")?
+                between(2, "vocab_size", vocab_size, MAX_VOCAB_SIZE)?
             }
             DenoiserIo::Vectors { input_dim, output_dim } => {
-                ensure_size(input_dim > 0, CONTEXT, "input_dim", input_dim, "at least 1")?;
-                ensure_size(output_dim > 0, CONTEXT, "output_dim", output_dim, "at least 1")?
+                between(1, "input_dim", input_dim, MAX_WIDTH)?;
+                between(1, "output_dim", output_dim, MAX_WIDTH)?
             }
         }
-        ensure_size(self.max_seq_len > 0, CONTEXT, "max_seq_len", self.max_seq_len, "at least 1")?;
-        ensure_size(self.d_model > 0, CONTEXT, "d_model", self.d_model, "at least 1")?;
-        ensure_size(self.n_layers > 0, CONTEXT, "n_layers", self.n_layers, "at least 1")?;
-        ensure_size(self.mlp_ratio > 0, CONTEXT, "mlp_ratio", self.mlp_ratio, "at least 1")?;
+        between(1, "max_seq_len", self.max_seq_len, MAX_SEQ_LEN)?;
+        between(1, "d_model", self.d_model, MAX_WIDTH)?;
+        between(1, "n_layers", self.n_layers, MAX_LAYERS)?;
+        between(1, "mlp_ratio", self.mlp_ratio, 64)?;
         ensure_size(
             self.n_heads > 0 && self.d_model.is_multiple_of(self.n_heads),
             CONTEXT,
@@ -123,11 +143,11 @@ impl DenoiserConfig {
         )?;
         if let Some(cond_dim) = self.cond_dim {
             ensure_size(
-                cond_dim > 0 && cond_dim.is_multiple_of(2),
+                cond_dim > 0 && cond_dim.is_multiple_of(2) && cond_dim <= MAX_WIDTH,
                 CONTEXT,
                 "cond_dim",
                 cond_dim,
-                "an even size >= 2",
+                "an even size between 2 and MAX_WIDTH",
             )?;
         }
         Ok(())

@@ -20,6 +20,10 @@ pub struct SequenceDataset {
     tokens: Vec<u32>,
 }
 
+/// The most tokens a padded dataset may hold (`2³²`, 16 GiB of ids): a padding length past it is
+/// a size bomb.
+pub const MAX_DATASET_TOKENS: usize = 1 << 32;
+
 impl SequenceDataset {
     /// Wraps row-major `tokens` as sequences of `seq_len`.
     ///
@@ -264,6 +268,22 @@ pub fn pad_documents(
     special: SpecialTokens,
 ) -> Result<SequenceDataset, CoreError> {
     ensure_size(!documents.is_empty(), CONTEXT, "documents.len()", 0, "at least 1")?;
+    let cap = crate::backbone::MAX_SEQ_LEN;
+    ensure_size(
+        seq_len > 0 && seq_len <= cap,
+        CONTEXT,
+        "seq_len",
+        seq_len,
+        format!("between 1 and MAX_SEQ_LEN = {cap}"),
+    )?;
+    let total = documents.len().checked_mul(seq_len).filter(|&n| n <= MAX_DATASET_TOKENS);
+    ensure_size(
+        total.is_some(),
+        CONTEXT,
+        "documents.len() · seq_len",
+        documents.len().saturating_mul(seq_len),
+        format!("at most {MAX_DATASET_TOKENS} padded tokens"),
+    )?;
     let mut tokens = Vec::with_capacity(documents.len() * seq_len);
     for document in documents {
         let mut row: Vec<u32> = std::iter::once(special.bos)

@@ -9,7 +9,9 @@ mod pairs;
 mod words;
 
 pub use corpus::{CorpusSplits, read_documents, split_corpus, text_files, tokenize_documents};
-pub use dataset::{BatchCursor, SequenceDataset, pad_documents, wrap_documents};
+pub use dataset::{
+    BatchCursor, MAX_DATASET_TOKENS, SequenceDataset, pad_documents, wrap_documents,
+};
 pub use markov::{MarkovScore, MarkovSource, MarkovSourceConfig};
 pub use pairs::{PairsScore, PairsTask, PairsTaskConfig};
 pub use words::{WordsTask, WordsTaskConfig};

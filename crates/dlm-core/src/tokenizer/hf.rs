@@ -129,12 +129,13 @@ impl HfTokenizer {
     /// tokens, [`CoreError::Io`] for a missing file, [`CoreError::Tokenizer`] if training fails.
     pub fn train_bpe(files: &[PathBuf], vocab_size: usize) -> Result<Self, CoreError> {
         let minimum = 256 + SpecialTokens::COUNT as usize;
+        let cap = crate::backbone::MAX_VOCAB_SIZE;
         crate::error::ensure_size(
-            vocab_size >= minimum,
+            (minimum..=cap).contains(&vocab_size),
             "BPE training",
             "vocab_size",
             vocab_size,
-            format!("at least {minimum} (bytes and special tokens)"),
+            format!("between {minimum} (bytes and special tokens) and {cap}"),
         )?;
         for file in files {
             ensure_file(file, "no corpus file here")?;
