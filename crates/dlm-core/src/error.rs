@@ -110,15 +110,27 @@ pub enum CoreError {
         /// Offset of the first invalid byte.
         offset: usize,
     },
-    /// A checkpoint to continue from was saved by a run of another configuration.
+    /// A checkpoint to continue from was saved by a run of another configuration or
+    /// objective.
     #[error("{}: saved by another run ({saved}), not this one ({requested})", path.display())]
     ResumeMismatch {
         /// The checkpoint.
         path: PathBuf,
-        /// The saved run's [`crate::train::TrainConfig`], as `Debug` prints it.
+        /// The saved run's [`crate::train::TrainConfig`] or objective, as `Debug` prints it.
         saved: String,
-        /// The configuration asked for.
+        /// What was asked for.
         requested: String,
+    },
+    /// The training data differs from the data the run started on (the batch order and the
+    /// resumed curve depend on it).
+    #[error(
+        "the training data has fingerprint {given:016x}, the run started on {saved:016x}: another dataset"
+    )]
+    TrainingDataChanged {
+        /// The fingerprint the run started on.
+        saved: u64,
+        /// The fingerprint of the data given.
+        given: u64,
     },
     /// Training diverged: the step's loss or gradient norm is not finite. The step was not
     /// applied (parameters, optimiser, EMA and data position are as before it).

@@ -252,7 +252,7 @@ impl Budget<'_> {
     ///
     /// # Errors
     /// The trainer's: a bad configuration, a checkpoint of another run, an I/O failure.
-    pub fn train<O: Objective<Denoiser> + Sync>(
+    pub fn train<O: Objective<Denoiser> + Sync + std::fmt::Debug>(
         &self,
         name: &str,
         objective: O,
@@ -269,7 +269,7 @@ impl Budget<'_> {
     ///
     /// # Errors
     /// As [`Budget::train`].
-    pub fn train_model<M: Module, O: Objective<M> + Sync>(
+    pub fn train_model<M: Module, O: Objective<M> + Sync + std::fmt::Debug>(
         &self,
         name: &str,
         objective: O,
@@ -349,7 +349,7 @@ impl Ladder {
     ///
     /// # Errors
     /// As [`Budget::train`].
-    pub fn train<O: Objective<Denoiser> + Sync>(
+    pub fn train<O: Objective<Denoiser> + Sync + std::fmt::Debug>(
         &self,
         name: &str,
         objective: O,

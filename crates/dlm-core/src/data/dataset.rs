@@ -18,6 +18,20 @@ pub struct SequenceDataset {
     seq_len: usize,
     vocab_size: usize,
     tokens: Vec<u32>,
+    /// XXH3-64 of the length, the vocabulary and the ids, computed once (the ids never change).
+    fingerprint: u64,
+}
+
+/// XXH3-64 of a dataset's shape and ids.
+fn fingerprint(seq_len: usize, vocab_size: usize, tokens: &[u32]) -> u64 {
+    let mut hasher = xxhash_rust::xxh3::Xxh3::new();
+    hasher.update(&(seq_len as u64).to_le_bytes());
+    hasher.update(&(vocab_size as u64).to_le_bytes());
+    for chunk in tokens.chunks(1 << 14) {
+        let bytes: Vec<u8> = chunk.iter().flat_map(|t| t.to_le_bytes()).collect();
+        hasher.update(&bytes);
+    }
+    hasher.digest()
 }
 
 /// The most tokens a padded dataset may hold (`2³²`, 16 GiB of ids): a padding length past it is
@@ -48,7 +62,8 @@ impl SequenceDataset {
                 format!("below vocab_size = {vocab_size}"),
             )));
         }
-        Ok(Self { seq_len, vocab_size, tokens })
+        let fingerprint = fingerprint(seq_len, vocab_size, &tokens);
+        Ok(Self { seq_len, vocab_size, tokens, fingerprint })
     }
 
     /// `n_sequences` sequences drawn by `sample(len, rng)` from one RNG seeded with `seed`.
@@ -99,6 +114,12 @@ impl SequenceDataset {
         counts.into_iter().map(|c| c as f64 / total).collect()
     }
 
+    /// A 64-bit fingerprint of the sequences (XXH3 of the length, the vocabulary and every id):
+    /// what a checkpoint stores so that a run resumes on the data it started on.
+    pub fn fingerprint(&self) -> u64 {
+        self.fingerprint
+    }
+
     /// Sequence `i`.
     ///
     /// # Panics
@@ -132,7 +153,8 @@ impl SequenceDataset {
 
     fn slice(&self, start: usize, count: usize) -> Self {
         let tokens = self.tokens[start * self.seq_len..(start + count) * self.seq_len].to_vec();
-        Self { seq_len: self.seq_len, vocab_size: self.vocab_size, tokens }
+        let fingerprint = fingerprint(self.seq_len, self.vocab_size, &tokens);
+        Self { seq_len: self.seq_len, vocab_size: self.vocab_size, tokens, fingerprint }
     }
 
     /// The sequences `indices` as a `[indices.len(), seq_len]` tensor.

@@ -79,7 +79,7 @@ const CSV_HEADER: &str =
 /// # Errors
 /// Data, I/O and checkpoint errors ([`CoreError`]); [`CoreError::Unsupported`] for a
 /// `loss_plot` when dlm-core is built without its `plot` feature (before any step).
-pub fn run<M: Module, O: Objective<M> + Sync>(
+pub fn run<M: Module, O: Objective<M> + Sync + std::fmt::Debug>(
     trainer: &mut Trainer<M, O>,
     train: &SequenceDataset,
     valid: &SequenceDataset,

@@ -147,7 +147,22 @@ fn resume_or_new_starts_continues_and_refuses_another_run() {
     let fallback =
         Trainer::resume_or_new(&path, config.clone(), model(&device), objective).unwrap();
     assert_eq!(fallback.state().step, 2, "the previous checkpoint, one step earlier");
-    let other = config.with_learning_rate(5e-4);
+    let other = config.clone().with_learning_rate(5e-4);
+    // Another dataset of the same size, or another objective: refused too.
+    let mut resumed =
+        Trainer::resume_or_new(&path, config.clone(), model(&device), objective).unwrap();
+    match resumed.step(&data(16, 99)) {
+        Err(CoreError::TrainingDataChanged { saved, given }) => assert_ne!(saved, given),
+        other => panic!("unexpected {other:?}"),
+    }
+    let shifted = ArObjective::default().with_first_target(2);
+    match Trainer::resume_or_new(&path, config.clone(), model(&device), shifted) {
+        Err(CoreError::ResumeMismatch { saved, requested, .. }) => {
+            assert!(saved.contains("first_target: 1"), "{saved}");
+            assert!(requested.contains("first_target: 2"), "{requested}");
+        }
+        other => panic!("unexpected {:?}", other.map(|t| t.state())),
+    }
     match Trainer::resume_or_new(&path, other, model(&device), objective) {
         Err(CoreError::ResumeMismatch { path: p, saved, requested }) => {
             assert_eq!(p, path);
@@ -283,6 +298,7 @@ fn a_loss_plot_without_the_plot_feature_is_refused_before_training() {
 }
 
 /// The AR objective, whose loss turns NaN from its `from`-th call on.
+#[derive(Debug)]
 struct PoisonedFrom {
     from: usize,
     calls: std::sync::atomic::AtomicUsize,
@@ -325,7 +341,12 @@ fn a_diverged_step_is_an_error_naming_it_and_changes_nothing() {
     // What a run would save now is the last good state.
     let path = scratch("diverged");
     trainer.save_checkpoint(&path, serde_json::Value::Null).unwrap();
-    let resumed = Trainer::resume(&path, model(&device), ArObjective::default()).unwrap();
-    assert!(flat_params(resumed.model()).iter().all(|p| p.is_finite()));
+    // The checkpoint is the poisoned objective's (its call count included): resuming it with
+    // another objective is refused; its weights are the last good ones.
+    let other = Trainer::resume(&path, model(&device), ArObjective::default());
+    assert!(matches!(other, Err(CoreError::ResumeMismatch { .. })));
+    let same = PoisonedFrom { from: 1, calls: 2.into() };
+    let resumed = Trainer::resume(&path, model(&device), same).unwrap();
+    assert_eq!(flat_params(resumed.model()), params);
     assert_eq!(resumed.state(), state);
 }

@@ -32,6 +32,10 @@ pub struct TrainState {
     pub cursor: BatchCursor,
     /// Number of training sequences, fixed at the first step (the batch order depends on it).
     pub train_sequences: Option<usize>,
+    /// [`SequenceDataset::fingerprint`] of the training data, fixed at the first step (absent
+    /// in checkpoints written before it was stored).
+    #[serde(default)]
+    pub train_fingerprint: Option<u64>,
 }
 
 /// What one optimiser step did.
@@ -54,6 +58,10 @@ pub struct StepReport {
 struct Meta {
     state: TrainState,
     config: TrainConfig,
+    /// The objective, as `Debug` prints it (its type and settings); empty in checkpoints
+    /// written before it was stored.
+    #[serde(default)]
+    objective: String,
     /// Whatever the caller stores beside (the model config, typically).
     extra: serde_json::Value,
 }
@@ -139,7 +147,7 @@ impl<M: Module, O: Objective<M>> Trainer<M, O> {
             model,
             ema,
             optimizer,
-            state: TrainState { step: 0, cursor, train_sequences: None },
+            state: TrainState { step: 0, cursor, train_sequences: None, train_fingerprint: None },
             device,
         })
     }
@@ -206,6 +214,10 @@ impl<M: Module, O: Objective<M>> Trainer<M, O> {
             train.len(),
             format!("{expected}, the size of the training set the run started on"),
         )?;
+        let saved = *self.state.train_fingerprint.get_or_insert(train.fingerprint());
+        if saved != train.fingerprint() {
+            return Err(CoreError::TrainingDataChanged { saved, given: train.fingerprint() });
+        }
         let step = self.state.step;
         let seed = step_seed(self.config.seed, step);
         self.device.seed(seed);
@@ -308,13 +320,17 @@ impl<M: Module, O: Objective<M>> Trainer<M, O> {
         evaluate(&self.objective, &self.eval_model(), data, batches)
     }
 
-    /// Writes an atomic checkpoint: model, optimiser, EMA, state and config, plus `extra` (the
-    /// model config, say) in the metadata.
+    /// Writes an atomic checkpoint: model, optimiser, EMA, state (with the training data's
+    /// fingerprint), config and objective, plus `extra` (the model config, say) in the metadata.
     ///
     /// # Errors
     /// [`CoreError::Io`] or [`CoreError::Record`].
-    pub fn save_checkpoint(&self, path: &Path, extra: serde_json::Value) -> Result<(), CoreError> {
-        let meta = Meta { state: self.state, config: self.config.clone(), extra };
+    pub fn save_checkpoint(&self, path: &Path, extra: serde_json::Value) -> Result<(), CoreError>
+    where
+        O: std::fmt::Debug,
+    {
+        let objective = format!("{:?}", self.objective);
+        let meta = Meta { state: self.state, config: self.config.clone(), objective, extra };
         let meta = serde_json::to_vec_pretty(&meta)
             .map_err(|source| CoreError::Json { what: "checkpoint metadata".into(), source })?;
         let model = self.model.clone().into_record().into_bytes().map_err(record_error("model"))?;
@@ -334,14 +350,30 @@ impl<M: Module, O: Objective<M>> Trainer<M, O> {
     /// Continues a run from a checkpoint. `model` must have the checkpoint's architecture (build
     /// it from the config stored in [`Trainer::checkpoint_extra`]) on an autodiff device.
     ///
+    /// The checkpoint must have been saved with this objective (its type and settings, as
+    /// `Debug` prints them); the training data is checked against the saved fingerprint at the
+    /// next [`Trainer::step`].
+    ///
     /// # Errors
     /// Any checkpoint error of [`crate::checkpoint::read_sections`]; [`CoreError::Json`] for
-    /// bad metadata; [`CoreError::Record`] when the saved tensors do not fit `model`.
-    pub fn resume(path: &Path, model: M, objective: O) -> Result<Self, CoreError> {
+    /// bad metadata; [`CoreError::ResumeMismatch`] for a checkpoint of another objective;
+    /// [`CoreError::Record`] when the saved tensors do not fit `model`.
+    pub fn resume(path: &Path, model: M, objective: O) -> Result<Self, CoreError>
+    where
+        O: std::fmt::Debug,
+    {
         let sections = read_sections(path)?;
         let meta: Meta = serde_json::from_slice(sections.get("meta")?).map_err(|source| {
             CoreError::Json { what: format!("{}: metadata", path.display()), source }
         })?;
+        let requested = format!("{objective:?}");
+        if !meta.objective.is_empty() && meta.objective != requested {
+            return Err(CoreError::ResumeMismatch {
+                path: path.to_path_buf(),
+                saved: meta.objective,
+                requested,
+            });
+        }
         let load = |model: M, name: &str| -> Result<M, CoreError> {
             let bytes = Bytes::from_bytes_vec(sections.get(name)?.to_vec());
             let what = format!("{}: {name}", path.display());
@@ -373,14 +405,17 @@ impl<M: Module, O: Objective<M>> Trainer<M, O> {
     ///
     /// # Errors
     /// [`CoreError::ResumeMismatch`] when the checkpoint was saved with another
-    /// [`TrainConfig`]; as [`Trainer::resume`] for a checkpoint that cannot be read, and as
-    /// [`Trainer::new`] for a bad `config`.
+    /// [`TrainConfig`] or objective; as [`Trainer::resume`] for a checkpoint that cannot be
+    /// read, and as [`Trainer::new`] for a bad `config`.
     pub fn resume_or_new(
         path: &Path,
         config: TrainConfig,
         model: M,
         objective: O,
-    ) -> Result<Self, CoreError> {
+    ) -> Result<Self, CoreError>
+    where
+        O: std::fmt::Debug,
+    {
         if !path.exists() && !crate::checkpoint::previous_path(path).exists() {
             return Self::new(config, model, objective);
         }
