@@ -6,8 +6,8 @@ use burn::tensor::{Int, Tensor, TensorData};
 use serde::{Deserialize, Serialize};
 
 use crate::InvalidInput;
-use crate::error::{ScheduleError, ensure_size, ensure_value};
-use crate::invalid::MAX_STEPS;
+use crate::error::{ScheduleError, ensure_value};
+use crate::invalid::ensure_steps;
 use crate::schedule::NoiseSchedule;
 use crate::square_root::SquareRoot;
 
@@ -89,13 +89,7 @@ impl DiscreteSchedule {
     /// [`ScheduleError::Invalid`] if `betas` is empty, or if a
     /// `β_i` is not in `[0, 1]`.
     pub fn from_betas(betas: Vec<f64>) -> Result<Self, ScheduleError> {
-        ensure_size(
-            !betas.is_empty() && betas.len() <= MAX_STEPS,
-            CONTEXT,
-            "betas.len()",
-            betas.len(),
-            format!("between 1 and MAX_STEPS = {MAX_STEPS}"),
-        )?;
+        ensure_steps(CONTEXT, "betas.len()", betas.len())?;
         if let Some((index, &value)) =
             betas.iter().enumerate().find(|(_, b)| !(**b >= 0.0 && **b <= 1.0))
         {
@@ -124,13 +118,7 @@ impl DiscreteSchedule {
     /// [`ScheduleError::Invalid`] if `steps == 0`, or unless
     /// `0 ≤ s < 1`.
     pub fn square_root(steps: usize, s: f64) -> Result<Self, ScheduleError> {
-        ensure_size(
-            steps > 0 && steps <= MAX_STEPS,
-            CONTEXT,
-            "steps",
-            steps,
-            format!("between 1 and MAX_STEPS = {MAX_STEPS}"),
-        )?;
+        ensure_steps(CONTEXT, "steps", steps)?;
         ensure_value((0.0..1.0).contains(&s), CONTEXT, "s", s, "a value in [0, 1)")?;
         let alpha_bar = |tau: f64| 1.0 - (tau + s).sqrt();
         let betas: Vec<f64> = (1..=steps)
@@ -150,13 +138,7 @@ impl DiscreteSchedule {
     /// # Errors
     /// [`ScheduleError::Invalid`] if `steps == 0`.
     pub fn absorbing_mutual_information(steps: usize) -> Result<Self, ScheduleError> {
-        ensure_size(
-            steps > 0 && steps <= MAX_STEPS,
-            CONTEXT,
-            "steps",
-            steps,
-            format!("between 1 and MAX_STEPS = {MAX_STEPS}"),
-        )?;
+        ensure_steps(CONTEXT, "steps", steps)?;
         let betas: Vec<f64> = (1..=steps).map(|i| 1.0 / (steps - i + 1) as f64).collect();
         Ok(Self::tabulate(DiscreteRule::AbsorbingMutualInformation { steps }, &betas))
     }

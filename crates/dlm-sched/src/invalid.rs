@@ -128,6 +128,25 @@ pub fn ensure_size(
     if valid { Ok(()) } else { Err(InvalidInput::size(context, name, value, expected)) }
 }
 
+/// `Ok` if `steps` is a number of steps a table may have, `1..=MAX_STEPS` (grids, discrete
+/// schedules, D3PM's mutual-information schedule all check it here).
+///
+/// # Errors
+/// The [`InvalidInput`] naming `name` otherwise.
+pub fn ensure_steps(
+    context: &'static str,
+    name: &'static str,
+    steps: usize,
+) -> Result<(), InvalidInput> {
+    ensure_size(
+        steps > 0 && steps <= MAX_STEPS,
+        context,
+        name,
+        steps,
+        format!("between 1 and MAX_STEPS = {MAX_STEPS}"),
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -47,7 +47,7 @@ pub use cosine::Cosine;
 pub use discrete::{DiscreteRule, DiscreteSchedule, MAX_BETA};
 pub use error::ScheduleError;
 pub use geometric::Geometric;
-pub use invalid::{InputValue, InvalidInput, MAX_STEPS, ensure_size, ensure_value};
+pub use invalid::{InputValue, InvalidInput, MAX_STEPS, ensure_size, ensure_steps, ensure_value};
 pub use kind::ScheduleKind;
 pub use learned::{LearnedLinearLogSnr, LearnedLinearLogSnrConfig};
 pub use linear_beta::LinearBeta;

@@ -4,7 +4,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::InvalidInput;
 use crate::error::{ScheduleError, ensure_size, ensure_value};
-use crate::invalid::MAX_STEPS;
+use crate::invalid::{MAX_STEPS, ensure_steps};
 
 const CONTEXT: &str = "time grid";
 
@@ -40,13 +40,7 @@ impl TimeGrid {
     /// [`ScheduleError::Invalid`] if `steps == 0`, or unless
     /// `0 ≤ t_min < 1`.
     pub fn uniform(steps: usize, t_min: f64) -> Result<Self, ScheduleError> {
-        ensure_size(
-            steps > 0 && steps <= MAX_STEPS,
-            CONTEXT,
-            "steps",
-            steps,
-            format!("between 1 and MAX_STEPS = {MAX_STEPS}"),
-        )?;
+        ensure_steps(CONTEXT, "steps", steps)?;
         ensure_value((0.0..1.0).contains(&t_min), CONTEXT, "t_min", t_min, "a value in [0, 1)")?;
         let dt = (1.0 - t_min) / steps as f64;
         let mut times: Vec<f64> = (0..steps).map(|k| 1.0 - k as f64 * dt).collect();

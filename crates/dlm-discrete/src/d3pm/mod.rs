@@ -336,13 +336,7 @@ pub fn mutual_information_schedule(
     frequencies: &[f64],
     steps: usize,
 ) -> Result<DiscreteSchedule, DiscreteError> {
-    ensure_size(
-        steps > 0 && steps <= dlm_sched::MAX_STEPS,
-        "MI schedule",
-        "steps",
-        steps,
-        format!("between 1 and MAX_STEPS = {}", dlm_sched::MAX_STEPS),
-    )?;
+    dlm_sched::ensure_steps("MI schedule", "steps", steps)?;
     let total: f64 = frequencies.iter().sum();
     let p: Vec<f64> = frequencies.iter().map(|f| f / total).collect();
     let entropy: f64 = p.iter().filter(|&&q| q > 0.0).map(|&q| -q * q.ln()).sum();
