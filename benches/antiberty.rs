@@ -118,6 +118,7 @@ fn antiberty(c: &mut Criterion) {
                 } else {
                     sampler.sample(&denoiser, state, rng)
                 }
+                .expect("a valid state")
             };
             println!("{backend}/{label}: {name} CDR-H3 ({len} residues), NFE {}", infill().nfe);
             group.bench_function(format!("{backend}/infill_{label}"), |b| {

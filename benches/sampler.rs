@@ -76,8 +76,9 @@ fn samplers(c: &mut Criterion) {
             [("one-token-per-step", &one_per_step), ("threshold-0.9", &threshold)]
         {
             let sampler = sampler.clone().with_proposal(proposal);
-            let state = || SamplerState::all_masked(&subs, BATCH, SEQ_LEN);
-            let out = sampler.sample(&subs, state(), &mut StdRng::seed_from_u64(0));
+            let state = || SamplerState::all_masked(&subs, BATCH, SEQ_LEN).expect("a valid state");
+            let sample = || sampler.sample(&subs, state(), &mut StdRng::seed_from_u64(0));
+            let out = sample().expect("a valid state");
             let (valid, total) = token_rows(out.tokens)
                 .iter()
                 .map(|s| task.score_best_phase(s))
@@ -87,9 +88,7 @@ fn samplers(c: &mut Criterion) {
                 out.nfe,
                 valid as f64 / total as f64
             );
-            group.bench_function(format!("{backend}/{name}"), |b| {
-                b.iter(|| sampler.sample(&subs, state(), &mut StdRng::seed_from_u64(0)))
-            });
+            group.bench_function(format!("{backend}/{name}"), |b| b.iter(sample));
         }
     }
     group.finish();

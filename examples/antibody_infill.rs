@@ -82,11 +82,11 @@ fn decode(
         }
         Decoder::Sampler { sampler, reuse: true } => {
             let cached = TimeAgnostic::new(denoiser.clone())?;
-            let out = sampler.sample_reusing(&cached, state, &mut rng);
+            let out = sampler.sample_reusing(&cached, state, &mut rng)?;
             (out.tokens, out.nfe)
         }
         Decoder::Sampler { sampler, reuse: false } => {
-            let out = sampler.sample(denoiser, state, &mut rng);
+            let out = sampler.sample(denoiser, state, &mut rng)?;
             (out.tokens, out.nfe)
         }
     };

@@ -162,9 +162,9 @@ fn main() -> anyhow::Result<()> {
     let started = std::time::Instant::now();
     let out = ancestral.sample(
         &mdlm.denoiser(&mdlm_model),
-        SamplerState::all_masked(&mdlm.denoiser(&mdlm_model), args.samples, SEQ_LEN),
+        SamplerState::all_masked(&mdlm.denoiser(&mdlm_model), args.samples, SEQ_LEN)?,
         &mut StdRng::seed_from_u64(1),
-    );
+    )?;
     report("MDLM ancestral 64", out.tokens, out.nfe, started.elapsed().as_secs_f64())?;
     let result = json!({
         "source": args.ladder.source.name(),

@@ -97,9 +97,9 @@ fn main() -> anyhow::Result<()> {
     let mut rows = Vec::new();
     let mut evaluate = |label: String, sampler: MaskedSampler| -> anyhow::Result<()> {
         device.seed(7);
-        let state = SamplerState::all_masked(&subs, args.samples, SEQ_LEN);
+        let state = SamplerState::all_masked(&subs, args.samples, SEQ_LEN)?;
         let out =
-            sampler.with_proposal(proposal).sample(&subs, state, &mut StdRng::seed_from_u64(7));
+            sampler.with_proposal(proposal).sample(&subs, state, &mut StdRng::seed_from_u64(7))?;
         let samples = token_rows(out.tokens);
         let validity = |score: fn(&PairsTask, &[u32]) -> PairsScore| {
             let (valid, total) = samples

@@ -169,9 +169,9 @@ fn main() -> anyhow::Result<()> {
     ];
     for (name, sampler) in samplers {
         device.seed(1);
-        let state = SamplerState::all_masked(&subs, 2, SEQ_LEN);
+        let state = SamplerState::all_masked(&subs, 2, SEQ_LEN)?;
         let out =
-            sampler.with_proposal(proposal).sample(&subs, state, &mut StdRng::seed_from_u64(1));
+            sampler.with_proposal(proposal).sample(&subs, state, &mut StdRng::seed_from_u64(1))?;
         println!("\n--- {name} ({} model calls) ---", out.nfe);
         for row in token_rows(out.tokens) {
             match &data.tokenizer {

@@ -3,19 +3,22 @@
 //! line, grouped by crate; `docs/reliability.md` lists the classes they cover.
 
 use burn::tensor::{Device, Int, Tensor};
-use dlm::block::{Bd3lm, Bd3lmMask, BlockError, BlockSampler, BlockwiseDecoder, CacheMode};
-use dlm::continuous::{ContinuousError, DiffusionLmLoss, GaussianSampler, Update};
+use dlm::block::{Bd3lm, Bd3lmMask, BlockError, BlockSampler, BlockwiseDecoder, CacheMode, Prefix};
+use dlm::continuous::{
+    ContinuousError, DiffusionLmConfig, DiffusionLmLoss, GaussianSampler, Update,
+};
 use dlm::core::CoreError;
+use dlm::core::ar::ArObjective;
 use dlm::core::backbone::{AttentionMask, DenoiserConfig};
 use dlm::core::checkpoint::{read_sections, write_sections};
 use dlm::core::data::{
     BatchCursor, MarkovSource, MarkovSourceConfig, PairsTask, PairsTaskConfig, SequenceDataset,
-    WordsTask, WordsTaskConfig, pad_documents, read_documents, text_files,
+    WordsTask, WordsTaskConfig, pad_documents, read_documents, text_files, wrap_documents,
 };
 use dlm::core::eval::{EvalBatches, evaluate_bound};
 use dlm::core::sampling::{Confidence, TokenSampler};
-use dlm::core::tokenizer::{CharTokenizer, HfTokenizer};
-use dlm::core::train::{LrDecay, TrainConfig};
+use dlm::core::tokenizer::{CharTokenizer, HfTokenizer, SpecialTokens};
+use dlm::core::train::{LrDecay, TrainConfig, Trainer};
 use dlm::discrete::d3pm::{D3pm, Transition, mutual_information_schedule};
 use dlm::discrete::sampler::{MaskedSampler, ReMdm, ReMdmStrategy, SamplerState, Unmasking};
 use dlm::discrete::{DiscreteError, MaskingProcess, Mdlm, Spindle, Subs};
@@ -247,7 +250,7 @@ fn block_diffusion_and_continuous_diffusion() {
     let times = TimeSampler::uniform(1e-3).unwrap();
     invalid!(Bd3lm::new(LogLinear::default(), 3, 0, times), "block_size");
     let bd3lm = Bd3lm::new(LogLinear::default(), 3, 4, times).unwrap();
-    invalid!(bd3lm.check(&model, 6), "seq_len");
+    invalid!(bd3lm.check(&model, &SequenceDataset::new(6, 10, vec![5; 12]).unwrap()), "seq_len");
     invalid!(Bd3lmMask::new(3, 8), "block_size");
     invalid!(Bd3lmMask::new(0, 8), "block_size");
     let top_k =
@@ -270,4 +273,98 @@ fn block_diffusion_and_continuous_diffusion() {
     assert!(serde_json::from_str::<Update>(r#"{"update": "ddim", "eta": -1}"#).is_err());
     invalid!(DiffusionLmLoss::new(SquareRoot::default(), 0), "levels");
     let _: Option<ContinuousError> = None;
+}
+
+/// Ids against the model's vocabulary, lengths against its context, the mask where it does not
+/// belong: at the samplers, the block decoders, the evaluations and the trainer.
+#[test]
+fn ids_and_lengths_against_the_model() {
+    let device = Device::flex();
+    // Vocabulary 10 with the mask at 3, context 16.
+    let model =
+        DenoiserConfig::tokens(10, 16).with_d_model(16).with_n_layers(1).init(&device).unwrap();
+    let subs = Subs { model: &model, mask_id: 3 };
+    let ints = |rows: &[[i64; 3]]| {
+        let flat: Vec<i64> = rows.iter().flatten().copied().collect();
+        Tensor::<2, Int>::from_data(burn::tensor::TensorData::new(flat, [rows.len(), 3]), &device)
+    };
+    invalid!(SamplerState::all_masked(&subs, 0, 8), "batch");
+    invalid!(SamplerState::all_masked(&subs, 2, 0), "seq_len");
+    invalid!(SamplerState::all_masked(&subs, 2, 17), "seq_len");
+    invalid!(SamplerState::all_masked(&Subs { model: &model, mask_id: 10 }, 2, 8), "mask_id");
+    invalid!(SamplerState::with_prompt(&subs, ints(&[[5, 6, 7]]), 0), "gen_len");
+    invalid!(SamplerState::with_prompt(&subs, ints(&[[5, 3, 7]]), 4), "tokens");
+    invalid!(SamplerState::with_prompt(&subs, ints(&[[5, 10, 7]]), 4), "tokens");
+    invalid!(SamplerState::with_prompt(&subs, ints(&[[5, -1, 7]]), 4), "tokens");
+    invalid!(SamplerState::with_prompt(&subs, ints(&[[5, 6, 7]]), 14), "seq_len");
+    invalid!(SamplerState::infill(&subs, ints(&[[5, 3, 12]])), "tokens");
+    // A state built by hand goes through the same check in the driver.
+    let sampler = MaskedSampler::new(Unmasking::Random, 4).unwrap();
+    let mut rng = StdRng::seed_from_u64(0);
+    let mut state = SamplerState::all_masked(&subs, 1, 3).unwrap();
+    state.tokens = ints(&[[3, 11, 3]]);
+    invalid!(sampler.sample(&subs, state.clone(), &mut rng), "tokens");
+    state.fixed = Tensor::<2, Int>::zeros([1, 2], &device).equal_elem(0);
+    state.tokens = ints(&[[3, 3, 3]]);
+    invalid!(sampler.sample(&subs, state, &mut rng), "fixed");
+    // BD3LM's block sampler: the prompt, the end token, the length generated.
+    let top_k = MaskedSampler::new(Unmasking::TopK { confidence: Confidence::Margin }, 2).unwrap();
+    let blocks = BlockSampler::new(top_k.clone(), 3, 3).unwrap();
+    let cached = Prefix::Cached { window: None };
+    let generate = |prompt: Option<Tensor<2, Int>>, max_blocks, eos, prefix| {
+        blocks.generate(&model, prompt, 1, max_blocks, eos, prefix, &mut StdRng::seed_from_u64(0))
+    };
+    invalid!(generate(Some(ints(&[[5, 3, 7]])), 1, None, cached), "tokens");
+    invalid!(generate(None, 1, Some(10), cached), "eos");
+    invalid!(generate(Some(ints(&[[5, 6, 7]])), 5, None, Prefix::Recomputed), "max_blocks");
+    invalid!(generate(None, 6, None, Prefix::Cached { window: Some(18) }), "window");
+    assert!(generate(None, 6, None, Prefix::Cached { window: Some(6) }).is_ok());
+    // The Fast-dLLM decoder: the whole length against the context.
+    let decoder = BlockwiseDecoder::new(top_k, 4).unwrap();
+    let decode = |prompt, gen_len| {
+        decoder.decode(&subs, prompt, gen_len, CacheMode::Prefix, &mut StdRng::seed_from_u64(0))
+    };
+    invalid!(decode(ints(&[[5, 6, 7]]), 16), "seq_len");
+    invalid!(decode(ints(&[[5, 3, 7]]), 4), "tokens");
+    // Evaluation and training data: vocabulary, context, the mask inside.
+    let mdlm = Mdlm::new(MaskingProcess::new(LogLinear::default(), 3), 1e-3).unwrap();
+    let with_mask = SequenceDataset::new(4, 10, vec![5, 6, 3, 7, 5, 6, 7, 8]).unwrap();
+    let wider = SequenceDataset::new(4, 12, vec![5, 6, 11, 7, 5, 6, 7, 8]).unwrap();
+    let longer = SequenceDataset::new(32, 10, vec![5; 64]).unwrap();
+    invalid!(mdlm.evaluate(&subs, &with_mask, 2, 1, 0), "data tokens");
+    invalid!(mdlm.evaluate(&subs, &wider, 2, 1, 0), "vocab_size");
+    invalid!(mdlm.evaluate(&subs, &longer, 2, 1, 0), "seq_len");
+    // Data from a tokenizer whose mask is 3, scored by a process that masks with 9.
+    let tokenized = wrap_documents(&[vec![5, 6, 7, 8, 5, 6, 7]], 4, 10, SpecialTokens::reserved());
+    let masks_with_9 = Mdlm::new(MaskingProcess::new(LogLinear::default(), 9), 1e-3).unwrap();
+    let subs_9 = Subs { model: &model, mask_id: 9 };
+    invalid!(masks_with_9.evaluate(&subs_9, &tokenized.unwrap(), 1, 1, 0), "mask_id");
+    let schedule = DiscreteSchedule::absorbing_mutual_information(4).unwrap();
+    let absorbing = D3pm::new(Transition::Absorbing { mask_id: 3 }, schedule.clone(), 10, 0.0);
+    invalid!(absorbing.unwrap().evaluate(&model, &with_mask, 2, 1, 0), "data tokens");
+    let other_vocabulary = D3pm::new(Transition::Uniform, schedule, 12, 0.0).unwrap();
+    invalid!(other_vocabulary.evaluate(&model, &wider, 2, 1, 0), "model vocab_size");
+    let bd3lm = Bd3lm::new(LogLinear::default(), 3, 4, TimeSampler::uniform(1e-3).unwrap());
+    invalid!(bd3lm.unwrap().check(&model, &with_mask), "data tokens");
+    let autodiff = device.clone().autodiff();
+    let trainable = || {
+        DenoiserConfig::tokens(10, 16).with_d_model(16).with_n_layers(1).init(&autodiff).unwrap()
+    };
+    let config = TrainConfig::new(2, 2);
+    let mut trainer = Trainer::new(config.clone(), trainable(), mdlm).unwrap();
+    invalid!(trainer.step(&with_mask), "data tokens");
+    invalid!(trainer.step(&wider), "vocab_size");
+    let mut ar = Trainer::new(config.clone(), trainable(), ArObjective::default()).unwrap();
+    invalid!(ar.step(&longer), "seq_len");
+    let diffusion_lm = DiffusionLmConfig::new(10, 16)
+        .with_embed_dim(8)
+        .with_d_model(16)
+        .with_n_heads(2)
+        .with_n_layers(1)
+        .with_cond_dim(16)
+        .init(&autodiff)
+        .unwrap();
+    let loss = DiffusionLmLoss::new(SquareRoot::default(), 10).unwrap();
+    let mut continuous = Trainer::new(config, diffusion_lm, loss).unwrap();
+    invalid!(continuous.step(&wider), "vocab_size");
 }

@@ -204,8 +204,8 @@ fn config_json() {
     .collect();
     fuzz("config", 2000, &seeds, |bytes| {
         if let Ok(sampler) = serde_json::from_slice::<MaskedSampler>(bytes) {
-            let state = SamplerState::all_masked(&subs, 2, 8);
-            let _ = sampler.sample(&subs, state, &mut StdRng::seed_from_u64(0));
+            let state = SamplerState::all_masked(&subs, 2, 8).expect("a valid state");
+            sampler.sample(&subs, state, &mut StdRng::seed_from_u64(0)).expect("a valid state");
         }
         if let Ok(schedule) = serde_json::from_slice::<ScheduleKind>(bytes) {
             for t in [0.0, 0.5, 1.0] {

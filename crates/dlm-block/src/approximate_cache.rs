@@ -3,7 +3,7 @@
 use burn::tensor::{Device, Int, Tensor, TensorData};
 use dlm_core::backbone::{AttentionMask, Denoiser, DenoiserInput, KvCache};
 use dlm_core::host::ints;
-use dlm_discrete::sampler::{MaskedSampler, StepRegion, tokens_per_step};
+use dlm_discrete::sampler::{MaskedSampler, SamplerState, StepRegion, tokens_per_step};
 use dlm_discrete::{Subs, subs_log_probs};
 use rand::rngs::StdRng;
 use serde::{Deserialize, Serialize};
@@ -70,7 +70,9 @@ impl BlockwiseDecoder {
     /// [`dlm_discrete::MaskingProcess::denoiser`] from the process the model was trained on).
     ///
     /// # Errors
-    /// [`BlockError::Invalid`] if `gen_len` is not a positive multiple of the block size.
+    /// [`BlockError::Invalid`] if `gen_len` is not a positive multiple of the block size; as
+    /// [`SamplerState::with_prompt`] for a prompt the model cannot read (ids outside its
+    /// vocabulary, a mask token, a total length beyond its context).
     pub fn decode(
         &self,
         denoiser: &Subs<'_>,
@@ -89,6 +91,12 @@ impl BlockwiseDecoder {
         )?;
         let device = prompt.device();
         let [batch, prompt_len] = prompt.dims();
+        // The prompt's ids and the whole length against the model.
+        if prompt_len > 0 {
+            SamplerState::with_prompt(denoiser, prompt.clone(), gen_len)?;
+        } else {
+            SamplerState::all_masked(denoiser, batch, gen_len)?;
+        }
         let len = prompt_len + gen_len;
         let (model, mask_id) = (denoiser.model, denoiser.mask_id);
         let mask = i64::from(mask_id);

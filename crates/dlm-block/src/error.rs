@@ -48,3 +48,16 @@ impl BlockError {
         }
     }
 }
+
+/// A check of BD3LM's objective on the trainer's path: invalid input and core errors keep
+/// their variant; anything else travels as [`CoreError::Objective`].
+impl From<BlockError> for CoreError {
+    fn from(error: BlockError) -> Self {
+        match error {
+            BlockError::Invalid(invalid) => CoreError::Invalid(invalid),
+            BlockError::Core(core) => core,
+            BlockError::Discrete(discrete) => discrete.into(),
+            other => CoreError::Objective(Box::new(other)),
+        }
+    }
+}

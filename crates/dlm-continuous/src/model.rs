@@ -5,7 +5,9 @@ use burn::config::Config;
 use burn::module::{Module, Param};
 use burn::nn::{Embedding, EmbeddingConfig, Initializer};
 use burn::tensor::{Device, Int, Tensor};
-use dlm_core::backbone::{Denoiser, DenoiserConfig, DenoiserInput, DenoiserIo};
+use dlm_core::CoreError;
+use dlm_core::backbone::{Denoiser, DenoiserConfig, DenoiserInput, DenoiserIo, check_fits};
+use dlm_core::data::SequenceDataset;
 
 use crate::error::{ContinuousError, ensure_size};
 
@@ -100,6 +102,16 @@ pub struct DiffusionLm {
 }
 
 impl DiffusionLm {
+    /// Checks that `data` fits: sequences within the backbone's context, ids within the
+    /// embedding's vocabulary.
+    ///
+    /// # Errors
+    /// [`CoreError::Invalid`] naming `seq_len` or `vocab_size`.
+    pub fn check_data(&self, data: &SequenceDataset) -> Result<(), CoreError> {
+        let vocab_size = self.embedding.weight.dims()[0];
+        check_fits(data, self.backbone.max_seq_len(), Some(vocab_size))
+    }
+
     /// `Emb(w)`.
     ///
     /// # Shapes

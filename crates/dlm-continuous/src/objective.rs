@@ -2,6 +2,8 @@
 
 use burn::tensor::activation::log_softmax;
 use burn::tensor::{Device, Int, Tensor, TensorData};
+use dlm_core::CoreError;
+use dlm_core::data::SequenceDataset;
 use dlm_core::train::{LossSum, Objective};
 use dlm_sched::NoiseSchedule;
 use rand::rngs::StdRng;
@@ -105,6 +107,10 @@ impl<S: NoiseSchedule> DiffusionLmLoss<S> {
 }
 
 impl<S: NoiseSchedule> Objective<DiffusionLm> for DiffusionLmLoss<S> {
+    fn check_data(&self, model: &DiffusionLm, data: &SequenceDataset) -> Result<(), CoreError> {
+        model.check_data(data)
+    }
+
     fn loss(&self, model: &DiffusionLm, batch: Tensor<2, Int>, rng: &mut StdRng) -> LossSum {
         let levels = dlm_sched::stratified_steps(batch.dims()[0], self.levels, rng);
         self.loss_at(model, batch, &levels, rng)

@@ -5,6 +5,7 @@ use burn::tensor::{Int, Tensor};
 use rand::rngs::StdRng;
 
 use crate::backbone::{AttentionMask, Denoiser, DenoiserInput};
+use crate::data::SequenceDataset;
 use crate::error::CoreError;
 use crate::sampling::TokenSampler;
 use crate::train::{LossSum, Objective};
@@ -39,7 +40,7 @@ impl ArObjective {
     }
 }
 
-impl Objective<Denoiser> for ArObjective {
+impl ArObjective {
     fn check_seq_len(&self, seq_len: usize) -> Result<(), CoreError> {
         Ok(crate::error::ensure_size(
             seq_len > self.first_target,
@@ -49,9 +50,17 @@ impl Objective<Denoiser> for ArObjective {
             format!("more than first_target = {} (a position to score)", self.first_target),
         )?)
     }
+}
+
+impl Objective<Denoiser> for ArObjective {
+    /// The model's context and vocabulary, and a position to score after `first_target`.
+    fn check_data(&self, model: &Denoiser, data: &SequenceDataset) -> Result<(), CoreError> {
+        model.check_data(data)?;
+        self.check_seq_len(data.seq_len())
+    }
 
     /// # Panics
-    /// If `seq_len ≤ first_target` (see [`Objective::check_seq_len`]).
+    /// If `seq_len ≤ first_target` (see [`Objective::check_data`]).
     fn loss(&self, model: &Denoiser, batch: Tensor<2, Int>, _rng: &mut StdRng) -> LossSum {
         let [batch_size, seq_len] = batch.dims();
         assert!(self.check_seq_len(seq_len).is_ok(), "no position to score");

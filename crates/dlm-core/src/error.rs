@@ -224,6 +224,9 @@ pub enum CoreError {
         /// burn's explanation.
         message: String,
     },
+    /// An objective of another crate refused the data or the model; its own error inside.
+    #[error("the objective refused the run: {0}")]
+    Objective(#[source] Box<dyn std::error::Error + Send + Sync>),
 }
 
 impl CoreError {

@@ -82,6 +82,15 @@ impl MaskedDenoiser for BertSubs<'_> {
         self.mask_id
     }
 
+    fn vocab_size(&self) -> usize {
+        self.model.vocab_size()
+    }
+
+    /// BERT's absolute position embeddings end at `max_position_embeddings`.
+    fn max_seq_len(&self) -> Option<usize> {
+        Some(self.model.max_positions())
+    }
+
     fn device(&self) -> Device {
         dlm_core::module_device(self.model)
     }
@@ -143,7 +152,7 @@ mod tests {
         )
         .unwrap();
         let cached = TimeAgnostic::new(denoiser.clone()).unwrap();
-        let out = sampler.sample_reusing(&cached, state, &mut StdRng::seed_from_u64(3));
+        let out = sampler.sample_reusing(&cached, state, &mut StdRng::seed_from_u64(3)).unwrap();
         let out: Vec<i64> = out.tokens.into_data().iter().collect();
         assert_eq!((out[0], out[3], out[5]), (2, 7, 3));
         assert!([1, 2, 4].iter().all(|&i| (5..9).contains(&out[i])), "{out:?}");

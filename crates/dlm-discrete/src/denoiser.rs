@@ -28,6 +28,15 @@ pub trait MaskedDenoiser {
     /// The mask token's id.
     fn mask_id(&self) -> u32;
 
+    /// The ids the model reads are `0..vocab_size`, the mask id included (its output may be
+    /// narrower: a closed-form denoiser need not score the mask). Samplers and evaluations refuse
+    /// tokens outside it.
+    fn vocab_size(&self) -> usize;
+
+    /// The longest sequence the model reads, `None` where any length works (a closed-form
+    /// denoiser). Samplers refuse longer states instead of extrapolating silently.
+    fn max_seq_len(&self) -> Option<usize>;
+
     /// `−log p_θ(x0 | z_t, t)` of the true token at masked positions only, all that the
     /// masked-diffusion NELBO needs (under SUBS an unmasked position scores 0). `rows` are the
     /// flat indices `b · seq_len + i` of positions where `z_t` holds the mask.
@@ -127,6 +136,15 @@ impl MaskedDenoiser for Subs<'_> {
 
     fn mask_id(&self) -> u32 {
         self.mask_id
+    }
+
+    /// The network's vocabulary; 0 for a network over vectors, which reads no token.
+    fn vocab_size(&self) -> usize {
+        self.model.vocab_size().unwrap_or(0)
+    }
+
+    fn max_seq_len(&self) -> Option<usize> {
+        Some(self.model.max_seq_len())
     }
 
     fn masked_nll(

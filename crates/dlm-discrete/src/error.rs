@@ -65,3 +65,16 @@ impl DiscreteError {
         }
     }
 }
+
+/// A check of an objective on the trainer's path ([`dlm_core::train::Objective::check_data`]):
+/// invalid input and core errors keep their variant, so `CoreError::invalid` still finds the
+/// field; anything else travels as [`CoreError::Objective`].
+impl From<DiscreteError> for CoreError {
+    fn from(error: DiscreteError) -> Self {
+        match error {
+            DiscreteError::Invalid(invalid) => CoreError::Invalid(invalid),
+            DiscreteError::Core(core) => core,
+            other => CoreError::Objective(Box::new(other)),
+        }
+    }
+}

@@ -62,6 +62,15 @@ impl MaskedDenoiser for MarkovBayes<'_> {
         self.mask_id
     }
 
+    /// The source's symbols and the mask after them (the output scores the symbols only).
+    fn vocab_size(&self) -> usize {
+        self.source.vocab_size().max(self.mask_id as usize + 1)
+    }
+
+    fn max_seq_len(&self) -> Option<usize> {
+        None
+    }
+
     fn device(&self) -> Device {
         self.device.clone()
     }

@@ -1,13 +1,36 @@
 //! The masking (absorbing-state) forward process of masked diffusion.
 
 use burn::tensor::{Bool, Int, Tensor, TensorData};
-use dlm_core::backbone::Denoiser;
-use dlm_sched::NoiseSchedule;
+use dlm_core::backbone::{Denoiser, MAX_SEQ_LEN, check_fits};
+use dlm_core::data::SequenceDataset;
+use dlm_sched::{InvalidInput, NoiseSchedule};
 use rand::{Rng, RngExt};
 
-use crate::denoiser::Subs;
-use crate::error::DiscreteError;
+use crate::denoiser::{MaskedDenoiser, Subs};
+use crate::error::{DiscreteError, ensure_size};
 use crate::spindle::Spindle;
+
+/// `Ok` if no position of `data` holds `mask_id`.
+///
+/// # Errors
+/// [`DiscreteError::Invalid`] naming the first flat position (`sequence · seq_len + i`) that
+/// does.
+pub(crate) fn ensure_absent(
+    data: &SequenceDataset,
+    mask_id: u32,
+    context: &'static str,
+) -> Result<(), DiscreteError> {
+    match data.position_of(mask_id) {
+        None => Ok(()),
+        Some(position) => Err(DiscreteError::Invalid(InvalidInput::size_element(
+            context,
+            "data tokens",
+            position,
+            mask_id as usize,
+            "no mask token in clean data (the mask marks noise)",
+        ))),
+    }
+}
 
 /// A sequence after masking.
 #[derive(Debug, Clone)]
@@ -46,6 +69,42 @@ impl<S: NoiseSchedule> MaskingProcess<S> {
     pub fn with_spindle(self, spindle: Spindle) -> Result<Self, DiscreteError> {
         spindle.check_schedule(&self.schedule)?;
         Ok(Self { spindle: Some(spindle), ..self })
+    }
+
+    /// Checks that `data` can be noised by this process and scored by `model`: sequences within
+    /// the model's context, the data's vocabulary and the mask id among the ids the model reads,
+    /// the mask id the one of the tokenizer that produced the data (when it is known,
+    /// [`SequenceDataset::special`]), and no mask token inside the data (the objective scores the positions it masked; a mask
+    /// token already there would read as noise and never be scored).
+    ///
+    /// # Errors
+    /// [`DiscreteError::Invalid`] naming `seq_len`, `vocab_size`, `mask_id` or the first
+    /// position of the data that holds the mask.
+    pub fn check_data(
+        &self,
+        model: &impl MaskedDenoiser,
+        data: &SequenceDataset,
+        context: &'static str,
+    ) -> Result<(), DiscreteError> {
+        let vocab_size = model.vocab_size();
+        check_fits(data, model.max_seq_len().unwrap_or(MAX_SEQ_LEN), Some(vocab_size))?;
+        ensure_size(
+            (self.mask_id as usize) < vocab_size,
+            context,
+            "mask_id",
+            self.mask_id as usize,
+            format!("an id the model reads, below its vocab_size = {vocab_size}"),
+        )?;
+        if let Some(special) = data.special() {
+            ensure_size(
+                special.mask == self.mask_id,
+                context,
+                "mask_id",
+                self.mask_id as usize,
+                format!("the mask id of the data's tokenizer, {}", special.mask),
+            )?;
+        }
+        ensure_absent(data, self.mask_id, context)
     }
 
     /// The mask probability of every token, `1 − α_i(t)`.

@@ -170,6 +170,7 @@ impl<S: NoiseSchedule> Mdlm<S> {
     /// [`crate::Spindle`]).
     ///
     /// # Errors
+    /// As [`MaskingProcess::check_data`] (context, vocabulary, a mask inside the data);
     /// [`DiscreteError::Invalid`] if the prompt leaves nothing to score;
     /// [`DiscreteError::MaskMismatch`] if `model` reads another mask token than the process
     /// masks with; as [`evaluate_bound`] if `batch_size` or `time_samples` is 0.
@@ -181,14 +182,25 @@ impl<S: NoiseSchedule> Mdlm<S> {
         time_samples: usize,
         seed: u64,
     ) -> Result<BoundReport, DiscreteError> {
-        self.check_seq_len(data.seq_len())?;
-        self.check_mask(model, "MDLM evaluation")?;
+        self.check_data(model, data, "MDLM evaluation")?;
         let batches = EvalBatches { batch_size, max_batches: None, seed };
         let report = evaluate_bound(data, &model.device(), batches, time_samples, |x0, rng| {
             let times = self.time_sampler.sample(x0.dims()[0], rng);
             self.loss_at(model, x0, &times, rng)
         })?;
         Ok(report)
+    }
+
+    /// One check of `data` against `model` for the trainer and [`Mdlm::evaluate`].
+    fn check_data(
+        &self,
+        model: &impl MaskedDenoiser,
+        data: &SequenceDataset,
+        what: &'static str,
+    ) -> Result<(), DiscreteError> {
+        self.check_mask(model, what)?;
+        self.check_seq_len(data.seq_len())?;
+        self.process.check_data(model, data, what)
     }
 
     /// Sequences of `seq_len` leave something to score (one check for the trainer and for
@@ -205,8 +217,12 @@ impl<S: NoiseSchedule> Mdlm<S> {
 }
 
 impl<S: NoiseSchedule> Objective<Denoiser> for Mdlm<S> {
-    fn check_seq_len(&self, seq_len: usize) -> Result<(), dlm_core::CoreError> {
-        Ok(Mdlm::check_seq_len(self, seq_len)?)
+    fn check_data(
+        &self,
+        model: &Denoiser,
+        data: &SequenceDataset,
+    ) -> Result<(), dlm_core::CoreError> {
+        Ok(Mdlm::check_data(self, &self.denoiser(model), data, "MDLM objective")?)
     }
 
     fn loss(&self, model: &Denoiser, batch: Tensor<2, Int>, rng: &mut StdRng) -> LossSum {
@@ -288,6 +304,12 @@ mod tests {
         }
         fn mask_id(&self) -> u32 {
             MASK
+        }
+        fn vocab_size(&self) -> usize {
+            VOCAB
+        }
+        fn max_seq_len(&self) -> Option<usize> {
+            None
         }
         fn device(&self) -> Device {
             self.x0.device()
@@ -420,7 +442,8 @@ mod tests {
         let weight = LogLinear::default().masked_elbo_weight(1.0);
         let expected = 4.0 * 11.0 * weight * ((VOCAB - 1) as f64).ln();
         assert!((loss.sum.into_scalar::<f64>() / expected - 1.0).abs() < 1e-5);
-        assert!(<Mdlm<LogLinear> as Objective<Denoiser>>::check_seq_len(&mdlm, 5).is_err());
+        let prompt_only = SequenceDataset::new(5, VOCAB, vec![4; 10]).unwrap();
+        assert!(Objective::check_data(&mdlm, &model, &prompt_only).is_err());
     }
 
     /// Today's training loss written out: SUBS over every position, the true token's NLL

@@ -96,6 +96,23 @@ impl InvalidInput {
             expected: expected.into(),
         }
     }
+
+    /// Element `index` of a list of sizes or ids out of range (a token id at a position).
+    pub fn size_element(
+        context: &'static str,
+        name: &'static str,
+        index: usize,
+        value: usize,
+        expected: impl Into<Cow<'static, str>>,
+    ) -> Self {
+        Self {
+            context,
+            name,
+            index: Some(index),
+            value: InputValue::Size(value),
+            expected: expected.into(),
+        }
+    }
 }
 
 /// `Ok` if `valid`, else [`InvalidInput::real`] (`?` turns it into the caller's error). Write

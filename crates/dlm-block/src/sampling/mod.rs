@@ -5,7 +5,7 @@ use burn::tensor::{Device, Int, Tensor};
 use dlm_core::backbone::{AttentionMask, Denoiser, DenoiserInput, KvCache};
 use dlm_core::host::{int_values, ints};
 use dlm_discrete::sampler::{MaskedSampler, SamplerState};
-use dlm_discrete::{MaskedDenoiser, subs_log_probs};
+use dlm_discrete::{MaskedDenoiser, Subs, subs_log_probs};
 use rand::rngs::StdRng;
 
 use crate::error::{BlockError, ensure_size};
@@ -55,6 +55,14 @@ impl MaskedDenoiser for CachedBlock<'_> {
         self.mask_id
     }
 
+    fn vocab_size(&self) -> usize {
+        self.model.vocab_size().unwrap_or(0)
+    }
+
+    fn max_seq_len(&self) -> Option<usize> {
+        Some(self.model.max_seq_len())
+    }
+
     fn device(&self) -> Device {
         self.model.device()
     }
@@ -83,6 +91,14 @@ impl MaskedDenoiser for RecomputedBlock<'_> {
 
     fn mask_id(&self) -> u32 {
         self.mask_id
+    }
+
+    fn vocab_size(&self) -> usize {
+        self.model.vocab_size().unwrap_or(0)
+    }
+
+    fn max_seq_len(&self) -> Option<usize> {
+        Some(self.model.max_seq_len())
     }
 
     fn device(&self) -> Device {
@@ -193,6 +209,7 @@ impl BlockSampler {
             }
             None => None,
         };
+        self.check_lengths(model, &tokens, max_blocks, eos, prefix)?;
         let mut nfe = 0;
         let mut cache: Option<KvCache> = None;
         if let (Prefix::Cached { window }, Some(p)) = (prefix, &tokens) {
@@ -213,12 +230,12 @@ impl BlockSampler {
                         block_size: bs,
                         mask_id,
                     };
-                    self.inner.sample(&view, SamplerState::all_masked(&view, batch, bs), rng)
+                    self.inner.sample(&view, SamplerState::all_masked(&view, batch, bs)?, rng)?
                 }
                 Prefix::Recomputed => {
                     let view =
                         RecomputedBlock { model, prefix: tokens.as_ref(), block_size: bs, mask_id };
-                    self.inner.sample(&view, SamplerState::all_masked(&view, batch, bs), rng)
+                    self.inner.sample(&view, SamplerState::all_masked(&view, batch, bs)?, rng)?
                 }
             };
             nfe += decoded.nfe;
@@ -245,6 +262,57 @@ impl BlockSampler {
             None => tokens,
         };
         Ok(Generation { tokens, nfe, blocks })
+    }
+
+    /// The prompt's ids against the model ([`SamplerState::check`] with every position fixed),
+    /// `eos` among its ids, and the generated length against its context: without a sliding
+    /// window `prompt_len + max_blocks · block_size ≤ max_seq_len`, with one the window
+    /// itself (what the model attends to).
+    fn check_lengths(
+        &self,
+        model: &Denoiser,
+        prompt: &Option<Tensor<2, Int>>,
+        max_blocks: usize,
+        eos: Option<u32>,
+        prefix: Prefix,
+    ) -> Result<(), BlockError> {
+        let view = Subs { model, mask_id: self.mask_id };
+        if let Some(prompt) = prompt {
+            let fixed = Tensor::<2, Int>::ones(prompt.dims(), &prompt.device()).equal_elem(1);
+            SamplerState { tokens: prompt.clone(), fixed, nfe: 0 }.check(&view)?;
+        }
+        let vocab_size = view.vocab_size();
+        if let Some(eos) = eos {
+            ensure_size(
+                (eos as usize) < vocab_size,
+                "block sampler",
+                "eos",
+                eos as usize,
+                format!("an id below the model's vocab_size = {vocab_size}"),
+            )?;
+        }
+        let max_seq_len = model.max_seq_len();
+        let (name, attended) = match prefix {
+            Prefix::Cached { window: Some(window) } => ("window", window),
+            _ => {
+                let prompt_len = prompt.as_ref().map_or(0, |p| p.dims()[1]);
+                (
+                    "max_blocks",
+                    prompt_len.saturating_add(max_blocks.saturating_mul(self.block_size)),
+                )
+            }
+        };
+        ensure_size(
+            attended <= max_seq_len,
+            "block sampler",
+            name,
+            if name == "window" { attended } else { max_blocks },
+            format!(
+                "a length within the model's max_seq_len = {max_seq_len} (prompt and blocks), or \
+                 a sliding window to go beyond"
+            ),
+        )?;
+        Ok(())
     }
 
     /// Runs the clean `block` (rotary positions from `start`) against `cache` and returns the

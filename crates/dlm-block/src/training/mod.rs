@@ -79,21 +79,22 @@ impl<S: NoiseSchedule> Bd3lm<S> {
         Self { time_sampler, ..self.clone() }
     }
 
-    /// Checks that `model` and sequences of `seq_len` fit: the block size divides `seq_len`, and
-    /// the model reads no time.
+    /// Checks that `model` and `data` fit: the block size divides `seq_len`, the model reads no
+    /// time, and the masking process's checks ([`dlm_discrete::MaskingProcess::check_data`]:
+    /// context, vocabulary, no mask token in the data).
     ///
     /// # Errors
     /// [`BlockError::Invalid`] or [`BlockError::TimeConditionedModel`].
-    pub fn check(&self, model: &Denoiser, seq_len: usize) -> Result<(), BlockError> {
-        self.check_blocks(seq_len)?;
+    pub fn check(&self, model: &Denoiser, data: &SequenceDataset) -> Result<(), BlockError> {
+        self.check_blocks(data.seq_len())?;
         if model.is_time_conditioned() {
             return Err(BlockError::TimeConditionedModel { what: "BD3LM training" });
         }
+        self.process.check_data(&self.process.denoiser(model), data, "BD3LM")?;
         Ok(())
     }
 
-    /// Sequences of `seq_len` cut into whole blocks (one check for the trainer and for
-    /// [`Bd3lm::check`]).
+    /// Sequences of `seq_len` cut into whole blocks.
     fn check_blocks(&self, seq_len: usize) -> Result<(), InvalidInput> {
         ensure_size(
             seq_len > 0 && seq_len.is_multiple_of(self.block_size),
@@ -168,7 +169,7 @@ impl<S: NoiseSchedule> Bd3lm<S> {
         time_samples: usize,
         seed: u64,
     ) -> Result<BoundReport, BlockError> {
-        self.check(model, data.seq_len())?;
+        self.check(model, data)?;
         let n_blocks = data.seq_len() / self.block_size;
         let batches = EvalBatches { batch_size, max_batches: None, seed };
         let report = evaluate_bound(data, &model.device(), batches, time_samples, |x0, rng| {
@@ -196,7 +197,7 @@ impl<S: NoiseSchedule> Bd3lm<S> {
     where
         S: Clone,
     {
-        self.check(model, data.seq_len())?;
+        self.check(model, data)?;
         let device = model.device();
         let seq_len = data.seq_len();
         let n_blocks = seq_len / self.block_size;
@@ -246,8 +247,12 @@ pub struct ClipCandidate {
 }
 
 impl<S: NoiseSchedule> Objective<Denoiser> for Bd3lm<S> {
-    fn check_seq_len(&self, seq_len: usize) -> Result<(), dlm_core::CoreError> {
-        Ok(self.check_blocks(seq_len)?)
+    fn check_data(
+        &self,
+        model: &Denoiser,
+        data: &SequenceDataset,
+    ) -> Result<(), dlm_core::CoreError> {
+        Ok(self.check(model, data)?)
     }
 
     /// # Panics

@@ -153,19 +153,24 @@ fn block_sizes_must_divide_and_models_must_not_read_time() {
     let objective =
         Bd3lm::new(LogLinear::default(), MASK, 3, TimeSampler::antithetic(1e-3).unwrap()).unwrap();
     let model = model(&device);
+    let data = |seq_len: usize| SequenceDataset::new(seq_len, MASK as usize, vec![1; 4 * seq_len]);
+    let (eights, nines) = (data(8).unwrap(), data(9).unwrap());
     assert!(matches!(
-        objective.check(&model, 8),
+        objective.check(&model, &eights),
         Err(BlockError::Invalid(InvalidInput { name: "seq_len", .. }))
     ));
-    assert!(objective.check(&model, 9).is_ok());
-    assert!(Objective::<Denoiser>::check_seq_len(&objective, 8).is_err());
+    assert!(objective.check(&model, &nines).is_ok());
+    assert!(Objective::<Denoiser>::check_data(&objective, &model, &eights).is_err());
     let timed = DenoiserConfig::tokens(VOCAB, 16)
         .with_d_model(16)
         .with_n_layers(1)
         .with_cond_dim(Some(16))
         .init(&device)
         .unwrap();
-    assert!(matches!(objective.check(&timed, 9), Err(BlockError::TimeConditionedModel { .. })));
+    assert!(matches!(
+        objective.check(&timed, &nines),
+        Err(BlockError::TimeConditionedModel { .. })
+    ));
     assert!(
         Bd3lm::new(LogLinear::default(), MASK, 0, TimeSampler::antithetic(1e-3).unwrap()).is_err()
     );

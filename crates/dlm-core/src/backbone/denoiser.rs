@@ -11,6 +11,7 @@ use super::kv_cache::KvCache;
 use super::mask::AttentionMask;
 use super::rope::RotaryTables;
 use super::time_embedding::{TimeEmbedding, TimeEmbeddingConfig};
+use crate::data::SequenceDataset;
 use crate::error::{CoreError, ensure_size, ensure_value};
 
 const CONTEXT: &str = "denoiser config";
@@ -158,13 +159,7 @@ impl DenoiserConfig {
     /// # Errors
     /// [`CoreError::Invalid`] if `seq_len` is 0 or exceeds `max_seq_len`.
     pub fn check_seq_len(&self, seq_len: usize) -> Result<(), CoreError> {
-        Ok(ensure_size(
-            seq_len > 0 && seq_len <= self.max_seq_len,
-            "data",
-            "seq_len",
-            seq_len,
-            format!("between 1 and the model's max_seq_len = {}", self.max_seq_len),
-        )?)
+        check_seq_len(seq_len, self.max_seq_len)
     }
 
     /// Builds the model on `device`.
@@ -211,8 +206,42 @@ impl DenoiserConfig {
             head,
             n_heads: self.n_heads,
             rope_base: self.rope_base,
+            max_seq_len: self.max_seq_len,
         })
     }
+}
+
+fn check_seq_len(seq_len: usize, max_seq_len: usize) -> Result<(), CoreError> {
+    Ok(ensure_size(
+        seq_len > 0 && seq_len <= max_seq_len,
+        "data",
+        "seq_len",
+        seq_len,
+        format!("between 1 and the model's max_seq_len = {max_seq_len}"),
+    )?)
+}
+
+/// [`Denoiser::check_data`] for any model with a context length and (for token models) a
+/// vocabulary.
+///
+/// # Errors
+/// As [`Denoiser::check_data`].
+pub fn check_fits(
+    data: &SequenceDataset,
+    max_seq_len: usize,
+    vocab_size: Option<usize>,
+) -> Result<(), CoreError> {
+    check_seq_len(data.seq_len(), max_seq_len)?;
+    if let Some(vocab_size) = vocab_size {
+        ensure_size(
+            data.vocab_size() <= vocab_size,
+            "data",
+            "vocab_size",
+            data.vocab_size(),
+            format!("at most the model's vocab_size = {vocab_size}"),
+        )?;
+    }
+    Ok(())
 }
 
 /// The input layer: a token embedding or a projection of continuous vectors.
@@ -325,9 +354,33 @@ pub struct Denoiser {
     head: Option<Linear>,
     n_heads: usize,
     rope_base: f64,
+    max_seq_len: usize,
 }
 
 impl Denoiser {
+    /// The context length the model was configured for ([`DenoiserConfig::max_seq_len`]).
+    pub fn max_seq_len(&self) -> usize {
+        self.max_seq_len
+    }
+
+    /// The number of token ids the model reads and scores, `None` for a model over vectors.
+    pub fn vocab_size(&self) -> Option<usize> {
+        match &self.input {
+            InputLayer::Tokens(embedding) => Some(embedding.weight.dims()[0]),
+            InputLayer::Vectors(_) => None,
+        }
+    }
+
+    /// Checks that `data` fits the model: sequences no longer than [`Denoiser::max_seq_len`]
+    /// and, for a token model, a vocabulary no larger than the model's (every id of the data
+    /// then has an embedding row and a logit).
+    ///
+    /// # Errors
+    /// [`CoreError::Invalid`] naming `seq_len` or `vocab_size`.
+    pub fn check_data(&self, data: &SequenceDataset) -> Result<(), CoreError> {
+        check_fits(data, self.max_seq_len, self.vocab_size())
+    }
+
     /// The device the model computes on.
     pub fn device(&self) -> Device {
         crate::module_device(self)

@@ -10,7 +10,7 @@ mod time_embedding;
 
 pub use denoiser::{
     Denoiser, DenoiserConfig, DenoiserInput, DenoiserIo, DenoiserOutput, DenoiserValues,
-    MAX_LAYERS, MAX_SEQ_LEN, MAX_VOCAB_SIZE, MAX_WIDTH,
+    MAX_LAYERS, MAX_SEQ_LEN, MAX_VOCAB_SIZE, MAX_WIDTH, check_fits,
 };
 pub use kv_cache::KvCache;
 pub use mask::{AttentionMask, MaskRule};

@@ -20,6 +20,8 @@ pub struct SequenceDataset {
     tokens: Vec<u32>,
     /// XXH3-64 of the length, the vocabulary and the ids, computed once (the ids never change).
     fingerprint: u64,
+    /// The special tokens of the tokenizer that produced the ids, when one did.
+    special: Option<SpecialTokens>,
 }
 
 /// XXH3-64 of a dataset's shape and ids.
@@ -63,7 +65,7 @@ impl SequenceDataset {
             )));
         }
         let fingerprint = fingerprint(seq_len, vocab_size, &tokens);
-        Ok(Self { seq_len, vocab_size, tokens, fingerprint })
+        Ok(Self { seq_len, vocab_size, tokens, fingerprint, special: None })
     }
 
     /// `n_sequences` sequences drawn by `sample(len, rng)` from one RNG seeded with `seed`.
@@ -80,6 +82,18 @@ impl SequenceDataset {
         let mut rng = StdRng::seed_from_u64(seed);
         let tokens = (0..n_sequences).flat_map(|_| sample(seq_len, &mut rng)).collect();
         Self::new(seq_len, vocab_size, tokens)
+    }
+
+    /// Records the special tokens of the tokenizer that produced the ids, so that an objective
+    /// can check its mask id against the tokenizer's ([`wrap_documents`] and [`pad_documents`]
+    /// do it; splits keep it).
+    pub fn with_special(self, special: SpecialTokens) -> Self {
+        Self { special: Some(special), ..self }
+    }
+
+    /// The special tokens of the tokenizer that produced the ids, if known.
+    pub fn special(&self) -> Option<SpecialTokens> {
+        self.special
     }
 
     /// Number of sequences.
@@ -112,6 +126,12 @@ impl SequenceDataset {
         }
         let total = self.tokens.len() as f64;
         counts.into_iter().map(|c| c as f64 / total).collect()
+    }
+
+    /// The first flat position (`sequence · seq_len + i`) that holds `token`, if any: how an
+    /// objective finds a reserved token (the mask) inside the data.
+    pub fn position_of(&self, token: u32) -> Option<usize> {
+        self.tokens.iter().position(|&t| t == token)
     }
 
     /// A 64-bit fingerprint of the sequences (XXH3 of the length, the vocabulary and every id):
@@ -154,7 +174,13 @@ impl SequenceDataset {
     fn slice(&self, start: usize, count: usize) -> Self {
         let tokens = self.tokens[start * self.seq_len..(start + count) * self.seq_len].to_vec();
         let fingerprint = fingerprint(self.seq_len, self.vocab_size, &tokens);
-        Self { seq_len: self.seq_len, vocab_size: self.vocab_size, tokens, fingerprint }
+        Self {
+            seq_len: self.seq_len,
+            vocab_size: self.vocab_size,
+            tokens,
+            fingerprint,
+            special: self.special,
+        }
     }
 
     /// The sequences `indices` as a `[indices.len(), seq_len]` tensor.
@@ -275,7 +301,7 @@ pub fn wrap_documents(
         format!("at least 1 and at most the wrapped corpus length {}", stream.len()),
     )?;
     stream.truncate(stream.len() / seq_len * seq_len);
-    SequenceDataset::new(seq_len, vocab_size, stream)
+    Ok(SequenceDataset::new(seq_len, vocab_size, stream)?.with_special(special))
 }
 
 /// One sequence per document: `[BOS] tokens [EOS]`, truncated to `seq_len` or padded with
@@ -316,7 +342,7 @@ pub fn pad_documents(
         row.resize(seq_len, special.pad);
         tokens.extend(row);
     }
-    SequenceDataset::new(seq_len, vocab_size, tokens)
+    Ok(SequenceDataset::new(seq_len, vocab_size, tokens)?.with_special(special))
 }
 
 #[cfg(test)]

@@ -9,7 +9,8 @@ use tokenizers::pre_tokenizers::byte_level::ByteLevel;
 use tokenizers::{AddedToken, NormalizerWrapper, TokenizerBuilder};
 
 use super::SpecialTokens;
-use crate::error::CoreError;
+use crate::backbone::MAX_VOCAB_SIZE;
+use crate::error::{CoreError, ensure_size};
 
 /// A Hugging Face tokenizer with the ids of its special tokens.
 #[derive(Debug, Clone)]
@@ -17,6 +18,7 @@ pub struct HfTokenizer {
     inner: tokenizers::Tokenizer,
     special: SpecialTokens,
     source: String,
+    vocab_size: usize,
 }
 
 /// Names under which a loaded tokenizer may spell each special token.
@@ -118,7 +120,18 @@ impl HfTokenizer {
         };
         let special =
             SpecialTokens { pad: find(PAD)?, bos: find(BOS)?, eos: find(EOS)?, mask: find(MASK)? };
-        Ok(Self { inner, special, source })
+        // The id space, not the number of tokens: with gaps in the ids the largest id is what a
+        // model's embedding must cover.
+        let vocab_size =
+            inner.get_vocab(true).values().map(|&id| id as usize + 1).max().unwrap_or(0);
+        ensure_size(
+            vocab_size <= MAX_VOCAB_SIZE,
+            "tokenizer",
+            "vocab_size",
+            vocab_size,
+            format!("at most MAX_VOCAB_SIZE = {MAX_VOCAB_SIZE} (the largest id + 1)"),
+        )?;
+        Ok(Self { inner, special, source, vocab_size })
     }
 
     /// Trains a byte-level BPE (GPT-2 style pre-tokenisation) of `vocab_size` tokens on local
@@ -178,9 +191,11 @@ impl HfTokenizer {
         self.inner.decode(ids, true).map_err(tokenizer_error(&self.source))
     }
 
-    /// Number of ids, added tokens included.
+    /// The size of the id space, added tokens included: the largest id + 1, so that every id
+    /// the tokenizer emits is below it even when its ids have gaps (a model's vocabulary must be
+    /// at least this).
     pub fn vocab_size(&self) -> usize {
-        self.inner.get_vocab_size(true)
+        self.vocab_size
     }
 
     /// The special tokens' ids.
@@ -242,6 +257,29 @@ mod tests {
             Err(CoreError::Invalid(InvalidInput { name: "vocab_size", .. }))
         ));
         assert!(matches!(HfTokenizer::train_bpe(&[missing], 300), Err(CoreError::Io { .. })));
+    }
+
+    #[test]
+    fn ids_with_gaps_count_to_the_largest_and_a_huge_id_is_refused() {
+        let json = |b_id: u64| {
+            format!(
+                r#"{{"version": "1.0", "truncation": null, "padding": null, "added_tokens": [],
+                "normalizer": null, "pre_tokenizer": {{"type": "Whitespace"}},
+                "post_processor": null, "decoder": null,
+                "model": {{"type": "WordLevel", "unk_token": "[PAD]", "vocab":
+                {{"[PAD]": 0, "[BOS]": 1, "[EOS]": 2, "[MASK]": 3, "a": 4, "b": {b_id}}}}}}}"#
+            )
+        };
+        let path = corpus("gaps").with_file_name("gaps.json");
+        std::fs::write(&path, json(9)).unwrap();
+        let t = HfTokenizer::load(&path).unwrap();
+        assert_eq!(t.encode("a b").unwrap(), [4, 9]);
+        assert_eq!(t.vocab_size(), 10, "six tokens, ids up to 9");
+        std::fs::write(&path, json(1 << 30)).unwrap();
+        assert!(matches!(
+            HfTokenizer::load(&path),
+            Err(CoreError::Invalid(InvalidInput { name: "vocab_size", .. }))
+        ));
     }
 
     #[test]

@@ -7,6 +7,7 @@ mod ema;
 mod grad_clip;
 mod lr;
 mod objective;
+mod optimizer_state;
 #[cfg(feature = "plot")]
 mod plot;
 mod run;

@@ -3,6 +3,7 @@
 use burn::tensor::{Int, Tensor};
 use rand::rngs::StdRng;
 
+use crate::data::SequenceDataset;
 use crate::error::CoreError;
 
 /// A loss summed over the tokens it covers, so that batches of different sizes, gradient
@@ -22,15 +23,14 @@ pub struct LossSum {
 /// uninterrupted one. Device-side randomness is reseeded per step likewise; on the CPU backends
 /// that seed is process-wide, so two runs sharing a process must not interleave their steps.
 pub trait Objective<M> {
-    /// Checks that sequences of `seq_len` can be scored; the trainer calls it before the first
-    /// batch, so [`Objective::loss`] may assume it.
+    /// Checks that `model` can be trained and scored on `data` under this objective: sequence
+    /// length against the model's context and the objective's constraints, the data's
+    /// vocabulary against the model's, reserved tokens (a mask) absent from the data. The
+    /// trainer calls it before the first batch, so [`Objective::loss`] may assume it.
     ///
     /// # Errors
     /// [`CoreError::Invalid`] naming the constraint.
-    fn check_seq_len(&self, seq_len: usize) -> Result<(), CoreError> {
-        let _ = seq_len;
-        Ok(())
-    }
+    fn check_data(&self, model: &M, data: &SequenceDataset) -> Result<(), CoreError>;
 
     /// The summed loss of one batch.
     ///

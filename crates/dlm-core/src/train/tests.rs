@@ -122,6 +122,59 @@ fn a_checkpoint_does_not_load_into_another_architecture() {
     }
 }
 
+/// A checkpoint whose `optimizer` section is `optimizer` and everything else `path`'s.
+fn with_optimizer_section(path: &std::path::Path, optimizer: &[u8], out: &std::path::Path) {
+    let sections = crate::checkpoint::read_sections(path).unwrap();
+    let (meta, model) = (sections.get("meta").unwrap(), sections.get("model").unwrap());
+    let parts: Vec<(&str, &[u8])> =
+        vec![("meta", meta), ("model", model), ("optimizer", optimizer)];
+    crate::checkpoint::write_sections(out, &parts).unwrap();
+}
+
+#[test]
+fn an_optimizer_state_of_another_model_or_none_is_an_error() {
+    let device = Device::flex().autodiff();
+    let (train, config) = (data(16, 4), TrainConfig::new(4, 8));
+    let objective = ArObjective::default();
+    let saved = |name: &str, model: Denoiser| {
+        let mut trainer = Trainer::new(config.clone(), model, objective).unwrap();
+        trainer.step(&train).unwrap();
+        let path = scratch(name);
+        trainer.save_checkpoint(&path, serde_json::Value::Null).unwrap();
+        path
+    };
+    let (ours, theirs) =
+        (saved("optimizer-ours", model(&device)), saved("optimizer-theirs", model(&device)));
+    let optimizer = |path: &std::path::Path| {
+        crate::checkpoint::read_sections(path).unwrap().get("optimizer").unwrap().to_vec()
+    };
+    let refused = |path: &std::path::Path| match Trainer::resume(path, model(&device), objective) {
+        Err(CoreError::Record { what, message }) => {
+            assert!(what.ends_with("optimizer"), "{what}");
+            message
+        }
+        Err(other) => panic!("unexpected {other}"),
+        Ok(_) => panic!("resumed with an optimizer state that does not match"),
+    };
+    // The other run's parameters have other ids: its moments belong to no parameter of ours.
+    let mixed = scratch("optimizer-mixed");
+    with_optimizer_section(&ours, &optimizer(&theirs), &mixed);
+    assert!(refused(&mixed).contains("which the model does not have"));
+    // A state from before the first step (empty) after one step: every moment would restart.
+    let untrained = Trainer::new(config.clone(), model(&device), objective).unwrap();
+    let blank = scratch("optimizer-blank");
+    untrained.save_checkpoint(&blank, serde_json::Value::Null).unwrap();
+    let emptied = scratch("optimizer-emptied");
+    with_optimizer_section(&ours, &optimizer(&blank), &emptied);
+    assert!(refused(&emptied).contains("have a state after 1 steps"));
+    // Not a burnpack at all.
+    let garbage = scratch("optimizer-garbage");
+    with_optimizer_section(&ours, b"not an optimizer", &garbage);
+    assert!(refused(&garbage).contains("not an optimizer record"));
+    // The matching state resumes.
+    assert!(Trainer::resume(&ours, model(&device), objective).is_ok());
+}
+
 #[test]
 fn resume_or_new_starts_continues_and_refuses_another_run() {
     let device = Device::flex().autodiff();
@@ -305,6 +358,10 @@ struct PoisonedFrom {
 }
 
 impl Objective<Denoiser> for PoisonedFrom {
+    fn check_data(&self, model: &Denoiser, data: &SequenceDataset) -> Result<(), CoreError> {
+        ArObjective::default().check_data(model, data)
+    }
+
     fn loss(
         &self,
         model: &Denoiser,

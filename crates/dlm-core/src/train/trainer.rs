@@ -15,6 +15,7 @@ use super::ema::update_ema;
 use super::grad_clip::{clip_factor, global_norm, scale_gradients};
 use super::lr::learning_rate;
 use super::objective::{LossSum, Objective};
+use super::optimizer_state::{check_restored, check_saved_state};
 use crate::checkpoint::{read_sections, write_sections};
 use crate::data::{BatchCursor, SequenceDataset};
 use crate::error::CoreError;
@@ -78,13 +79,16 @@ pub struct Trainer<M: Module, O: Objective<M>> {
     optimizer: ModuleOptimizer,
     state: TrainState,
     device: Device,
+    /// The fingerprint of the data [`Objective::check_data`] last accepted (not saved: a resumed
+    /// run checks again).
+    checked_data: Option<u64>,
 }
 
 /// Mean loss per token of `model` under `objective` over `data`, in consecutive batches: the
 /// one evaluation loop ([`evaluate_bound`]) with one sample of the objective's noise per batch.
 ///
 /// # Errors
-/// As [`Objective::check_seq_len`] and [`evaluate_bound`].
+/// As [`Objective::check_data`] and [`evaluate_bound`].
 ///
 /// # Panics
 /// If the model has no parameter (no device to run on).
@@ -94,7 +98,7 @@ pub fn evaluate<M: Module, O: Objective<M>>(
     data: &SequenceDataset,
     batches: EvalBatches,
 ) -> Result<f64, CoreError> {
-    objective.check_seq_len(data.seq_len())?;
+    objective.check_data(model, data)?;
     let device = crate::module_device(model);
     device.seed(batches.seed);
     let report =
@@ -149,6 +153,7 @@ impl<M: Module, O: Objective<M>> Trainer<M, O> {
             optimizer,
             state: TrainState { step: 0, cursor, train_sequences: None, train_fingerprint: None },
             device,
+            checked_data: None,
         })
     }
 
@@ -196,8 +201,9 @@ impl<M: Module, O: Objective<M>> Trainer<M, O> {
     /// tokens.
     ///
     /// # Errors
-    /// [`CoreError::Invalid`] if `train` has fewer sequences than one batch, sequences the
-    /// objective cannot score, or another number of sequences than the run was started on (the
+    /// [`CoreError::Invalid`] if `train` has fewer sequences than one batch, data the objective
+    /// refuses for this model ([`Objective::check_data`]: sequences longer than its context,
+    /// another vocabulary, a mask token inside), or another number of sequences than the run was started on (the
     /// batch order depends on it); [`CoreError::Diverged`] if the loss or the gradient norm is
     /// not finite, in which case nothing changes (no update, the data position restored), so no
     /// checkpoint is ever written with the weights of a diverged step.
@@ -205,7 +211,10 @@ impl<M: Module, O: Objective<M>> Trainer<M, O> {
     where
         O: Sync,
     {
-        self.objective.check_seq_len(train.seq_len())?;
+        if self.checked_data != Some(train.fingerprint()) {
+            self.objective.check_data(&self.model, train)?;
+            self.checked_data = Some(train.fingerprint());
+        }
         let expected = *self.state.train_sequences.get_or_insert(train.len());
         crate::error::ensure_size(
             train.len() == expected,
@@ -386,11 +395,16 @@ impl<M: Module, O: Objective<M>> Trainer<M, O> {
         };
         let model = load(model, "model")?;
         let mut trainer = Self::new(meta.config, model, objective)?;
-        let bytes = Bytes::from_bytes_vec(sections.get("optimizer")?.to_vec());
+        let what = format!("{}: optimizer", path.display());
+        let mismatch = |message| CoreError::Record { what: what.clone(), message };
+        let saved = sections.get("optimizer")?;
+        check_saved_state(saved, &trainer.model, meta.state.step).map_err(mismatch)?;
         trainer.optimizer = trainer
             .optimizer
-            .from_bytes(bytes)
-            .map_err(record_error(&format!("{}: optimizer", path.display())))?;
+            .from_bytes(Bytes::from_bytes_vec(saved.to_vec()))
+            .map_err(record_error(&what))?;
+        let restored = trainer.optimizer.into_bytes().map_err(record_error(&what))?;
+        check_restored(saved, &restored).map_err(mismatch)?;
         trainer.ema = ema;
         trainer.state = meta.state;
         Ok(trainer)

@@ -23,6 +23,7 @@ use rand::{Rng, RngExt};
 
 use crate::denoiser::NEG_INFINITY;
 use crate::error::{DiscreteError, ensure_size, ensure_value};
+use crate::masking::ensure_absent;
 
 /// Floor of probabilities before a logarithm.
 const TINY: f64 = 1e-30;
@@ -252,8 +253,8 @@ impl D3pm {
     /// ([`evaluate_bound`]: ordered batches, one seeded generator, `f64` sums).
     ///
     /// # Errors
-    /// As [`evaluate_bound`] if `batch_size` or `time_samples` is 0;
-    /// [`DiscreteError::Invalid`] if `data` has another vocabulary than this D3PM.
+    /// As [`evaluate_bound`] if `batch_size` or `time_samples` is 0; as
+    /// [`D3pm::check_data`].
     pub fn evaluate(
         &self,
         model: &Denoiser,
@@ -262,19 +263,45 @@ impl D3pm {
         time_samples: usize,
         seed: u64,
     ) -> Result<BoundReport, DiscreteError> {
-        ensure_size(
-            data.vocab_size() == self.vocab_size,
-            "D3PM evaluation",
-            "data.vocab_size()",
-            data.vocab_size(),
-            format!("the D3PM's vocab_size = {}", self.vocab_size),
-        )?;
+        self.check_data(model, data, "D3PM evaluation")?;
         let batches = EvalBatches { batch_size, max_batches: None, seed };
         let device = model.device();
         let report = evaluate_bound(data, &device, batches, time_samples, |x0, rng| {
             self.nelbo_sum(model, x0, rng)
         })?;
         Ok(report)
+    }
+
+    /// Checks that `model` and `data` fit this D3PM: both over its vocabulary (the transition
+    /// matrices are `V × V`), sequences within the model's context, and for absorbing noise no
+    /// mask token inside the data.
+    ///
+    /// # Errors
+    /// [`DiscreteError::Invalid`] naming `vocab_size`, `seq_len` or the first position holding
+    /// the mask.
+    pub fn check_data(
+        &self,
+        model: &Denoiser,
+        data: &SequenceDataset,
+        context: &'static str,
+    ) -> Result<(), DiscreteError> {
+        for (name, vocab_size) in [
+            ("data vocab_size", data.vocab_size()),
+            ("model vocab_size", model.vocab_size().unwrap_or(0)),
+        ] {
+            ensure_size(
+                vocab_size == self.vocab_size,
+                context,
+                name,
+                vocab_size,
+                format!("the D3PM's vocab_size = {}", self.vocab_size),
+            )?;
+        }
+        model.check_data(data)?;
+        match self.transition {
+            Transition::Absorbing { mask_id } => ensure_absent(data, mask_id, context),
+            Transition::Uniform => Ok(()),
+        }
     }
 
     /// Ancestral sampling: from the prior (all mask, or uniform tokens), `x_{t−1} ~ p_θ(· | x_t)`
@@ -308,6 +335,14 @@ impl D3pm {
 }
 
 impl Objective<Denoiser> for D3pm {
+    fn check_data(
+        &self,
+        model: &Denoiser,
+        data: &SequenceDataset,
+    ) -> Result<(), dlm_core::CoreError> {
+        Ok(D3pm::check_data(self, model, data, "D3PM objective")?)
+    }
+
     /// D3PM's hybrid loss `L_vb + λ·E[−log p̃_θ(x0 | x_t)]` (eq. 5), per token, with both terms
     /// taken per sampled step as in the reference code (`vb + λ·ce` at one `t`): the unbiased
     /// `L_vb` estimate scales the step's KL by `T`, so the cross-entropy is scaled by `λ·T` too,

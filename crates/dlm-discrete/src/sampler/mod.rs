@@ -147,24 +147,31 @@ impl MaskedSampler {
     }
 
     /// Decodes every masked, non-fixed position of `state`.
+    ///
+    /// # Errors
+    /// As [`SamplerState::check`]: a state the model cannot read (ids outside its vocabulary,
+    /// more positions than its context, a mask at a fixed position).
     pub fn sample<M: MaskedDenoiser>(
         &self,
         model: &M,
         state: SamplerState,
         rng: &mut StdRng,
-    ) -> SamplerState {
+    ) -> Result<SamplerState, DiscreteError> {
         self.run(model, state, rng, false)
     }
 
     /// As [`MaskedSampler::sample`], but skips the model call when no token changed since the
     /// last one (MDLM's `ddpm_cache`): with ancestral steps many steps decode nothing, so the
     /// number of model calls is at most the number of positions.
+    ///
+    /// # Errors
+    /// As [`MaskedSampler::sample`].
     pub fn sample_reusing<M: MaskedDenoiser>(
         &self,
         model: &TimeAgnostic<M>,
         state: SamplerState,
         rng: &mut StdRng,
-    ) -> SamplerState {
+    ) -> Result<SamplerState, DiscreteError> {
         self.run(model.model(), state, rng, true)
     }
 
@@ -174,7 +181,8 @@ impl MaskedSampler {
         mut state: SamplerState,
         rng: &mut StdRng,
         reuse: bool,
-    ) -> SamplerState {
+    ) -> Result<SamplerState, DiscreteError> {
+        state.check(model)?;
         let mask = i64::from(model.mask_id());
         let device = model.device();
         let [batch, seq_len] = state.tokens.dims();
@@ -274,7 +282,7 @@ impl MaskedSampler {
             }
         }
         state.tokens = ints(tokens.clone(), [batch, seq_len], &device);
-        state
+        Ok(state)
     }
 }
 

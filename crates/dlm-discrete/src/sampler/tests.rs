@@ -57,7 +57,7 @@ fn subs(model: &Denoiser) -> Subs<'_> {
 }
 
 fn run(sampler: &MaskedSampler, model: &Denoiser, state: SamplerState, seed: u64) -> SamplerState {
-    sampler.sample(&subs(model), state, &mut StdRng::seed_from_u64(seed))
+    sampler.sample(&subs(model), state, &mut StdRng::seed_from_u64(seed)).unwrap()
 }
 
 fn values(tokens: Tensor<2, Int>) -> Vec<i64> {
@@ -73,7 +73,7 @@ fn every_sampler_is_deterministic_decodes_everything_and_keeps_the_prompt() {
     let sampling = TokenSampler::new(1.0).unwrap();
     for (name, sampler) in policies() {
         let sampler = sampler.with_proposal(sampling);
-        let start = || SamplerState::with_prompt(&subs(&model), prompt.clone(), 10);
+        let start = || SamplerState::with_prompt(&subs(&model), prompt.clone(), 10).unwrap();
         let a = run(&sampler, &model, start(), 7);
         let b = run(&sampler, &model, start(), 7);
         let tokens = values(a.tokens.clone());
@@ -92,7 +92,7 @@ fn every_sampler_is_deterministic_decodes_everything_and_keeps_the_prompt() {
 fn threshold_one_equals_top1_one_token_per_step() {
     let device = Device::flex();
     let model = model(&device, None);
-    let start = || SamplerState::all_masked(&subs(&model), 3, 8);
+    let start = || SamplerState::all_masked(&subs(&model), 3, 8).unwrap();
     let strict =
         MaskedSampler::new(Unmasking::threshold(Confidence::TokenProbability, 1.0).unwrap(), 1)
             .unwrap();
@@ -112,7 +112,7 @@ fn threshold_one_equals_top1_one_token_per_step() {
 fn blocks_and_steps_set_the_number_of_model_calls() {
     let device = Device::flex();
     let model = model(&device, None);
-    let start = || SamplerState::all_masked(&subs(&model), 2, 12);
+    let start = || SamplerState::all_masked(&subs(&model), 2, 12).unwrap();
     let topk = |steps| {
         MaskedSampler::new(Unmasking::TopK { confidence: Confidence::Margin }, steps).unwrap()
     };
@@ -122,7 +122,7 @@ fn blocks_and_steps_set_the_number_of_model_calls() {
     // Blocks tile the positions after a 3-token prompt: [3, 7) and [7, 11), two calls each.
     // (Blocks from position 0 would make three blocks, the first with one free position.)
     let prompt = Tensor::<2, Int>::from_ints([[5, 6, 7], [8, 9, 10]], &device);
-    let prompted = SamplerState::with_prompt(&subs(&model), prompt, 8);
+    let prompted = SamplerState::with_prompt(&subs(&model), prompt, 8).unwrap();
     assert_eq!(run(&blocks, &model, prompted, 0).nfe, 2 * 2);
 }
 
@@ -143,6 +143,12 @@ impl MaskedDenoiser for Recording<'_> {
     fn mask_id(&self) -> u32 {
         MASK
     }
+    fn vocab_size(&self) -> usize {
+        self.subs.vocab_size()
+    }
+    fn max_seq_len(&self) -> Option<usize> {
+        self.subs.max_seq_len()
+    }
     fn device(&self) -> Device {
         self.subs.device()
     }
@@ -162,8 +168,8 @@ fn remdm_in_blocks_never_remasks_a_finished_block() {
         .with_block_length(4)
         .unwrap()
         .with_proposal(TokenSampler::new(1.0).unwrap());
-    let state = SamplerState::all_masked(&recording, 4, 8);
-    sampler.sample(&recording, state, &mut StdRng::seed_from_u64(5));
+    let state = SamplerState::all_masked(&recording, 4, 8).unwrap();
+    sampler.sample(&recording, state, &mut StdRng::seed_from_u64(5)).unwrap();
     let inputs = recording.inputs.into_inner();
     let second_block: Vec<&Vec<i64>> = inputs
         .iter()
@@ -190,13 +196,11 @@ fn the_cached_sampler_reuses_predictions_and_matches_the_uncached_one() {
     )
     .unwrap()
     .with_proposal(TokenSampler::new(1.0).unwrap());
-    let start = || SamplerState::all_masked(&subs, 1, 6);
-    let plain = sampler.sample(&subs, start(), &mut StdRng::seed_from_u64(3));
-    let cached = sampler.sample_reusing(
-        &TimeAgnostic::new(subs).unwrap(),
-        start(),
-        &mut StdRng::seed_from_u64(3),
-    );
+    let start = || SamplerState::all_masked(&subs, 1, 6).unwrap();
+    let plain = sampler.sample(&subs, start(), &mut StdRng::seed_from_u64(3)).unwrap();
+    let cached = sampler
+        .sample_reusing(&TimeAgnostic::new(subs).unwrap(), start(), &mut StdRng::seed_from_u64(3))
+        .unwrap();
     assert_eq!(values(plain.tokens), values(cached.tokens));
     // The plain sampler calls the model at every step until the last position is decoded.
     assert!(plain.nfe > 20 && plain.nfe <= 64, "{}", plain.nfe);
