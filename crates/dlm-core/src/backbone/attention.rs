@@ -80,7 +80,7 @@ impl SelfAttention {
 /// fused attention, which reads a boolean mask as `true` = attend. On a plain libtorch device
 /// (without autodiff: there burn decomposes attention itself and reads the mask right) the mask
 /// is therefore passed inverted. `tests/parity.rs` checks every masked forward pass against flex.
-fn libtorch_mask(blocked: Tensor<4, Bool>) -> Tensor<4, Bool> {
+pub(crate) fn libtorch_mask(blocked: Tensor<4, Bool>) -> Tensor<4, Bool> {
     if format!("{:?}", blocked.device()).starts_with("Device<LibTorch(") {
         blocked.bool_not()
     } else {

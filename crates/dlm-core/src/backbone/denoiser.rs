@@ -330,6 +330,28 @@ impl DenoiserInput {
     pub fn keep_cache(self) -> Self {
         Self { keep_cache: true, ..self }
     }
+
+    /// The parts, for another model of the crate that reads the same input.
+    pub(crate) fn into_parts(self) -> InputParts {
+        InputParts {
+            values: self.values,
+            time: self.time,
+            mask: self.mask,
+            positions: self.positions,
+            cache: self.cache,
+            keep_cache: self.keep_cache,
+        }
+    }
+}
+
+/// The fields of a [`DenoiserInput`].
+pub(crate) struct InputParts {
+    pub(crate) values: DenoiserValues,
+    pub(crate) time: Option<Tensor<1>>,
+    pub(crate) mask: AttentionMask,
+    pub(crate) positions: Option<Tensor<1, Int>>,
+    pub(crate) cache: Option<KvCache>,
+    pub(crate) keep_cache: bool,
 }
 
 /// The result of [`Denoiser::forward`].
@@ -431,7 +453,7 @@ impl Denoiser {
     /// # Panics
     /// As [`Denoiser::forward`].
     pub fn forward_hidden(&self, input: DenoiserInput) -> DenoiserOutput {
-        let DenoiserInput { values, time, mask, positions, cache, keep_cache } = input;
+        let InputParts { values, time, mask, positions, cache, keep_cache } = input.into_parts();
         let mut h = match (&self.input, values) {
             (InputLayer::Tokens(embedding), DenoiserValues::Tokens(tokens)) => {
                 embedding.forward(tokens)

@@ -8,11 +8,14 @@ mod mask;
 mod rope;
 mod time_embedding;
 
+pub(crate) use attention::libtorch_mask;
+pub(crate) use denoiser::InputParts;
 pub use denoiser::{
     Denoiser, DenoiserConfig, DenoiserInput, DenoiserIo, DenoiserOutput, DenoiserValues,
     MAX_LAYERS, MAX_SEQ_LEN, MAX_VOCAB_SIZE, MAX_WIDTH, check_fits,
 };
 pub use kv_cache::KvCache;
+pub(crate) use kv_cache::LayerKv;
 pub use mask::{AttentionMask, MaskRule};
 pub use rope::RotaryTables;
 pub use time_embedding::sinusoidal_features;

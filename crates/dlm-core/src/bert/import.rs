@@ -1,5 +1,5 @@
 //! Loading Hugging Face BERT-MLM checkpoints (`pytorch_model.bin` or `model.safetensors`) into
-//! [`BertMlm`] through burn's own readers (`burn::store`).
+//! [`BertMlm`] through the shared import path ([`crate::hf`]).
 //!
 //! All key renaming lives here, in [`GLOBAL_KEYS`] and [`LAYER_KEYS`]: Hugging Face name →
 //! [`BertMlm`] module path. Before anything is applied, the file is checked against the names
@@ -7,18 +7,14 @@
 //! naming the file's key.
 
 use std::collections::BTreeMap;
-use std::io::Read;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
-use burn::store::{
-    FloatCastAdapter, ModuleAdapter, ModuleSnapshot, ModuleStore, PyTorchToBurnAdapter,
-    PytorchStore, SafetensorsStore,
-};
-use burn::tensor::{DType, Device};
+use burn::tensor::Device;
 
 use super::config::BertConfig;
 use super::model::BertMlm;
 use crate::error::CoreError;
+use crate::hf::{ExpectedTensor, apply_tensors, read_tensors};
 
 /// Tensors outside the encoder layers: (Hugging Face key, module path).
 const GLOBAL_KEYS: &[(&str, &str)] = &[
@@ -128,35 +124,6 @@ pub(crate) fn expected_tensors(config: &BertConfig) -> Vec<(String, String, Vec<
     expected
 }
 
-/// The two checkpoint formats, told apart by their first bytes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Format {
-    /// PyTorch's zip archive (or the legacy bare pickle).
-    PyTorch,
-    /// Safetensors: a little-endian `u64` header length, then a JSON header.
-    Safetensors,
-}
-
-fn detect_format(path: &Path) -> Result<Format, CoreError> {
-    let io = |source| CoreError::Io { path: path.to_path_buf(), source };
-    let mut file = std::fs::File::open(path).map_err(io)?;
-    let size = file.metadata().map_err(io)?.len();
-    let mut head = [0u8; 9];
-    let read = file.read(&mut head).map_err(io)?;
-    let head = &head[..read];
-    // Safetensors first: its header length may itself begin with 0x80, a pickle's first byte.
-    if head.len() == 9 {
-        let header_len = u64::from_le_bytes(head[..8].try_into().expect("8 bytes"));
-        if head[8] == b'{' && header_len.saturating_add(8) <= size {
-            return Ok(Format::Safetensors);
-        }
-    }
-    if head.starts_with(b"PK\x03\x04") || head.starts_with(&[0x80]) {
-        return Ok(Format::PyTorch);
-    }
-    Err(CoreError::WeightsFormat { path: path.to_path_buf(), head: head.to_vec() })
-}
-
 impl BertMlm {
     /// A model from a Hugging Face directory: `config.json` and `model.safetensors` or
     /// `pytorch_model.bin` (the first that exists).
@@ -189,59 +156,16 @@ impl BertMlm {
     ) -> Result<Self, CoreError> {
         let path = weights.as_ref();
         let mut model = config.init(device)?;
-        let file = read_tensors(path)?;
-        let by_name: BTreeMap<String, &burn::store::burn_pack::Tensor> =
-            file.iter().map(|(key, tensor)| (canonical(key), tensor)).collect();
-        let expected = expected_tensors(config);
-        for key in by_name.keys() {
-            let known = expected.iter().any(|(k, _, _)| k == key);
-            if !known && !is_ignored(key, config.tie_word_embeddings) {
-                return Err(CoreError::UnexpectedTensor { path: path.into(), key: key.clone() });
-            }
-        }
-        let mut renamed = Vec::with_capacity(expected.len());
-        for (key, module_path, shape) in &expected {
-            let tensor = by_name
-                .get(key)
-                .ok_or_else(|| CoreError::MissingTensor { path: path.into(), key: key.clone() })?;
-            if tensor.shape.as_slice() != shape.as_slice() {
-                return Err(CoreError::TensorShape {
-                    path: path.into(),
-                    key: key.clone(),
-                    expected: shape.clone(),
-                    found: tensor.shape.to_vec(),
-                });
-            }
-            let mut tensor = (*tensor).clone();
-            tensor.name = module_path.clone();
-            renamed.push(tensor);
-        }
-        let adapter: Box<dyn ModuleAdapter> =
-            Box::new(PyTorchToBurnAdapter.chain(FloatCastAdapter::to(DType::F32)));
-        let result = model.apply(renamed, None, Some(adapter), true);
-        if !result.errors.is_empty() || !result.missing.is_empty() {
-            return Err(CoreError::Record {
-                what: path.display().to_string(),
-                message: result.to_string(),
-            });
-        }
+        let tensors: BTreeMap<String, _> = read_tensors(&[path.to_path_buf()])?
+            .into_iter()
+            .map(|(key, tensor)| (canonical(&key), tensor))
+            .collect();
+        let expected: Vec<ExpectedTensor> = expected_tensors(config)
+            .into_iter()
+            .map(|(key, module_path, shape)| ExpectedTensor::new(key, module_path, shape))
+            .collect();
+        let tied = config.tie_word_embeddings;
+        apply_tensors(&mut model, &tensors, &expected, |key| is_ignored(key, tied), path)?;
         Ok(model)
-    }
-}
-
-/// Every tensor of the file, by its name in the file.
-fn read_tensors(
-    path: &Path,
-) -> Result<BTreeMap<String, burn::store::burn_pack::Tensor>, CoreError> {
-    let weights_error = |message: String| CoreError::Weights { path: PathBuf::from(path), message };
-    match detect_format(path)? {
-        Format::PyTorch => {
-            let mut store = PytorchStore::from_file(path).map_indices_contiguous(false);
-            store.get_all_tensors().cloned().map_err(|e| weights_error(e.to_string()))
-        }
-        Format::Safetensors => {
-            let mut store = SafetensorsStore::from_file(path);
-            store.get_all_tensors().cloned().map_err(|e| weights_error(e.to_string()))
-        }
     }
 }

@@ -7,8 +7,8 @@
 use std::collections::{BTreeSet, HashMap};
 
 use burn::module::{Module, ModuleVisitor, Param};
-use burn::tensor::{Bytes, Tensor};
 use burn::store::burn_pack::Reader;
+use burn::tensor::{Bytes, Tensor};
 
 /// The scalar burn stores once per parameter state, `"{param_id}.__rank"`.
 const RANK_SUFFIX: &str = ".__rank";

@@ -1,0 +1,100 @@
+//! The one import path for Hugging Face checkpoints, shared by every architecture (BERT, the
+//! LLaMA family): find the weight files of a model directory, read their tensors lazily through
+//! burn's readers (`burn::store`), check them against the names and shapes the config implies,
+//! and apply them to the model under its own module paths.
+//!
+//! An architecture contributes only its key table: a list of [`ExpectedTensor`] (the file's key,
+//! the module path, the shape in the file's layout) and which extra keys a file may hold. A
+//! missing, unexpected or mis-shaped tensor is a typed error naming the file and the key, before
+//! anything is applied.
+
+mod weights;
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use burn::store::burn_pack::Tensor as StoredTensor;
+use burn::store::{FloatCastAdapter, ModuleAdapter, ModuleSnapshot, PyTorchToBurnAdapter};
+use burn::tensor::DType;
+
+pub use weights::{read_tensors, weight_files};
+
+use crate::error::CoreError;
+
+/// One tensor a checkpoint must hold.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExpectedTensor {
+    /// Its name in the file.
+    pub key: String,
+    /// The module path it is applied to (`layers.3.q.weight`).
+    pub path: String,
+    /// Its shape in the file's layout: PyTorch's `[out, in]` for linear weights.
+    pub shape: Vec<usize>,
+}
+
+impl ExpectedTensor {
+    /// `key` → `path` with `shape`.
+    pub fn new(key: impl Into<String>, path: impl Into<String>, shape: Vec<usize>) -> Self {
+        Self { key: key.into(), path: path.into(), shape }
+    }
+}
+
+/// Checks `tensors` (read from `source`, by file key) against `expected` and applies them to
+/// `model` under their module paths, cast to `f32` and transposed from PyTorch's layout where
+/// burn's differs (linear weights; norm parameters renamed `gamma`/`beta`). Keys of the file that
+/// are not expected must satisfy `ignored` (buffers, heads the model has no use for).
+///
+/// # Errors
+/// [`CoreError::UnexpectedTensor`], [`CoreError::MissingTensor`] and
+/// [`CoreError::TensorShape`] naming `source` and the key; [`CoreError::Record`] if burn cannot
+/// apply a tensor.
+pub fn apply_tensors<M: ModuleSnapshot>(
+    model: &mut M,
+    tensors: &BTreeMap<String, StoredTensor>,
+    expected: &[ExpectedTensor],
+    ignored: impl Fn(&str) -> bool,
+    source: &Path,
+) -> Result<(), CoreError> {
+    let known: std::collections::HashSet<&str> = expected.iter().map(|e| e.key.as_str()).collect();
+    if let Some(key) = tensors.keys().find(|key| !known.contains(key.as_str()) && !ignored(key)) {
+        return Err(CoreError::UnexpectedTensor { path: source.into(), key: key.clone() });
+    }
+    let mut renamed = Vec::with_capacity(expected.len());
+    for ExpectedTensor { key, path, shape } in expected {
+        let tensor = tensors
+            .get(key)
+            .ok_or_else(|| CoreError::MissingTensor { path: source.into(), key: key.clone() })?;
+        if tensor.shape.as_slice() != shape.as_slice() {
+            return Err(CoreError::TensorShape {
+                path: source.into(),
+                key: key.clone(),
+                expected: shape.clone(),
+                found: tensor.shape.to_vec(),
+            });
+        }
+        let mut tensor = tensor.clone();
+        tensor.name = path.clone();
+        renamed.push(tensor);
+    }
+    let adapter: Box<dyn ModuleAdapter> =
+        Box::new(PyTorchToBurnAdapter.chain(FloatCastAdapter::to(DType::F32)));
+    let result = model.apply(renamed, None, Some(adapter), true);
+    if !result.errors.is_empty() || !result.missing.is_empty() {
+        return Err(CoreError::Record {
+            what: source.display().to_string(),
+            message: result.to_string(),
+        });
+    }
+    Ok(())
+}
+
+/// Reads a `config.json` (or any JSON file) into `T`.
+///
+/// # Errors
+/// [`CoreError::Io`] and [`CoreError::Json`] naming the file.
+pub fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T, CoreError> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|source| CoreError::Io { path: path.to_path_buf(), source })?;
+    serde_json::from_str(&text)
+        .map_err(|source| CoreError::Json { what: path.display().to_string(), source })
+}

@@ -1,0 +1,215 @@
+//! [`LlamaLm`]: the LLaMA-family transformer as a token model with masks and a KV cache.
+
+use burn::module::Module;
+use burn::nn::{Embedding, EmbeddingConfig, Linear, LinearConfig, RmsNorm, RmsNormConfig};
+use burn::tensor::activation::silu;
+use burn::tensor::module::attention;
+use burn::tensor::ops::AttentionModuleOptions;
+use burn::tensor::{Bool, Device, Tensor};
+
+use super::config::LlamaConfig;
+use crate::backbone::{
+    DenoiserInput, DenoiserOutput, DenoiserValues, InputParts, KvCache, LayerKv, RotaryTables,
+    libtorch_mask,
+};
+use crate::error::CoreError;
+
+impl LlamaConfig {
+    /// Builds the model on `device` (weights to be loaded: linear and embedding initialisers
+    /// are burn's defaults, norms start at 1).
+    ///
+    /// # Errors
+    /// As [`LlamaConfig::validate`].
+    pub fn init(&self, device: &Device) -> Result<LlamaLm, CoreError> {
+        self.validate()?;
+        let (d, hd) = (self.hidden_size, self.head_dim);
+        let linear = |from: usize, to: usize, bias: bool| {
+            LinearConfig::new(from, to).with_bias(bias).init(device)
+        };
+        let norm =
+            |size: usize| RmsNormConfig::new(size).with_epsilon(self.rms_norm_eps).init(device);
+        let layers = (0..self.num_layers)
+            .map(|_| DecoderLayer {
+                input_norm: norm(d),
+                q: linear(d, self.num_heads * hd, self.qkv_bias),
+                k: linear(d, self.num_kv_heads * hd, self.qkv_bias),
+                v: linear(d, self.num_kv_heads * hd, self.qkv_bias),
+                o: linear(self.num_heads * hd, d, false),
+                q_norm: self.qk_norm.then(|| norm(hd)),
+                k_norm: self.qk_norm.then(|| norm(hd)),
+                post_norm: norm(d),
+                gate: linear(d, self.intermediate_size, false),
+                up: linear(d, self.intermediate_size, false),
+                down: linear(self.intermediate_size, d, false),
+                num_heads: self.num_heads,
+                num_kv_heads: self.num_kv_heads,
+                head_dim: hd,
+            })
+            .collect();
+        Ok(LlamaLm {
+            embed: EmbeddingConfig::new(self.vocab_size, d).init(device),
+            layers,
+            norm: norm(d),
+            head: (!self.tie_embeddings).then(|| linear(d, self.vocab_size, false)),
+            head_dim: hd,
+            rope_theta: self.rope_theta,
+            max_seq_len: self.max_seq_len,
+        })
+    }
+}
+
+/// One pre-norm block: `h = x + o(Attn(norm(x)))`, `y = h + down(silu(gate(norm(h))) ⊙ up(norm(h)))`
+/// (SwiGLU, Shazeer 2020).
+#[derive(Module, Debug)]
+struct DecoderLayer {
+    input_norm: RmsNorm,
+    q: Linear,
+    k: Linear,
+    v: Linear,
+    o: Linear,
+    q_norm: Option<RmsNorm>,
+    k_norm: Option<RmsNorm>,
+    post_norm: RmsNorm,
+    gate: Linear,
+    up: Linear,
+    down: Linear,
+    num_heads: usize,
+    num_kv_heads: usize,
+    head_dim: usize,
+}
+
+impl DecoderLayer {
+    /// # Shapes
+    /// - `x`: `[batch, n, hidden]`; `blocked`: `[batch, n, cached + n]` (`true` = blocked)
+    /// - returns `[batch, n, hidden]` and the keys/values of every position, `[batch,
+    ///   num_kv_heads, cached + n, head_dim]` (rotated keys, before the heads are repeated)
+    fn forward(
+        &self,
+        x: Tensor<3>,
+        rotary: &RotaryTables,
+        blocked: Option<Tensor<3, Bool>>,
+        cache: Option<&LayerKv>,
+    ) -> (Tensor<3>, LayerKv) {
+        let [batch, n, _] = x.dims();
+        let (heads, kv_heads, hd) = (self.num_heads, self.num_kv_heads, self.head_dim);
+        let normed = self.input_norm.forward(x.clone());
+        let split = |t: Tensor<3>, count: usize, norm: &Option<RmsNorm>| {
+            let t = t.reshape([batch, n, count, hd]);
+            let t = match norm {
+                Some(norm) => norm.forward(t),
+                None => t,
+            };
+            rotary.rotate(t.swap_dims(1, 2))
+        };
+        let q = split(self.q.forward(normed.clone()), heads, &self.q_norm);
+        let mut key = split(self.k.forward(normed.clone()), kv_heads, &self.k_norm);
+        let mut value = self.v.forward(normed).reshape([batch, n, kv_heads, hd]).swap_dims(1, 2);
+        if let Some(cache) = cache {
+            key = Tensor::cat(vec![cache.key.clone(), key], 2);
+            value = Tensor::cat(vec![cache.value.clone(), value], 2);
+        }
+        let n_keys = key.dims()[2];
+        // Grouped-query attention: query head `h` reads key/value head `h / (heads / kv_heads)`.
+        let repeat = |t: Tensor<4>| {
+            let group = heads / kv_heads;
+            t.unsqueeze_dim::<5>(2)
+                .expand([batch, kv_heads, group, n_keys, hd])
+                .reshape([batch, heads, n_keys, hd])
+        };
+        let blocked = blocked
+            .map(|m| libtorch_mask(m.unsqueeze_dim::<4>(1).expand([batch, heads, n, n_keys])));
+        let options = AttentionModuleOptions { scale: None, softcap: None, is_causal: false };
+        let context =
+            attention(q, repeat(key.clone()), repeat(value.clone()), blocked, None, options);
+        let h = x + self.o.forward(context.swap_dims(1, 2).reshape([batch, n, heads * hd]));
+        let normed = self.post_norm.forward(h.clone());
+        let mlp =
+            self.down.forward(silu(self.gate.forward(normed.clone())) * self.up.forward(normed));
+        (h + mlp, LayerKv { key, value })
+    }
+}
+
+/// A LLaMA-family transformer over tokens. It reads the same [`DenoiserInput`] as the DiT
+/// [`crate::backbone::Denoiser`] (mask, explicit positions, KV cache), so the samplers and caches
+/// written for one serve the other; it reads no time.
+#[derive(Module, Debug)]
+pub struct LlamaLm {
+    embed: Embedding,
+    layers: Vec<DecoderLayer>,
+    norm: RmsNorm,
+    head: Option<Linear>,
+    head_dim: usize,
+    rope_theta: f64,
+    max_seq_len: usize,
+}
+
+impl LlamaLm {
+    /// The device the model computes on.
+    pub fn device(&self) -> Device {
+        crate::module_device(self)
+    }
+
+    /// Rows of the token embedding.
+    pub fn vocab_size(&self) -> usize {
+        self.embed.weight.dims()[0]
+    }
+
+    /// The context length of the checkpoint.
+    pub fn max_seq_len(&self) -> usize {
+        self.max_seq_len
+    }
+
+    /// Logits of every position of a chunk.
+    ///
+    /// # Shapes
+    /// - tokens `[batch, n]`; positions `[n]`; custom mask `[batch, n, cache_len + n]`
+    /// - output `[batch, n, vocab_size]`
+    ///
+    /// # Panics
+    /// If the input holds vectors, a cache comes from a model of another depth, or the mask
+    /// cannot serve the chunk (as [`crate::backbone::Denoiser::forward`]). A time, if given, is
+    /// ignored.
+    pub fn forward(&self, input: DenoiserInput) -> DenoiserOutput {
+        let InputParts { values, mask, positions, cache, keep_cache, .. } = input.into_parts();
+        let DenoiserValues::Tokens(tokens) = values else {
+            panic!("a LLaMA-family model reads tokens, not vectors");
+        };
+        let mut h = self.embed.forward(tokens);
+        let [batch, n, _] = h.dims();
+        let device = h.device();
+        let offset = cache.as_ref().map_or(0, KvCache::len);
+        if let Some(cache) = &cache {
+            assert_eq!(
+                cache.layers.len(),
+                self.layers.len(),
+                "cache from a model of another depth"
+            );
+        }
+        if let Some(problem) = mask.problem(offset, n) {
+            panic!("attention mask: {problem}");
+        }
+        let positions = positions.unwrap_or_else(|| mask.default_positions(offset, n, &device));
+        let rotary = RotaryTables::new(positions, self.head_dim, self.rope_theta);
+        let blocked = mask.blocked(batch, offset, n, offset + n, &device);
+        let mut kept = Vec::with_capacity(if keep_cache { self.layers.len() } else { 0 });
+        for (i, layer) in self.layers.iter().enumerate() {
+            let layer_cache = cache.as_ref().map(|c| &c.layers[i]);
+            let (next, kv) = layer.forward(h, &rotary, blocked.clone(), layer_cache);
+            h = next;
+            if keep_cache {
+                kept.push(kv);
+            }
+        }
+        let h = self.norm.forward(h);
+        let output = match &self.head {
+            Some(head) => head.forward(h),
+            None => {
+                let [batch, n, d] = h.dims();
+                let weight = self.embed.weight.val(); // [vocab_size, hidden]
+                let vocab_size = weight.dims()[0];
+                h.reshape([batch * n, d]).matmul(weight.transpose()).reshape([batch, n, vocab_size])
+            }
+        };
+        DenoiserOutput { output, cache: keep_cache.then_some(KvCache { layers: kept }) }
+    }
+}

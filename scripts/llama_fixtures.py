@@ -1,0 +1,225 @@
+#!/usr/bin/env python3
+"""Reference logits for the LLaMA-family import parity tests (crates/dlm-core/tests/llama_parity.rs).
+
+Run by hand, not by `cargo test`: it needs PyTorch and transformers, which the project does not
+depend on. What it writes is committed under crates/dlm-core/tests/fixtures/llama/.
+
+    python3 -m venv /tmp/torchenv && /tmp/torchenv/bin/pip install torch transformers safetensors
+    /tmp/torchenv/bin/python scripts/llama_fixtures.py
+
+Measured with torch 2.9.0 and transformers 5.24.0 from PyPI.
+
+Each checkpoint is a tiny random-initialised model of the reference classes of `transformers`,
+saved in the layout of the real checkpoints of its family:
+
+- llada: `LlamaForCausalLM` (LLaDA's blocks are LLaMA's: RMSNorm, SwiGLU, rotary, no biases),
+  its tensors renamed to LLaDA's (`model.transformer.blocks.{i}.ff_proj` is the gate, the block
+  `ff_out` the down projection, the model-level `ff_out` the head) and a `config.json` with
+  LLaDA's field names (`d_model`, `mlp_hidden_size`, ...).
+- dream: `Qwen2ForCausalLM` (q/k/v biases, grouped-query attention), `model_type: Dream`, saved as
+  two safetensors shards with a `model.safetensors.index.json`.
+- sdar: `Qwen3ForCausalLM` (per-head q/k RMSNorm, an explicit `head_dim` unequal to
+  hidden/heads, tied embeddings as in Qwen3-0.6B), `model_type: sdar`, `block_size: 4`.
+
+Every norm weight is perturbed away from 1 so that a norm mapped to the wrong tensor shows.
+The models run in float32 with eager attention and an explicit additive 4-D mask: transformers
+treats a missing mask as causal, so the full-attention cases pass a mask of zeros. Cases per
+model: full attention; full attention with the last two keys of row 1 padded (blocked for every
+query); and, for SDAR, block-causal attention over blocks of 4. The logits are recorded before
+anything a sampler does (no shift, no SUBS).
+"""
+
+import json
+import pathlib
+
+import torch
+from safetensors.torch import save_file
+from transformers import (
+    LlamaConfig,
+    LlamaForCausalLM,
+    Qwen2Config,
+    Qwen2ForCausalLM,
+    Qwen3Config,
+    Qwen3ForCausalLM,
+)
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+OUT = ROOT / "crates" / "dlm-core" / "tests" / "fixtures" / "llama"
+VOCAB, HIDDEN, FF, LAYERS, HEADS, MAX_POS = 64, 32, 48, 2, 4, 64
+BATCH, LEN = 2, 8
+MASK_ID = 63
+
+
+def perturb_norms(model):
+    with torch.no_grad():
+        for name, param in model.named_parameters():
+            if "norm" in name:
+                param.add_(0.1 * torch.randn_like(param))
+
+
+def additive(blocked):
+    """`[B, Q, K]` booleans (True = blocked) → the additive `[B, 1, Q, K]` float mask."""
+    mask = torch.zeros(blocked.shape, dtype=torch.float32)
+    mask[blocked] = torch.finfo(torch.float32).min
+    return mask.unsqueeze(1)
+
+
+def full():
+    return torch.zeros(BATCH, LEN, LEN, dtype=torch.bool)
+
+
+def padded():
+    blocked = full()
+    blocked[1, :, LEN - 2 :] = True
+    return blocked
+
+
+def block_causal(block):
+    q = torch.arange(LEN).view(LEN, 1) // block
+    k = torch.arange(LEN).view(1, LEN) // block
+    return (k > q).unsqueeze(0).expand(BATCH, LEN, LEN).clone()
+
+
+def cases(model, tokens, masks):
+    out = []
+    for name, blocked in masks:
+        with torch.no_grad():
+            logits = model(input_ids=tokens, attention_mask=additive(blocked)).logits
+        out.append(
+            {
+                "name": name,
+                "blocked": blocked.int().flatten().tolist(),
+                "logits": [round(x, 7) for x in logits.flatten().tolist()],
+            }
+        )
+    return out
+
+
+def write_fixture(name, config_json, tensors, model, masks, shards=1):
+    directory = OUT / name
+    directory.mkdir(parents=True, exist_ok=True)
+    for old in directory.glob("*.safetensors"):
+        old.unlink()
+    (directory / "config.json").write_text(json.dumps(config_json, indent=2) + "\n")
+    keys = sorted(tensors)
+    if shards == 1:
+        save_file({k: tensors[k].contiguous() for k in keys}, directory / "model.safetensors")
+    else:
+        weight_map = {}
+        for s in range(shards):
+            file = f"model-{s + 1:05d}-of-{shards:05d}.safetensors"
+            part = keys[s::shards]
+            save_file({k: tensors[k].contiguous() for k in part}, directory / file)
+            weight_map.update({k: file for k in part})
+        index = {"metadata": {"total_size": 0}, "weight_map": weight_map}
+        (directory / "model.safetensors.index.json").write_text(json.dumps(index, indent=2) + "\n")
+    tokens = torch.randint(0, VOCAB - 1, (BATCH, LEN))
+    fixture = {
+        "provenance": "scripts/llama_fixtures.py, torch 2.9.0, transformers 5.24.0, float32, eager",
+        "batch": BATCH,
+        "len": LEN,
+        "vocab": VOCAB,
+        "tokens": tokens.flatten().tolist(),
+        "cases": cases(model, tokens, masks),
+    }
+    (directory / "logits.json").write_text(json.dumps(fixture) + "\n")
+
+
+def llada():
+    config = LlamaConfig(
+        vocab_size=VOCAB, hidden_size=HIDDEN, intermediate_size=FF, num_hidden_layers=LAYERS,
+        num_attention_heads=HEADS, num_key_value_heads=HEADS, rms_norm_eps=1e-5,
+        rope_theta=500000.0, max_position_embeddings=MAX_POS, hidden_act="silu",
+        attention_bias=False, mlp_bias=False, tie_word_embeddings=False,
+        attn_implementation="eager",
+    )
+    model = LlamaForCausalLM(config).eval()
+    perturb_norms(model)
+    rename = {
+        "input_layernorm": "attn_norm", "self_attn.q_proj": "q_proj", "self_attn.k_proj": "k_proj",
+        "self_attn.v_proj": "v_proj", "self_attn.o_proj": "attn_out",
+        "post_attention_layernorm": "ff_norm", "mlp.gate_proj": "ff_proj", "mlp.up_proj": "up_proj",
+        "mlp.down_proj": "ff_out",
+    }
+    tensors = {}
+    for key, value in model.state_dict().items():
+        if key == "model.embed_tokens.weight":
+            new = "model.transformer.wte.weight"
+        elif key == "model.norm.weight":
+            new = "model.transformer.ln_f.weight"
+        elif key == "lm_head.weight":
+            new = "model.transformer.ff_out.weight"
+        else:
+            layer, rest = key.removeprefix("model.layers.").split(".", 1)
+            stem, leaf = rest.rsplit(".", 1)
+            new = f"model.transformer.blocks.{layer}.{rename[stem]}.{leaf}"
+        tensors[new] = value
+    config_json = {
+        "model_type": "llada", "architectures": ["LLaDAModelLM"], "d_model": HIDDEN,
+        "n_layers": LAYERS, "n_heads": HEADS, "n_kv_heads": HEADS, "mlp_hidden_size": FF,
+        "vocab_size": VOCAB, "embedding_size": VOCAB, "max_sequence_length": MAX_POS,
+        "rope": True, "rope_theta": 500000.0, "rope_full_precision": True, "rms_norm_eps": 1e-5,
+        "layer_norm_type": "rms", "activation_type": "silu", "block_type": "llama",
+        "include_bias": False, "include_qkv_bias": False, "bias_for_layer_norm": False,
+        "attention_layer_norm": False, "weight_tying": False, "scale_logits": False,
+        "input_emb_norm": False, "alibi": False, "mask_token_id": MASK_ID, "eos_token_id": 62,
+    }
+    write_fixture("llada", config_json, tensors, model, [("full", full()), ("padded", padded())])
+
+
+def dream():
+    config = Qwen2Config(
+        vocab_size=VOCAB, hidden_size=HIDDEN, intermediate_size=FF, num_hidden_layers=LAYERS,
+        num_attention_heads=HEADS, num_key_value_heads=2, rms_norm_eps=1e-6, rope_theta=1e6,
+        max_position_embeddings=MAX_POS, tie_word_embeddings=False, use_sliding_window=False,
+        attn_implementation="eager",
+    )
+    model = Qwen2ForCausalLM(config).eval()
+    perturb_norms(model)
+    with torch.no_grad():  # transformers initialises biases at 0; make them count
+        for name, param in model.named_parameters():
+            if name.endswith("bias"):
+                param.normal_(0.0, 0.1)
+    config_json = {
+        "model_type": "Dream", "architectures": ["DreamModel"], "hidden_size": HIDDEN,
+        "intermediate_size": FF, "num_hidden_layers": LAYERS, "num_attention_heads": HEADS,
+        "num_key_value_heads": 2, "vocab_size": VOCAB, "max_position_embeddings": MAX_POS,
+        "rms_norm_eps": 1e-6, "rope_theta": 1e6, "rope_scaling": None,
+        "tie_word_embeddings": False, "use_sliding_window": False, "hidden_act": "silu",
+        "mask_token_id": MASK_ID, "pad_token_id": 62,
+    }
+    tensors = dict(model.state_dict())
+    write_fixture("dream", config_json, tensors, model, [("full", full()), ("padded", padded())], 2)
+
+
+def sdar():
+    head_dim = 16
+    config = Qwen3Config(
+        vocab_size=VOCAB, hidden_size=HIDDEN, intermediate_size=FF, num_hidden_layers=LAYERS,
+        num_attention_heads=HEADS, num_key_value_heads=2, head_dim=head_dim, rms_norm_eps=1e-6,
+        rope_theta=1e6, max_position_embeddings=MAX_POS, tie_word_embeddings=True,
+        attention_bias=False, use_sliding_window=False, attn_implementation="eager",
+    )
+    model = Qwen3ForCausalLM(config).eval()
+    perturb_norms(model)
+    config_json = {
+        "model_type": "sdar", "architectures": ["SDARForCausalLM"], "hidden_size": HIDDEN,
+        "intermediate_size": FF, "num_hidden_layers": LAYERS, "num_attention_heads": HEADS,
+        "num_key_value_heads": 2, "head_dim": head_dim, "vocab_size": VOCAB,
+        "max_position_embeddings": MAX_POS, "rms_norm_eps": 1e-6,
+        "rope_parameters": {"rope_theta": 1e6, "rope_type": "default"},
+        "tie_word_embeddings": True, "attention_bias": False, "use_sliding_window": False,
+        "hidden_act": "silu", "block_size": 4,
+    }
+    # Tied: the head is the embedding, stored once (as transformers saves it).
+    tensors = {k: v for k, v in model.state_dict().items() if k != "lm_head.weight"}
+    masks = [("full", full()), ("padded", padded()), ("block_causal", block_causal(4))]
+    write_fixture("sdar", config_json, tensors, model, masks)
+
+
+if __name__ == "__main__":
+    torch.manual_seed(0)
+    llada()
+    dream()
+    sdar()
+    print(f"wrote {OUT}")
