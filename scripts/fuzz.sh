@@ -9,7 +9,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 seconds="${1:-600}"
 seed="${2:-0}"
-for target in checkpoint_files token_cache_entries tokenizer_files hugging_face_weights config_json; do
+for target in checkpoint_files token_cache_entries tokenizer_files hugging_face_weights pretrained_checkpoints config_json; do
   # The tokenizers crate prints the panics the loader catches; only the verdict lines matter.
   DLM_FUZZ_SECONDS="$seconds" DLM_FUZZ_SEED="$seed" \
     cargo test --release --test fuzz "$target" -- --exact --nocapture 2>&1 \

@@ -48,6 +48,9 @@ OUT = ROOT / "crates" / "dlm-core" / "tests" / "fixtures" / "llama"
 VOCAB, HIDDEN, FF, LAYERS, HEADS, MAX_POS = 64, 32, 48, 2, 4, 64
 BATCH, LEN = 2, 8
 MASK_ID = 63
+# Weights drawn from N(0, 0.3²) instead of transformers' 0.02², so that the logits (and the
+# tokens a generation picks) vary with the input.
+INIT = 0.3
 
 
 def perturb_norms(model):
@@ -131,7 +134,7 @@ def llada():
         num_attention_heads=HEADS, num_key_value_heads=HEADS, rms_norm_eps=1e-5,
         rope_theta=500000.0, max_position_embeddings=MAX_POS, hidden_act="silu",
         attention_bias=False, mlp_bias=False, tie_word_embeddings=False,
-        attn_implementation="eager",
+        initializer_range=INIT, attn_implementation="eager",
     )
     model = LlamaForCausalLM(config).eval()
     perturb_norms(model)
@@ -165,6 +168,61 @@ def llada():
         "input_emb_norm": False, "alibi": False, "mask_token_id": MASK_ID, "eos_token_id": 62,
     }
     write_fixture("llada", config_json, tensors, model, [("full", full()), ("padded", padded())])
+    return model
+
+
+def llada_generate(model, prompt, gen_len, block_length, steps):
+    """LLaDA's semi-autoregressive generation with low-confidence remasking at temperature 0
+    (`generate.py` of ML-GSAI/LLaDA, re-written here), with one difference: the mask token's
+    logit is set to −∞ before the argmax and the softmax (SUBS's zero-masking, which this
+    library's samplers apply; a trained LLaDA never predicts the mask, a random one might).
+
+    Per block, the masks present at its start are spread over `steps / num_blocks` steps,
+    ⌊n/s⌋ each and one more in the first n mod s steps; at each step every masked position of
+    the block gets the argmax token and its probability, positions right of the block get −∞,
+    and the `k` most confident are committed."""
+    batch, prompt_len = prompt.shape
+    x = torch.cat([prompt, torch.full((batch, gen_len), MASK_ID)], dim=1)
+    num_blocks = gen_len // block_length
+    steps_per_block = steps // num_blocks
+    zeros = torch.zeros(batch, 1, x.shape[1], x.shape[1])
+    for block in range(num_blocks):
+        start = prompt_len + block * block_length
+        end = start + block_length
+        masked = (x[:, start:end] == MASK_ID).sum(dim=1)
+        base, remainder = masked // steps_per_block, masked % steps_per_block
+        for step in range(steps_per_block):
+            mask_index = x == MASK_ID
+            with torch.no_grad():
+                logits = model(input_ids=x, attention_mask=zeros).logits
+            logits[..., MASK_ID] = float("-inf")
+            x0 = logits.argmax(dim=-1)
+            p = torch.softmax(logits.double(), dim=-1)
+            confidence = torch.gather(p, -1, x0.unsqueeze(-1)).squeeze(-1)
+            confidence[:, end:] = float("-inf")
+            x0 = torch.where(mask_index, x0, x)
+            confidence = torch.where(mask_index, confidence, torch.tensor(float("-inf"), dtype=p.dtype))
+            for row in range(batch):
+                k = int(base[row] + (step < remainder[row]))
+                chosen = torch.topk(confidence[row], k).indices
+                x[row, chosen] = x0[row, chosen]
+    return x
+
+
+def llada_generations(model):
+    prompt = torch.randint(0, VOCAB - 1, (BATCH, 4))
+    runs = []
+    for gen_len, block_length, steps in [(8, 4, 4), (8, 8, 8), (12, 4, 6)]:
+        tokens = llada_generate(model, prompt, gen_len, block_length, steps)
+        runs.append(
+            {"gen_len": gen_len, "block_length": block_length, "steps": steps,
+             "tokens": tokens.flatten().tolist()}
+        )
+    fixture = {
+        "provenance": "scripts/llama_fixtures.py llada_generate, torch 2.9.0, transformers 5.24.0",
+        "batch": BATCH, "mask_id": MASK_ID, "prompt": prompt.flatten().tolist(), "runs": runs,
+    }
+    (OUT / "llada" / "generation.json").write_text(json.dumps(fixture) + "\n")
 
 
 def dream():
@@ -172,7 +230,7 @@ def dream():
         vocab_size=VOCAB, hidden_size=HIDDEN, intermediate_size=FF, num_hidden_layers=LAYERS,
         num_attention_heads=HEADS, num_key_value_heads=2, rms_norm_eps=1e-6, rope_theta=1e6,
         max_position_embeddings=MAX_POS, tie_word_embeddings=False, use_sliding_window=False,
-        attn_implementation="eager",
+        initializer_range=INIT, attn_implementation="eager",
     )
     model = Qwen2ForCausalLM(config).eval()
     perturb_norms(model)
@@ -198,7 +256,8 @@ def sdar():
         vocab_size=VOCAB, hidden_size=HIDDEN, intermediate_size=FF, num_hidden_layers=LAYERS,
         num_attention_heads=HEADS, num_key_value_heads=2, head_dim=head_dim, rms_norm_eps=1e-6,
         rope_theta=1e6, max_position_embeddings=MAX_POS, tie_word_embeddings=True,
-        attention_bias=False, use_sliding_window=False, attn_implementation="eager",
+        attention_bias=False, use_sliding_window=False, initializer_range=INIT,
+        attn_implementation="eager",
     )
     model = Qwen3ForCausalLM(config).eval()
     perturb_norms(model)
@@ -219,7 +278,7 @@ def sdar():
 
 if __name__ == "__main__":
     torch.manual_seed(0)
-    llada()
+    llada_generations(llada())
     dream()
     sdar()
     print(f"wrote {OUT}")

@@ -17,6 +17,7 @@ use burn::tensor::Device;
 use dlm::core::bert::{BertConfig, BertMlm};
 use dlm::core::checkpoint::{read_sections, write_sections};
 use dlm::core::data::tokenize_documents;
+use dlm::core::llama::{ImportedConfig, Pretrained};
 use dlm::core::sampling::TokenSampler;
 use dlm::core::tokenizer::{HfTokenizer, Tokenizer};
 use dlm::core::train::TrainConfig;
@@ -175,6 +176,38 @@ fn hugging_face_weights() {
     fuzz("weights", 300, &seeds, |bytes| {
         std::fs::write(&path, bytes).unwrap();
         let _ = BertMlm::load(&config, &path, &device);
+    });
+}
+
+/// An imported checkpoint directory (the SDAR parity fixture): mutated weights beside its own
+/// config, and mutated `config.json` files of the three families beside their own weights.
+#[test]
+fn pretrained_checkpoints() {
+    let fixtures = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("crates/dlm-core/tests/fixtures/llama");
+    let dir = scratch("pretrained");
+    let copy = |family: &str, file: &str| {
+        std::fs::copy(fixtures.join(family).join(file), dir.join(file)).unwrap();
+    };
+    let device = Device::flex();
+    copy("sdar", "config.json");
+    let weights = vec![std::fs::read(fixtures.join("sdar/model.safetensors")).unwrap()];
+    fuzz("pretrained-weights", 100, &weights, |bytes| {
+        std::fs::write(dir.join("model.safetensors"), bytes).unwrap();
+        let _ = Pretrained::from_dir(&dir, &device);
+    });
+    copy("sdar", "model.safetensors");
+    let configs: Vec<Vec<u8>> = ["llada", "dream", "sdar"]
+        .iter()
+        .map(|family| std::fs::read(fixtures.join(family).join("config.json")).unwrap())
+        .collect();
+    fuzz("pretrained-config", 300, &configs, |bytes| {
+        std::fs::write(dir.join("config.json"), bytes).unwrap();
+        if let Ok(config) = ImportedConfig::from_json_file(&dir.join("config.json")) {
+            // An accepted config has a table; the SDAR weights load into it or are refused.
+            assert!(!config.expected_tensors().is_empty());
+            let _ = Pretrained::from_dir(&dir, &device);
+        }
     });
 }
 

@@ -11,7 +11,7 @@
 use std::path::PathBuf;
 
 use burn::tensor::{Bool, Device, Int, Tensor, TensorData};
-use dlm_core::backbone::{AttentionMask, DenoiserInput};
+use dlm_core::backbone::{AttentionMask, DenoiserInput, TokenModel};
 use dlm_core::llama::{Architecture, Pretrained};
 use serde_json::Value;
 
@@ -82,8 +82,25 @@ fn llada_matches_transformers_llama_under_llada_names() {
 
 #[test]
 fn dream_matches_transformers_qwen2_from_shards() {
-    let (pretrained, _) = check("dream", Architecture::Dream, Some(63));
+    let (pretrained, fixture) = check("dream", Architecture::Dream, Some(63));
     assert!(pretrained.config.architecture.shifts_logits());
+    // Read as Dream reads it: the prediction for token i is the output at i − 1 (at 0, its own).
+    let device = Device::flex();
+    let (batch, len, vocab) = (2, 8, 64);
+    let tokens: Vec<i64> = numbers(&fixture["tokens"], |v| v.as_i64().unwrap());
+    let tokens = Tensor::<2, Int>::from_data(TensorData::new(tokens, [batch, len]), &device);
+    let input = DenoiserInput::tokens(tokens);
+    let ours: Vec<f32> =
+        TokenModel::forward(&pretrained, input).output.into_data().try_to_vec::<f32>().unwrap();
+    let raw: Vec<f32> = numbers(&fixture["cases"][0]["logits"], |v| v.as_f64().unwrap() as f32);
+    let shifted: Vec<f32> = (0..batch * len)
+        .flat_map(|row| {
+            let source = if row % len == 0 { row } else { row - 1 };
+            raw[source * vocab..(source + 1) * vocab].to_vec()
+        })
+        .collect();
+    let difference = max_difference(&ours, &shifted);
+    assert!(difference < TOLERANCE, "shifted: max |Δ| = {difference}");
 }
 
 #[test]

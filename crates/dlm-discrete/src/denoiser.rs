@@ -3,7 +3,7 @@
 
 use burn::tensor::activation::log_softmax;
 use burn::tensor::{Bool, Device, Int, Tensor};
-use dlm_core::backbone::{Denoiser, DenoiserInput};
+use dlm_core::backbone::{Denoiser, DenoiserInput, TokenModel};
 
 /// The value SUBS uses for "impossible" log-probabilities: MDLM's `neg_infinity = −1e6`, finite
 /// so that `−∞ − (−∞)` never makes a NaN.
@@ -115,16 +115,25 @@ pub fn masked_rows(is_masked: Tensor<2, Bool>) -> Option<Tensor<1, Int>> {
     is_masked.reshape([batch * seq_len]).nonzero().into_iter().next()
 }
 
-/// A [`Denoiser`] over a vocabulary that contains `mask_id`, read through SUBS.
-#[derive(Debug, Clone, Copy)]
-pub struct Subs<'a> {
+/// A token model (the DiT [`Denoiser`] trained here, or an imported one: any [`TokenModel`])
+/// over a vocabulary that contains `mask_id`, read through SUBS.
+#[derive(Debug)]
+pub struct Subs<'a, M: ?Sized = Denoiser> {
     /// The network.
-    pub model: &'a Denoiser,
+    pub model: &'a M,
     /// The mask token.
     pub mask_id: u32,
 }
 
-impl MaskedDenoiser for Subs<'_> {
+impl<M: ?Sized> Clone for Subs<'_, M> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+
+impl<M: ?Sized> Copy for Subs<'_, M> {}
+
+impl<M: TokenModel + ?Sized> MaskedDenoiser for Subs<'_, M> {
     fn log_probs(&self, z_t: Tensor<2, Int>, t: Tensor<1>) -> Tensor<3> {
         let logits = self.model.forward(DenoiserInput::tokens(z_t.clone()).with_time(t)).output;
         subs_log_probs(logits, z_t, self.mask_id)
@@ -138,9 +147,8 @@ impl MaskedDenoiser for Subs<'_> {
         self.mask_id
     }
 
-    /// The network's vocabulary; 0 for a network over vectors, which reads no token.
     fn vocab_size(&self) -> usize {
-        self.model.vocab_size().unwrap_or(0)
+        self.model.vocab_size()
     }
 
     fn max_seq_len(&self) -> Option<usize> {
@@ -169,7 +177,7 @@ impl MaskedDenoiser for Subs<'_> {
 /// # Shapes
 /// - `hidden`: `[batch, seq_len, d_model]`, `x0`: `[batch, seq_len]`, `rows`: `[n_rows]` → `[n_rows]`
 pub fn subs_nll_at_rows(
-    model: &Denoiser,
+    model: &(impl TokenModel + ?Sized),
     hidden: Tensor<3>,
     x0: Tensor<2, Int>,
     rows: Tensor<1, Int>,

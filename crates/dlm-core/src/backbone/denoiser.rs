@@ -331,6 +331,11 @@ impl DenoiserInput {
         Self { keep_cache: true, ..self }
     }
 
+    /// Whether the input runs against a KV cache.
+    pub fn has_cache(&self) -> bool {
+        self.cache.is_some()
+    }
+
     /// The parts, for another model of the crate that reads the same input.
     pub(crate) fn into_parts(self) -> InputParts {
         InputParts {

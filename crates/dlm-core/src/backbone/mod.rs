@@ -7,6 +7,7 @@ mod kv_cache;
 mod mask;
 mod rope;
 mod time_embedding;
+mod token_model;
 
 pub(crate) use attention::libtorch_mask;
 pub(crate) use denoiser::InputParts;
@@ -19,6 +20,7 @@ pub(crate) use kv_cache::LayerKv;
 pub use mask::{AttentionMask, MaskRule};
 pub use rope::RotaryTables;
 pub use time_embedding::sinusoidal_features;
+pub use token_model::TokenModel;
 
 #[cfg(test)]
 mod tests;

@@ -14,7 +14,7 @@ use burn::tensor::Device;
 use super::config::BertConfig;
 use super::model::BertMlm;
 use crate::error::CoreError;
-use crate::hf::{ExpectedTensor, apply_tensors, read_tensors};
+use crate::hf::{ExpectedTensor, load_module, read_tensors};
 
 /// Tensors outside the encoder layers: (Hugging Face key, module path).
 const GLOBAL_KEYS: &[(&str, &str)] = &[
@@ -155,7 +155,7 @@ impl BertMlm {
         device: &Device,
     ) -> Result<Self, CoreError> {
         let path = weights.as_ref();
-        let mut model = config.init(device)?;
+        config.validate()?;
         let tensors: BTreeMap<String, _> = read_tensors(&[path.to_path_buf()])?
             .into_iter()
             .map(|(key, tensor)| (canonical(&key), tensor))
@@ -165,7 +165,7 @@ impl BertMlm {
             .map(|(key, module_path, shape)| ExpectedTensor::new(key, module_path, shape))
             .collect();
         let tied = config.tie_word_embeddings;
-        apply_tensors(&mut model, &tensors, &expected, |key| is_ignored(key, tied), path)?;
-        Ok(model)
+        let ignored = |key: &str| is_ignored(key, tied);
+        load_module(&tensors, &expected, ignored, path, || config.init(device))
     }
 }

@@ -39,22 +39,26 @@ impl ExpectedTensor {
     }
 }
 
-/// Checks `tensors` (read from `source`, by file key) against `expected` and applies them to
-/// `model` under their module paths, cast to `f32` and transposed from PyTorch's layout where
-/// burn's differs (linear weights; norm parameters renamed `gamma`/`beta`). Keys of the file that
-/// are not expected must satisfy `ignored` (buffers, heads the model has no use for).
+/// Checks `tensors` (read from `source`, by file key) against `expected`, then builds the
+/// model with `build` and applies them under their module paths, cast to `f32` and transposed
+/// from PyTorch's layout where burn's differs (linear weights; norm parameters renamed
+/// `gamma`/`beta`). Keys of the file that are not expected must satisfy `ignored` (buffers,
+/// heads the model has no use for).
+///
+/// The check comes first, so a config whose sizes the file does not bear out never allocates a
+/// model: a crafted `config.json` cannot make the loader allocate more than its files hold.
 ///
 /// # Errors
 /// [`CoreError::UnexpectedTensor`], [`CoreError::MissingTensor`] and
-/// [`CoreError::TensorShape`] naming `source` and the key; [`CoreError::Record`] if burn cannot
-/// apply a tensor.
-pub fn apply_tensors<M: ModuleSnapshot>(
-    model: &mut M,
+/// [`CoreError::TensorShape`] naming `source` and the key; the errors of `build`;
+/// [`CoreError::Record`] if burn cannot apply a tensor.
+pub fn load_module<M: ModuleSnapshot>(
     tensors: &BTreeMap<String, StoredTensor>,
     expected: &[ExpectedTensor],
     ignored: impl Fn(&str) -> bool,
     source: &Path,
-) -> Result<(), CoreError> {
+    build: impl FnOnce() -> Result<M, CoreError>,
+) -> Result<M, CoreError> {
     let known: std::collections::HashSet<&str> = expected.iter().map(|e| e.key.as_str()).collect();
     if let Some(key) = tensors.keys().find(|key| !known.contains(key.as_str()) && !ignored(key)) {
         return Err(CoreError::UnexpectedTensor { path: source.into(), key: key.clone() });
@@ -76,6 +80,7 @@ pub fn apply_tensors<M: ModuleSnapshot>(
         tensor.name = path.clone();
         renamed.push(tensor);
     }
+    let mut model = build()?;
     let adapter: Box<dyn ModuleAdapter> =
         Box::new(PyTorchToBurnAdapter.chain(FloatCastAdapter::to(DType::F32)));
     let result = model.apply(renamed, None, Some(adapter), true);
@@ -85,7 +90,7 @@ pub fn apply_tensors<M: ModuleSnapshot>(
             message: result.to_string(),
         });
     }
-    Ok(())
+    Ok(model)
 }
 
 /// Reads a `config.json` (or any JSON file) into `T`.

@@ -5,13 +5,14 @@
 
 use std::path::Path;
 
-use burn::tensor::Device;
+use burn::tensor::{Device, Tensor};
 use serde::Deserialize;
 
 use super::config::LlamaConfig;
 use super::model::LlamaLm;
+use crate::backbone::{DenoiserInput, DenoiserOutput, TokenModel};
 use crate::error::CoreError;
-use crate::hf::{ExpectedTensor, apply_tensors, read_json, read_tensors, weight_files};
+use crate::hf::{ExpectedTensor, load_module, read_json, read_tensors, weight_files};
 
 /// The checkpoint families, told apart by `model_type` in `config.json`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -435,14 +436,58 @@ impl Pretrained {
         let config = ImportedConfig::from_json_file(&dir.join("config.json"))?;
         let (files, source) = weight_files(dir)?;
         let tensors = read_tensors(&files)?;
-        let mut model = config.model.init(device)?;
-        apply_tensors(
-            &mut model,
-            &tensors,
-            &config.expected_tensors(),
-            |k| config.is_ignored(k),
-            &source,
-        )?;
+        let ignored = |key: &str| config.is_ignored(key);
+        let expected = config.expected_tensors();
+        let model =
+            load_module(&tensors, &expected, ignored, &source, || config.model.init(device))?;
         Ok(Self { model, config })
+    }
+}
+
+/// The checkpoint as its family reads it: for Dream the hidden state of position `i − 1` gives
+/// the prediction for token `i` (position 0 keeps its own), so samplers and objectives read
+/// logits at the positions they score, whatever the family.
+impl TokenModel for Pretrained {
+    /// # Shapes
+    /// - tokens `[batch, n]` → `[batch, n, hidden]`
+    ///
+    /// # Panics
+    /// As [`LlamaLm::forward_hidden`]; for a shifted family (Dream), also if the input carries a
+    /// KV cache, since the shifted first position would need the cached prefix's last hidden
+    /// state.
+    fn forward_hidden(&self, input: DenoiserInput) -> DenoiserOutput {
+        let shift = self.config.architecture.shifts_logits();
+        assert!(
+            !(shift && input.has_cache()),
+            "Dream's shifted logits are read without a KV cache"
+        );
+        let DenoiserOutput { output, cache } = self.model.forward_hidden(input);
+        if !shift {
+            return DenoiserOutput { output, cache };
+        }
+        let n = output.dims()[1];
+        let shifted =
+            Tensor::cat(vec![output.clone().narrow(1, 0, 1), output.narrow(1, 0, n - 1)], 1);
+        DenoiserOutput { output: shifted, cache }
+    }
+
+    fn head_rows(&self, hidden: Tensor<2>) -> Tensor<2> {
+        self.model.head_rows(hidden)
+    }
+
+    fn vocab_size(&self) -> usize {
+        self.model.vocab_size()
+    }
+
+    fn max_seq_len(&self) -> usize {
+        self.model.max_seq_len()
+    }
+
+    fn is_time_conditioned(&self) -> bool {
+        false
+    }
+
+    fn device(&self) -> Device {
+        self.model.device()
     }
 }

@@ -10,7 +10,7 @@ use burn::tensor::{Bool, Device, Tensor};
 use super::config::LlamaConfig;
 use crate::backbone::{
     DenoiserInput, DenoiserOutput, DenoiserValues, InputParts, KvCache, LayerKv, RotaryTables,
-    libtorch_mask,
+    TokenModel, libtorch_mask,
 };
 use crate::error::CoreError;
 
@@ -159,17 +159,28 @@ impl LlamaLm {
         self.max_seq_len
     }
 
-    /// Logits of every position of a chunk.
+    /// Logits of every position of a chunk ([`TokenModel::forward`]).
     ///
     /// # Shapes
     /// - tokens `[batch, n]`; positions `[n]`; custom mask `[batch, n, cache_len + n]`
     /// - output `[batch, n, vocab_size]`
     ///
     /// # Panics
+    /// As [`LlamaLm::forward_hidden`].
+    pub fn forward(&self, input: DenoiserInput) -> DenoiserOutput {
+        TokenModel::forward(self, input)
+    }
+
+    /// The output of the final norm.
+    ///
+    /// # Shapes
+    /// - tokens `[batch, n]` → `[batch, n, hidden]`
+    ///
+    /// # Panics
     /// If the input holds vectors, a cache comes from a model of another depth, or the mask
     /// cannot serve the chunk (as [`crate::backbone::Denoiser::forward`]). A time, if given, is
     /// ignored.
-    pub fn forward(&self, input: DenoiserInput) -> DenoiserOutput {
+    pub fn forward_hidden(&self, input: DenoiserInput) -> DenoiserOutput {
         let InputParts { values, mask, positions, cache, keep_cache, .. } = input.into_parts();
         let DenoiserValues::Tokens(tokens) = values else {
             panic!("a LLaMA-family model reads tokens, not vectors");
@@ -200,16 +211,45 @@ impl LlamaLm {
                 kept.push(kv);
             }
         }
-        let h = self.norm.forward(h);
-        let output = match &self.head {
-            Some(head) => head.forward(h),
-            None => {
-                let [batch, n, d] = h.dims();
-                let weight = self.embed.weight.val(); // [vocab_size, hidden]
-                let vocab_size = weight.dims()[0];
-                h.reshape([batch * n, d]).matmul(weight.transpose()).reshape([batch, n, vocab_size])
-            }
-        };
+        let output = self.norm.forward(h);
         DenoiserOutput { output, cache: keep_cache.then_some(KvCache { layers: kept }) }
+    }
+
+    /// The output head on rows of hidden states: a linear map, or the transposed token
+    /// embedding when the weights are tied.
+    ///
+    /// # Shapes
+    /// - `hidden`: `[rows, hidden]` → `[rows, vocab_size]`
+    pub fn head_rows(&self, hidden: Tensor<2>) -> Tensor<2> {
+        match &self.head {
+            Some(head) => head.forward(hidden),
+            None => hidden.matmul(self.embed.weight.val().transpose()), // weight: [vocab, hidden]
+        }
+    }
+}
+
+impl TokenModel for LlamaLm {
+    fn forward_hidden(&self, input: DenoiserInput) -> DenoiserOutput {
+        LlamaLm::forward_hidden(self, input)
+    }
+
+    fn head_rows(&self, hidden: Tensor<2>) -> Tensor<2> {
+        LlamaLm::head_rows(self, hidden)
+    }
+
+    fn vocab_size(&self) -> usize {
+        LlamaLm::vocab_size(self)
+    }
+
+    fn max_seq_len(&self) -> usize {
+        LlamaLm::max_seq_len(self)
+    }
+
+    fn is_time_conditioned(&self) -> bool {
+        false
+    }
+
+    fn device(&self) -> Device {
+        LlamaLm::device(self)
     }
 }
