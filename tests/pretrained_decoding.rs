@@ -8,6 +8,7 @@
 use std::path::PathBuf;
 
 use burn::tensor::{Device, Int, Tensor, TensorData};
+use dlm::block::{BlockError, BlockSampler, BlockwiseDecoder, CacheMode, Prefix};
 use dlm::core::llama::Pretrained;
 use dlm::core::sampling::{Confidence, TokenSampler};
 use dlm::discrete::Subs;
@@ -59,4 +60,80 @@ fn llada_low_confidence_remasking_is_token_identical_to_the_reference_loop() {
         );
         assert_eq!(out.nfe, steps, "one model call per step");
     }
+}
+
+fn fixture_dir(name: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("crates/dlm-core/tests/fixtures/llama")
+        .join(name)
+}
+
+fn top_k(steps: usize) -> MaskedSampler {
+    MaskedSampler::new(Unmasking::TopK { confidence: Confidence::TokenProbability }, steps)
+        .unwrap()
+        .with_proposal(TokenSampler::greedy())
+}
+
+#[test]
+fn the_fast_dllm_decoder_runs_on_llada_and_without_a_cache_reproduces_the_reference() {
+    let dir = fixture_dir("llada");
+    let device = Device::flex();
+    let pretrained = Pretrained::from_dir(&dir, &device).unwrap();
+    let fixture: Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("generation.json")).unwrap())
+            .unwrap();
+    let subs = Subs { model: &pretrained, mask_id: pretrained.config.mask_id.unwrap() };
+    let prompt =
+        Tensor::<2, Int>::from_data(TensorData::new(ints(&fixture["prompt"]), [2, 4]), &device);
+    // The reference's first run: 8 tokens in blocks of 4, 2 steps per block.
+    let run = &fixture["runs"][0];
+    assert_eq!((run["gen_len"].as_u64(), run["block_length"].as_u64()), (Some(8), Some(4)));
+    let decoder = BlockwiseDecoder::new(top_k(2), 4).unwrap();
+    let mut rng = StdRng::seed_from_u64(0);
+    let exact = decoder.decode(&subs, prompt.clone(), 8, CacheMode::None, &mut rng).unwrap();
+    let tokens: Vec<i64> = exact.tokens.into_data().iter::<i64>().collect();
+    assert_eq!(tokens, ints(&run["tokens"]));
+    for mode in [CacheMode::Prefix, CacheMode::Dual] {
+        let out = decoder.decode(&subs, prompt.clone(), 8, mode, &mut rng).unwrap();
+        let tokens: Vec<i64> = out.tokens.into_data().iter::<i64>().collect();
+        assert!(tokens.iter().all(|&t| t != 63), "{mode:?} left a mask");
+        assert!(out.positions_processed < exact.positions_processed, "{mode:?} saved nothing");
+    }
+}
+
+#[test]
+fn bd3lm_s_exact_cache_runs_on_sdar_and_equals_recomputation() {
+    let device = Device::flex();
+    let pretrained = Pretrained::from_dir(fixture_dir("sdar"), &device).unwrap();
+    let block = pretrained.config.architecture.block_size().unwrap();
+    let sampler = BlockSampler::new(top_k(2), block, 63).unwrap();
+    let prompt = Tensor::<2, Int>::from_ints([[5, 9, 14, 20], [33, 2, 41, 7]], &device);
+    let generate = |prefix| {
+        let mut rng = StdRng::seed_from_u64(0);
+        sampler.generate(&pretrained, Some(prompt.clone()), 2, 3, None, prefix, &mut rng).unwrap()
+    };
+    let cached = generate(Prefix::Cached { window: None });
+    let recomputed = generate(Prefix::Recomputed);
+    let values = |t: Tensor<2, Int>| t.into_data().iter::<i64>().collect::<Vec<_>>();
+    assert_eq!(cached.tokens.dims(), [2, 4 + 3 * block]);
+    assert_eq!(values(cached.tokens), values(recomputed.tokens));
+    assert_eq!(cached.blocks, 3);
+}
+
+#[test]
+fn dream_s_shifted_logits_refuse_kv_caches() {
+    let device = Device::flex();
+    let pretrained = Pretrained::from_dir(fixture_dir("dream"), &device).unwrap();
+    let subs = Subs { model: &pretrained, mask_id: 63 };
+    let prompt = Tensor::<2, Int>::from_ints([[5, 9, 14, 20]], &device);
+    let decoder = BlockwiseDecoder::new(top_k(2), 4).unwrap();
+    let mut rng = StdRng::seed_from_u64(0);
+    let refused = decoder.decode(&subs, prompt.clone(), 8, CacheMode::Prefix, &mut rng);
+    assert!(matches!(refused, Err(BlockError::Unsupported { .. })));
+    let blocks = BlockSampler::new(top_k(2), 4, 63).unwrap();
+    let cached = Prefix::Cached { window: None };
+    let refused = blocks.generate(&pretrained, Some(prompt.clone()), 1, 1, None, cached, &mut rng);
+    assert!(matches!(refused, Err(BlockError::Unsupported { .. })));
+    // Without a cache it decodes.
+    assert!(decoder.decode(&subs, prompt, 8, CacheMode::None, &mut rng).is_ok());
 }

@@ -1,7 +1,7 @@
 //! Block-wise decoding of full-attention masked models with Fast-dLLM's approximate caches.
 
 use burn::tensor::{Device, Int, Tensor, TensorData};
-use dlm_core::backbone::{AttentionMask, Denoiser, DenoiserInput, KvCache};
+use dlm_core::backbone::{AttentionMask, DenoiserInput, KvCache, TokenModel};
 use dlm_core::host::ints;
 use dlm_discrete::sampler::{MaskedSampler, SamplerState, StepRegion, tokens_per_step};
 use dlm_discrete::{Subs, subs_log_probs};
@@ -72,10 +72,12 @@ impl BlockwiseDecoder {
     /// # Errors
     /// [`BlockError::Invalid`] if `gen_len` is not a positive multiple of the block size; as
     /// [`SamplerState::with_prompt`] for a prompt the model cannot read (ids outside its
-    /// vocabulary, a mask token, a total length beyond its context).
-    pub fn decode(
+    /// vocabulary, a mask token, a total length beyond its context);
+    /// [`BlockError::Unsupported`] for a cache with a model that cannot read through one
+    /// ([`TokenModel::supports_kv_cache`]).
+    pub fn decode<M: TokenModel + ?Sized>(
         &self,
-        denoiser: &Subs<'_>,
+        denoiser: &Subs<'_, M>,
         prompt: Tensor<2, Int>,
         gen_len: usize,
         mode: CacheMode,
@@ -89,6 +91,12 @@ impl BlockwiseDecoder {
             gen_len,
             format!("a positive multiple of block_size = {bs}"),
         )?;
+        if mode != CacheMode::None && !denoiser.model.supports_kv_cache() {
+            return Err(BlockError::Unsupported {
+                what: "a prefix or dual cache with a model whose logits are shifted (Dream); use \
+                       CacheMode::None",
+            });
+        }
         let device = prompt.device();
         let [batch, prompt_len] = prompt.dims();
         // The prompt's ids and the whole length against the model.
@@ -199,9 +207,9 @@ impl BlockwiseDecoder {
     }
 
     /// Runs `chunk` (rotary positions from `start`) with full attention against `cache`.
-    fn run_chunk(
+    fn run_chunk<M: TokenModel + ?Sized>(
         &self,
-        model: &Denoiser,
+        model: &M,
         chunk: Tensor<2, Int>,
         start: usize,
         cache: Option<KvCache>,
@@ -257,7 +265,7 @@ fn masked_fraction(
 #[cfg(test)]
 mod tests {
     use burn::tensor::Distribution;
-    use dlm_core::backbone::DenoiserConfig;
+    use dlm_core::backbone::{Denoiser, DenoiserConfig};
     use dlm_core::host::int_values;
     use dlm_core::sampling::{Confidence, TokenSampler};
     use dlm_core::testing::randomised;

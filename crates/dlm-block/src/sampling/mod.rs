@@ -2,7 +2,7 @@
 //! exact KV cache.
 
 use burn::tensor::{Device, Int, Tensor};
-use dlm_core::backbone::{AttentionMask, Denoiser, DenoiserInput, KvCache};
+use dlm_core::backbone::{AttentionMask, Denoiser, DenoiserInput, KvCache, TokenModel};
 use dlm_core::host::{int_values, ints};
 use dlm_discrete::sampler::{MaskedSampler, SamplerState};
 use dlm_discrete::{MaskedDenoiser, Subs, subs_log_probs};
@@ -12,9 +12,9 @@ use crate::error::{BlockError, ensure_size};
 
 /// The block being decoded, run against the cached keys and values of the clean blocks before
 /// it (BD3LM's Algorithm 2): one forward pass over `block_size` positions per call.
-#[derive(Debug, Clone)]
-pub struct CachedBlock<'a> {
-    model: &'a Denoiser,
+#[derive(Debug)]
+pub struct CachedBlock<'a, M: ?Sized = Denoiser> {
+    model: &'a M,
     cache: Option<&'a KvCache>,
     /// Rotary position of the block's first token.
     start: usize,
@@ -24,15 +24,15 @@ pub struct CachedBlock<'a> {
 
 /// The same block without a cache: every call recomputes the whole clean prefix (the reference
 /// the cache must equal).
-#[derive(Debug, Clone)]
-pub struct RecomputedBlock<'a> {
-    model: &'a Denoiser,
+#[derive(Debug)]
+pub struct RecomputedBlock<'a, M: ?Sized = Denoiser> {
+    model: &'a M,
     prefix: Option<&'a Tensor<2, Int>>,
     block_size: usize,
     mask_id: u32,
 }
 
-impl MaskedDenoiser for CachedBlock<'_> {
+impl<M: TokenModel + ?Sized> MaskedDenoiser for CachedBlock<'_, M> {
     fn log_probs(&self, z_block: Tensor<2, Int>, _t: Tensor<1>) -> Tensor<3> {
         let device = z_block.device();
         let n = z_block.dims()[1];
@@ -56,7 +56,7 @@ impl MaskedDenoiser for CachedBlock<'_> {
     }
 
     fn vocab_size(&self) -> usize {
-        self.model.vocab_size().unwrap_or(0)
+        self.model.vocab_size()
     }
 
     fn max_seq_len(&self) -> Option<usize> {
@@ -68,7 +68,7 @@ impl MaskedDenoiser for CachedBlock<'_> {
     }
 }
 
-impl MaskedDenoiser for RecomputedBlock<'_> {
+impl<M: TokenModel + ?Sized> MaskedDenoiser for RecomputedBlock<'_, M> {
     fn log_probs(&self, z_block: Tensor<2, Int>, _t: Tensor<1>) -> Tensor<3> {
         let n = z_block.dims()[1];
         let input = match self.prefix {
@@ -94,7 +94,7 @@ impl MaskedDenoiser for RecomputedBlock<'_> {
     }
 
     fn vocab_size(&self) -> usize {
-        self.model.vocab_size().unwrap_or(0)
+        self.model.vocab_size()
     }
 
     fn max_seq_len(&self) -> Option<usize> {
@@ -161,11 +161,13 @@ impl BlockSampler {
     /// # Errors
     /// [`BlockError::Invalid`] for a prompt that is not a multiple of the block size, a
     /// window that is not a positive multiple of it, or `max_blocks == 0`;
-    /// [`BlockError::TimeConditionedModel`] for a time-conditioned model.
+    /// [`BlockError::TimeConditionedModel`] for a time-conditioned model;
+    /// [`BlockError::Unsupported`] for a cached prefix with a model that cannot read through one
+    /// ([`TokenModel::supports_kv_cache`]).
     #[allow(clippy::too_many_arguments)]
-    pub fn generate(
+    pub fn generate<M: TokenModel + ?Sized>(
         &self,
-        model: &Denoiser,
+        model: &M,
         prompt: Option<Tensor<2, Int>>,
         batch: usize,
         max_blocks: usize,
@@ -177,6 +179,12 @@ impl BlockSampler {
         ensure_size(max_blocks > 0, "block sampler", "max_blocks", max_blocks, "at least 1")?;
         if model.is_time_conditioned() {
             return Err(BlockError::TimeConditionedModel { what: "BD3LM sampling" });
+        }
+        if matches!(prefix, Prefix::Cached { .. }) && !model.supports_kv_cache() {
+            return Err(BlockError::Unsupported {
+                what: "a cached prefix with a model whose logits are shifted (Dream); use \
+                       Prefix::Recomputed",
+            });
         }
         if let Prefix::Cached { window: Some(window) } = prefix {
             ensure_size(
@@ -268,9 +276,9 @@ impl BlockSampler {
     /// `eos` among its ids, and the generated length against its context: without a sliding
     /// window `prompt_len + max_blocks · block_size ≤ max_seq_len`, with one the window
     /// itself (what the model attends to).
-    fn check_lengths(
+    fn check_lengths<M: TokenModel + ?Sized>(
         &self,
-        model: &Denoiser,
+        model: &M,
         prompt: &Option<Tensor<2, Int>>,
         max_blocks: usize,
         eos: Option<u32>,
@@ -317,9 +325,9 @@ impl BlockSampler {
 
     /// Runs the clean `block` (rotary positions from `start`) against `cache` and returns the
     /// cache extended by it, trimmed to `window`.
-    fn extend(
+    fn extend<M: TokenModel + ?Sized>(
         &self,
-        model: &Denoiser,
+        model: &M,
         cache: Option<KvCache>,
         block: Tensor<2, Int>,
         start: usize,

@@ -43,6 +43,13 @@ pub trait TokenModel {
 
     /// The device the model computes on.
     fn device(&self) -> Device;
+
+    /// Whether a chunk run against a KV cache gives the logits of its own positions (false for
+    /// a model whose logits are shifted, as Dream's: the chunk's first prediction would come
+    /// from the cached prefix).
+    fn supports_kv_cache(&self) -> bool {
+        true
+    }
 }
 
 impl TokenModel for Denoiser {

@@ -490,4 +490,8 @@ impl TokenModel for Pretrained {
     fn device(&self) -> Device {
         self.model.device()
     }
+
+    fn supports_kv_cache(&self) -> bool {
+        !self.config.architecture.shifts_logits()
+    }
 }
