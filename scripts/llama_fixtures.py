@@ -32,6 +32,7 @@ anything a sampler does (no shift, no SUBS).
 import json
 import pathlib
 
+import tokenizers
 import torch
 from safetensors.torch import save_file
 from transformers import (
@@ -98,6 +99,18 @@ def cases(model, tokens, masks):
     return out
 
 
+def write_tokenizer(path):
+    """A word-level tokenizer over the tiny vocabulary: `w0` … `w62`, and `<|mask|>` = 63 as a
+    special token (what the command line's tests encode prompts with)."""
+    vocab = {f"w{i}": i for i in range(VOCAB - 1)}
+    vocab["<|mask|>"] = MASK_ID
+    tokenizer = tokenizers.Tokenizer(tokenizers.models.WordLevel(vocab, unk_token="w0"))
+    tokenizer.pre_tokenizer = tokenizers.pre_tokenizers.Whitespace()
+    tokenizer.decoder = tokenizers.decoders.WordPiece(prefix="##")
+    tokenizer.add_special_tokens(["<|mask|>"])
+    tokenizer.save(str(path))
+
+
 def write_fixture(name, config_json, tensors, model, masks, shards=1):
     directory = OUT / name
     directory.mkdir(parents=True, exist_ok=True)
@@ -116,6 +129,7 @@ def write_fixture(name, config_json, tensors, model, masks, shards=1):
             weight_map.update({k: file for k in part})
         index = {"metadata": {"total_size": 0}, "weight_map": weight_map}
         (directory / "model.safetensors.index.json").write_text(json.dumps(index, indent=2) + "\n")
+    write_tokenizer(directory / "tokenizer.json")
     tokens = torch.randint(0, VOCAB - 1, (BATCH, LEN))
     fixture = {
         "provenance": "scripts/llama_fixtures.py, torch 2.9.0, transformers 5.24.0, float32, eager",
@@ -244,7 +258,7 @@ def dream():
         "num_key_value_heads": 2, "vocab_size": VOCAB, "max_position_embeddings": MAX_POS,
         "rms_norm_eps": 1e-6, "rope_theta": 1e6, "rope_scaling": None,
         "tie_word_embeddings": False, "use_sliding_window": False, "hidden_act": "silu",
-        "mask_token_id": MASK_ID, "pad_token_id": 62,
+        "mask_token_id": MASK_ID, "pad_token_id": 62, "eos_token_id": 62,
     }
     tensors = dict(model.state_dict())
     write_fixture("dream", config_json, tensors, model, [("full", full()), ("padded", padded())], 2)
@@ -268,7 +282,7 @@ def sdar():
         "max_position_embeddings": MAX_POS, "rms_norm_eps": 1e-6,
         "rope_parameters": {"rope_theta": 1e6, "rope_type": "default"},
         "tie_word_embeddings": True, "attention_bias": False, "use_sliding_window": False,
-        "hidden_act": "silu", "block_size": 4,
+        "hidden_act": "silu", "block_size": 4, "eos_token_id": [62, 61],
     }
     # Tied: the head is the embedding, stored once (as transformers saves it).
     tensors = {k: v for k, v in model.state_dict().items() if k != "lm_head.weight"}

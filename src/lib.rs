@@ -13,6 +13,7 @@
 //! | [`discrete`] | `dlm-discrete` | D3PM and MDLM |
 //! | [`block`] | `dlm-block` | BD3LM and approximate caches |
 //! | [`device`] | this crate | choose a burn device from a CLI value or `BURN_DEVICE` |
+//! | [`generate`] | this crate | generate and score with an imported checkpoint (`dlm generate`, `dlm score`) |
 //!
 //! # Backends
 //!
@@ -22,6 +23,7 @@
 //! and `cuda` (whose build needs internet access). See [`device::parse_device`].
 
 pub mod device;
+pub mod generate;
 
 pub use dlm_block as block;
 pub use dlm_continuous as continuous;

@@ -137,3 +137,86 @@ fn dream_s_shifted_logits_refuse_kv_caches() {
     // Without a cache it decodes.
     assert!(decoder.decode(&subs, prompt, 8, CacheMode::None, &mut rng).is_ok());
 }
+
+#[test]
+fn the_command_line_generates_streams_and_refuses_what_it_cannot_do() {
+    use dlm::generate::{Cache, Checkpoint, GenerateError, GenerateSettings, Policy};
+    let device = Device::flex();
+    let llada = Checkpoint::load(&fixture_dir("llada"), &device, None).unwrap();
+    let settings =
+        GenerateSettings { gen_length: 8, block_length: Some(4), steps: 2, ..Default::default() };
+    let mut pieces = Vec::new();
+    let generated = llada
+        .generate("w5 w9 w14 w20", &settings, &mut |text| pieces.push(text.to_string()))
+        .unwrap();
+    assert_eq!(generated.tokens.len(), 8);
+    assert_eq!(generated.nfe, 4);
+    assert_eq!(pieces.concat(), generated.text, "the streamed pieces are the text");
+    assert!(pieces.len() >= 2, "one piece per block: {pieces:?}");
+    // What the architecture cannot do is an error naming it.
+    let exact = GenerateSettings { cache: Cache::Exact, ..settings.clone() };
+    assert!(matches!(
+        llada.generate("w5", &exact, &mut |_| {}),
+        Err(GenerateError::Unsupported(_))
+    ));
+    let long = GenerateSettings { gen_length: 100, block_length: None, ..settings.clone() };
+    assert!(matches!(llada.generate("w5", &long, &mut |_| {}), Err(GenerateError::Discrete(_))));
+    assert!(matches!(
+        Checkpoint::load(&fixture_dir("sdar"), &device, None),
+        Err(GenerateError::NoMaskToken { .. })
+    ));
+    let sdar = Checkpoint::load(&fixture_dir("sdar"), &device, Some(63)).unwrap();
+    let cached = GenerateSettings { cache: Cache::Exact, block_length: None, ..settings.clone() };
+    let out = sdar.generate("w5 w9 w14 w20", &cached, &mut |_| {}).unwrap();
+    assert_eq!(out.tokens.len(), 8);
+    let dual = GenerateSettings { cache: Cache::Dual, ..cached.clone() };
+    assert!(matches!(
+        sdar.generate("w5 w9 w14 w20", &dual, &mut |_| {}),
+        Err(GenerateError::Unsupported(_))
+    ));
+    assert!(matches!(
+        sdar.generate("w5 w9", &cached, &mut |_| {}),
+        Err(GenerateError::Unsupported(_))
+    ));
+    let ancestral =
+        GenerateSettings { policy: Policy::Ancestral, cache: Cache::Prefix, ..settings };
+    assert!(matches!(llada.generate("w5", &ancestral, &mut |_| {}), Err(GenerateError::Block(_))));
+    // A TOML file with an unknown key is refused by name.
+    let err = toml::from_str::<GenerateSettings>("stepz = 3").unwrap_err().to_string();
+    assert!(err.contains("stepz"), "{err}");
+    // The score of a text: a finite, positive bound per token.
+    let score = llada.score("w5 w6 w7 w8 w9 w10", 8, 0).unwrap();
+    assert_eq!(score.tokens, 6);
+    assert!(score.nats_per_token.is_finite() && score.nats_per_token > 0.0);
+}
+
+#[test]
+fn the_dlm_binary_prints_a_generation_and_fails_with_a_message() {
+    let run = |args: &[&str]| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_dlm")).args(args).output().unwrap()
+    };
+    let model = fixture_dir("dream");
+    let model = model.to_str().unwrap();
+    let ok = run(&[
+        "generate",
+        "--model",
+        model,
+        "--prompt",
+        "w5 w9",
+        "--gen-length",
+        "4",
+        "--block-length",
+        "0",
+        "--steps",
+        "4",
+    ]);
+    assert!(ok.status.success(), "{}", String::from_utf8_lossy(&ok.stderr));
+    let stdout = String::from_utf8(ok.stdout).unwrap();
+    assert_eq!(stdout.split_whitespace().count(), 4, "{stdout}");
+    assert!(String::from_utf8_lossy(&ok.stderr).contains("4 model calls"));
+    let bad = run(&["generate", "--model", model, "--prompt", "w5", "--cache", "exact"]);
+    assert!(!bad.status.success());
+    assert!(
+        String::from_utf8_lossy(&bad.stderr).contains("exact cache needs a block-causal model")
+    );
+}

@@ -3,7 +3,7 @@
 use burn::tensor::{Device, Int, Tensor, TensorData};
 use dlm_core::backbone::{AttentionMask, DenoiserInput, KvCache, TokenModel};
 use dlm_core::host::ints;
-use dlm_discrete::sampler::{MaskedSampler, SamplerState, StepRegion, tokens_per_step};
+use dlm_discrete::sampler::{BlockDone, MaskedSampler, SamplerState, StepRegion, tokens_per_step};
 use dlm_discrete::{Subs, subs_log_probs};
 use rand::rngs::StdRng;
 use serde::{Deserialize, Serialize};
@@ -82,6 +82,23 @@ impl BlockwiseDecoder {
         gen_len: usize,
         mode: CacheMode,
         rng: &mut StdRng,
+    ) -> Result<Decoded, BlockError> {
+        self.decode_observed(denoiser, prompt, gen_len, mode, rng, &mut |_| {})
+    }
+
+    /// As [`BlockwiseDecoder::decode`], calling `observe` after every block: what a caller
+    /// streams.
+    ///
+    /// # Errors
+    /// As [`BlockwiseDecoder::decode`].
+    pub fn decode_observed<M: TokenModel + ?Sized>(
+        &self,
+        denoiser: &Subs<'_, M>,
+        prompt: Tensor<2, Int>,
+        gen_len: usize,
+        mode: CacheMode,
+        rng: &mut StdRng,
+        observe: &mut dyn FnMut(BlockDone<'_>),
     ) -> Result<Decoded, BlockError> {
         let bs = self.block_size;
         ensure_size(
@@ -198,6 +215,7 @@ impl BlockwiseDecoder {
                         .copy_from_slice(&block[b * bs..(b + 1) * bs]);
                 }
             }
+            observe(BlockDone { tokens: &tokens, batch, len, end, nfe });
         }
         Ok(Decoded {
             tokens: ints(tokens.clone(), [batch, len], &device),

@@ -4,7 +4,7 @@
 use burn::tensor::{Device, Int, Tensor};
 use dlm_core::backbone::{AttentionMask, Denoiser, DenoiserInput, KvCache, TokenModel};
 use dlm_core::host::{int_values, ints};
-use dlm_discrete::sampler::{MaskedSampler, SamplerState};
+use dlm_discrete::sampler::{BlockDone, MaskedSampler, SamplerState};
 use dlm_discrete::{MaskedDenoiser, Subs, subs_log_probs};
 use rand::rngs::StdRng;
 
@@ -175,6 +175,26 @@ impl BlockSampler {
         prefix: Prefix,
         rng: &mut StdRng,
     ) -> Result<Generation, BlockError> {
+        self.generate_observed(model, prompt, batch, max_blocks, eos, prefix, rng, &mut |_| {})
+    }
+
+    /// As [`BlockSampler::generate`], calling `observe` after every block (the prompt and the
+    /// blocks so far, before any padding after `eos`): what a caller streams.
+    ///
+    /// # Errors
+    /// As [`BlockSampler::generate`].
+    #[allow(clippy::too_many_arguments)]
+    pub fn generate_observed<M: TokenModel + ?Sized>(
+        &self,
+        model: &M,
+        prompt: Option<Tensor<2, Int>>,
+        batch: usize,
+        max_blocks: usize,
+        eos: Option<u32>,
+        prefix: Prefix,
+        rng: &mut StdRng,
+        observe: &mut dyn FnMut(BlockDone<'_>),
+    ) -> Result<Generation, BlockError> {
         let bs = self.block_size;
         ensure_size(max_blocks > 0, "block sampler", "max_blocks", max_blocks, "at least 1")?;
         if model.is_time_conditioned() {
@@ -258,10 +278,13 @@ impl BlockSampler {
                     finished[row] |= chunk.contains(&i64::from(eos));
                 }
             }
-            tokens = Some(match tokens {
+            let joined = match tokens {
                 Some(t) => Tensor::cat(vec![t, block], 1),
                 None => block,
-            });
+            };
+            let len = joined.dims()[1];
+            observe(BlockDone { tokens: &int_values(joined.clone()), batch, len, end: len, nfe });
+            tokens = Some(joined);
             blocks += 1;
         }
         let tokens = tokens.expect("at least one block");

@@ -60,6 +60,38 @@ pub struct ImportedConfig {
     pub model: LlamaConfig,
     /// The mask token's id, when the config names it.
     pub mask_id: Option<u32>,
+    /// The end-of-text id (the first, when the config lists several), when named.
+    pub eos_id: Option<u32>,
+    /// The beginning-of-text id, when named.
+    pub bos_id: Option<u32>,
+    /// The padding id, when named.
+    pub pad_id: Option<u32>,
+}
+
+/// The special-token ids a `config.json` may name, each an id, a list of ids (the first is
+/// taken) or null.
+#[derive(Debug, Default, Deserialize)]
+struct SpecialIds {
+    #[serde(default, deserialize_with = "first_id")]
+    eos_token_id: Option<u32>,
+    #[serde(default, deserialize_with = "first_id")]
+    bos_token_id: Option<u32>,
+    #[serde(default, deserialize_with = "first_id")]
+    pad_token_id: Option<u32>,
+}
+
+fn first_id<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Option<u32>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum OneOrMany {
+        One(u32),
+        Many(Vec<u32>),
+    }
+    Ok(match Option::<OneOrMany>::deserialize(deserializer)? {
+        None => None,
+        Some(OneOrMany::One(id)) => Some(id),
+        Some(OneOrMany::Many(ids)) => ids.first().copied(),
+    })
 }
 
 /// A checkpoint loaded from a Hugging Face directory.
@@ -180,7 +212,8 @@ impl ImportedConfig {
     /// [`LlamaConfig::validate`].
     pub fn from_json_file(path: &Path) -> Result<Self, CoreError> {
         let ModelType { model_type } = read_json(path)?;
-        let config = match model_type.to_ascii_lowercase().as_str() {
+        let ids: SpecialIds = read_json(path)?;
+        let mut config = match model_type.to_ascii_lowercase().as_str() {
             "llada" => Self::from_llada(read_json(path)?)?,
             "dream" => Self::from_hf(read_json(path)?, Architecture::Dream)?,
             "sdar" | "a2d-qwen3" => {
@@ -201,6 +234,8 @@ impl ImportedConfig {
                 });
             }
         };
+        (config.eos_id, config.bos_id, config.pad_id) =
+            (ids.eos_token_id, ids.bos_token_id, ids.pad_token_id);
         config.model.validate()?;
         if let Some(block_size) = config.architecture.block_size() {
             crate::error::ensure_size(
@@ -267,7 +302,14 @@ impl ImportedConfig {
         .with_qkv_bias(qkv_bias)
         .with_qk_norm(qwen3)
         .with_tie_embeddings(hf.tie_word_embeddings);
-        Ok(Self { architecture, model, mask_id: hf.mask_token_id })
+        Ok(Self {
+            architecture,
+            model,
+            mask_id: hf.mask_token_id,
+            eos_id: None,
+            bos_id: None,
+            pad_id: None,
+        })
     }
 
     fn from_llada(c: LladaConfig) -> Result<Self, CoreError> {
@@ -309,7 +351,14 @@ impl ImportedConfig {
         .with_rope_theta(c.rope_theta.unwrap_or(10000.0))
         .with_qkv_bias(c.include_qkv_bias)
         .with_tie_embeddings(c.weight_tying);
-        Ok(Self { architecture: Architecture::Llada, model, mask_id: c.mask_token_id })
+        Ok(Self {
+            architecture: Architecture::Llada,
+            model,
+            mask_id: c.mask_token_id,
+            eos_id: None,
+            bos_id: None,
+            pad_id: None,
+        })
     }
 
     /// Every tensor the checkpoint must hold, under the family's names.

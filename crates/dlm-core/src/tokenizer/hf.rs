@@ -59,6 +59,38 @@ impl HfTokenizer {
     /// [`CoreError::Io`] for a missing file, [`CoreError::Tokenizer`] for one `tokenizers`
     /// cannot read, [`CoreError::MissingSpecialToken`] if a special token is absent.
     pub fn load(path: &Path) -> Result<Self, CoreError> {
+        let (inner, what) = Self::read(path)?;
+        Self::with_specials(inner, what)
+    }
+
+    /// Loads a `tokenizer.json` whose special tokens are given by id (an imported checkpoint's
+    /// `config.json` names them: LLaDA's `<|mdm_mask|>`, Dream's `<|mask|>` are not among the
+    /// names [`HfTokenizer::load`] looks for).
+    ///
+    /// # Errors
+    /// As [`HfTokenizer::load`] for the file; [`CoreError::Invalid`] naming the special token
+    /// whose id is outside the tokenizer's id space.
+    pub fn load_with_special(path: &Path, special: SpecialTokens) -> Result<Self, CoreError> {
+        let (inner, what) = Self::read(path)?;
+        let tokenizer = Self::with_id_space(inner, special, what)?;
+        for (name, id) in [
+            ("pad", special.pad),
+            ("bos", special.bos),
+            ("eos", special.eos),
+            ("mask", special.mask),
+        ] {
+            ensure_size(
+                (id as usize) < tokenizer.vocab_size,
+                "tokenizer special tokens",
+                name,
+                id as usize,
+                format!("an id below the tokenizer's vocab_size = {}", tokenizer.vocab_size),
+            )?;
+        }
+        Ok(tokenizer)
+    }
+
+    fn read(path: &Path) -> Result<(tokenizers::Tokenizer, String), CoreError> {
         ensure_file(path, "no tokenizer file here")?;
         let what = path.display().to_string();
         // `tokenizers` panics on some malformed files (an `unwrap` in its decoder parsing): the
@@ -72,7 +104,7 @@ impl HfTokenizer {
             .map_err(tokenizer_error(&what))?;
         inner.with_padding(None);
         inner.with_truncation(None).map_err(tokenizer_error(&what))?;
-        Self::with_specials(inner, what)
+        Ok((inner, what))
     }
 
     /// A WordPiece tokenizer from a BERT `vocab.txt` (one token per line, id = line number), as
@@ -120,6 +152,14 @@ impl HfTokenizer {
         };
         let special =
             SpecialTokens { pad: find(PAD)?, bos: find(BOS)?, eos: find(EOS)?, mask: find(MASK)? };
+        Self::with_id_space(inner, special, source)
+    }
+
+    fn with_id_space(
+        inner: tokenizers::Tokenizer,
+        special: SpecialTokens,
+        source: String,
+    ) -> Result<Self, CoreError> {
         // The id space, not the number of tokens: with gaps in the ids the largest id is what a
         // model's embedding must cover.
         let vocab_size =

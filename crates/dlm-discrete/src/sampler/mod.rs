@@ -16,6 +16,8 @@ use serde::{Deserialize, Serialize};
 
 pub use remdm::{ReMdm, ReMdmStrategy};
 pub use state::SamplerState;
+
+// `BlockDone` is defined below, with the driver that reports it.
 use unmasking::RowStep;
 pub use unmasking::{Unmasking, tokens_per_step};
 
@@ -93,6 +95,21 @@ pub struct MaskedSampler {
 
 dlm_sched::serde_validated!(MaskedSampler);
 
+/// A block a decoder has finished: positions `..end` of every row are final.
+#[derive(Debug, Clone, Copy)]
+pub struct BlockDone<'a> {
+    /// Every row's tokens, row-major `[batch, len]`.
+    pub tokens: &'a [i64],
+    /// Rows.
+    pub batch: usize,
+    /// Positions per row.
+    pub len: usize,
+    /// The end of the final span.
+    pub end: usize,
+    /// Model calls so far.
+    pub nfe: usize,
+}
+
 impl MaskedSampler {
     /// A sampler with greedy proposals, over the whole sequence at once.
     ///
@@ -157,7 +174,23 @@ impl MaskedSampler {
         state: SamplerState,
         rng: &mut StdRng,
     ) -> Result<SamplerState, DiscreteError> {
-        self.run(model, state, rng, false)
+        self.run(model, state, rng, false, &mut |_| {})
+    }
+
+    /// As [`MaskedSampler::sample`], calling `observe` each time a block is final (with a block
+    /// length; the whole sequence otherwise), after the last one's noise removal: what a caller
+    /// streams.
+    ///
+    /// # Errors
+    /// As [`MaskedSampler::sample`].
+    pub fn sample_observed<M: MaskedDenoiser>(
+        &self,
+        model: &M,
+        state: SamplerState,
+        rng: &mut StdRng,
+        observe: &mut dyn FnMut(BlockDone<'_>),
+    ) -> Result<SamplerState, DiscreteError> {
+        self.run(model, state, rng, false, observe)
     }
 
     /// As [`MaskedSampler::sample`], but skips the model call when no token changed since the
@@ -172,7 +205,7 @@ impl MaskedSampler {
         state: SamplerState,
         rng: &mut StdRng,
     ) -> Result<SamplerState, DiscreteError> {
-        self.run(model.model(), state, rng, true)
+        self.run(model.model(), state, rng, true, &mut |_| {})
     }
 
     fn run<M: MaskedDenoiser>(
@@ -181,6 +214,7 @@ impl MaskedSampler {
         mut state: SamplerState,
         rng: &mut StdRng,
         reuse: bool,
+        observe: &mut dyn FnMut(BlockDone<'_>),
     ) -> Result<SamplerState, DiscreteError> {
         state.check(model)?;
         let mask = i64::from(model.mask_id());
@@ -268,6 +302,15 @@ impl MaskedSampler {
                 };
                 self.step_region(log_probs, region, rng);
             }
+            if block_end < seq_len {
+                observe(BlockDone {
+                    tokens: &tokens,
+                    batch,
+                    len: seq_len,
+                    end: block_end,
+                    nfe: state.nfe,
+                });
+            }
         }
         // Noise removal: nothing stays masked.
         if (0..batch * seq_len).any(|i| tokens[i] == mask && !fixed[i]) {
@@ -281,6 +324,7 @@ impl MaskedSampler {
                 }
             }
         }
+        observe(BlockDone { tokens: &tokens, batch, len: seq_len, end: seq_len, nfe: state.nfe });
         state.tokens = ints(tokens.clone(), [batch, seq_len], &device);
         Ok(state)
     }

@@ -1,0 +1,354 @@
+//! Generating and scoring with an imported checkpoint: what `dlm generate` and `dlm score` run.
+//!
+//! [`Checkpoint::load`] reads a Hugging Face directory (config, weights, `tokenizer.json`);
+//! [`Checkpoint::generate`] picks the decoder the settings and the architecture call for and
+//! streams text as blocks become final; [`Checkpoint::score`] estimates the masked-diffusion
+//! bound on a text.
+//!
+//! | `cache` | full attention (LLaDA, Dream, Tiny-A2D) | block-causal (SDAR) |
+//! |---|---|---|
+//! | `none` | [`MaskedSampler`], semi-autoregressive with `block_length` | [`BlockSampler`], prefix recomputed |
+//! | `prefix`, `dual` | [`BlockwiseDecoder`] (Fast-dLLM's approximate caches) | refused |
+//! | `exact` | refused | [`BlockSampler`] with BD3LM's exact KV cache |
+
+use std::path::Path;
+use std::time::Instant;
+
+use burn::tensor::{Device, Int, Tensor, TensorData};
+use dlm_block::{BlockError, BlockSampler, BlockwiseDecoder, CacheMode, Prefix};
+use dlm_core::CoreError;
+use dlm_core::data::SequenceDataset;
+use dlm_core::llama::Pretrained;
+use dlm_core::sampling::{Confidence, TokenSampler};
+use dlm_core::tokenizer::{HfTokenizer, SpecialTokens};
+use dlm_discrete::sampler::{BlockDone, MaskedSampler, SamplerState, Unmasking};
+use dlm_discrete::{DiscreteError, MaskingProcess, Mdlm, Subs};
+use dlm_sched::{LogLinear, ScheduleKind};
+use rand::SeedableRng;
+use rand::rngs::StdRng;
+use serde::{Deserialize, Serialize};
+
+/// What can go wrong between a model directory and its text.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum GenerateError {
+    /// Loading, tokenising or checking failed.
+    #[error(transparent)]
+    Core(#[from] CoreError),
+    /// A sampler refused its settings or its state (a prompt beyond the context, say).
+    #[error(transparent)]
+    Discrete(#[from] DiscreteError),
+    /// A block decoder refused its settings.
+    #[error(transparent)]
+    Block(#[from] BlockError),
+    /// The settings ask for something this architecture cannot do.
+    #[error("{0}")]
+    Unsupported(String),
+    /// Neither the config nor the caller names the mask token.
+    #[error("{}: config.json names no mask_token_id; pass the mask id", dir.display())]
+    NoMaskToken {
+        /// The model directory.
+        dir: std::path::PathBuf,
+    },
+}
+
+/// The unmasking rule.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Policy {
+    /// Commit the most confident masked positions, an even share of the block per step (LLaDA's
+    /// low-confidence remasking).
+    TopK,
+    /// Commit every masked position whose confidence exceeds `threshold`, at least one per step
+    /// (Fast-dLLM's parallel decoding).
+    Threshold,
+    /// Commit random masked positions, an even share per step (LLaDA's random remasking).
+    Random,
+    /// MDLM's ancestral steps on the log-linear schedule (whole sequence or semi-autoregressive
+    /// blocks; not with the approximate caches).
+    Ancestral,
+}
+
+/// Which cache the decoder keeps.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Cache {
+    /// Every step recomputes the whole sequence.
+    None,
+    /// Fast-dLLM's prefix cache (approximate).
+    Prefix,
+    /// Fast-dLLM's dual cache (approximate).
+    Dual,
+    /// BD3LM's exact cache of the clean blocks (block-causal models).
+    Exact,
+}
+
+/// The settings of one generation, as flags or a TOML file (unknown keys are errors).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct GenerateSettings {
+    /// The unmasking rule.
+    pub policy: Policy,
+    /// Steps per block (count policies), a cap for the threshold rule.
+    pub steps: usize,
+    /// Semi-autoregressive block length; `None` decodes the whole generation as one block
+    /// (block-causal models use their own block size).
+    pub block_length: Option<usize>,
+    /// Confidence threshold of the threshold rule.
+    pub threshold: f64,
+    /// The cache.
+    pub cache: Cache,
+    /// Temperature of the token proposals (0: greedy).
+    pub temperature: f64,
+    /// The seed of every draw.
+    pub seed: u64,
+    /// Tokens to generate.
+    pub gen_length: usize,
+}
+
+impl Default for GenerateSettings {
+    fn default() -> Self {
+        Self {
+            policy: Policy::TopK,
+            steps: 32,
+            block_length: Some(32),
+            threshold: 0.9,
+            cache: Cache::None,
+            temperature: 0.0,
+            seed: 0,
+            gen_length: 128,
+        }
+    }
+}
+
+/// What a generation returns.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Generated {
+    /// The generated text, cut at the first end-of-text token.
+    pub text: String,
+    /// The generated ids, cut likewise.
+    pub tokens: Vec<u32>,
+    /// Model calls (cache updates included).
+    pub nfe: usize,
+    /// Wall time in seconds.
+    pub seconds: f64,
+}
+
+impl Generated {
+    /// Generated tokens per model call.
+    pub fn tokens_per_forward(&self) -> f64 {
+        self.tokens.len() as f64 / self.nfe.max(1) as f64
+    }
+}
+
+/// The bound [`Checkpoint::score`] reports.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Score {
+    /// Tokens scored.
+    pub tokens: usize,
+    /// The masked-diffusion bound on `−log p` in nats per token.
+    pub nats_per_token: f64,
+}
+
+/// A model directory, ready to generate: the network, its tokenizer and its special tokens.
+#[derive(Debug)]
+pub struct Checkpoint {
+    /// The network and its config.
+    pub pretrained: Pretrained,
+    /// Its `tokenizer.json`, with the config's special-token ids.
+    pub tokenizer: HfTokenizer,
+    /// The mask token.
+    pub mask_id: u32,
+    /// The end-of-text token at which generated text is cut, when named.
+    pub eos_id: Option<u32>,
+}
+
+impl Checkpoint {
+    /// Loads `dir`: `config.json`, the weights, `tokenizer.json`. `mask_id` overrides the
+    /// config's `mask_token_id`.
+    ///
+    /// # Errors
+    /// As [`Pretrained::from_dir`] and [`HfTokenizer::load_with_special`];
+    /// [`GenerateError::NoMaskToken`] when no mask id is known.
+    pub fn load(dir: &Path, device: &Device, mask_id: Option<u32>) -> Result<Self, GenerateError> {
+        let pretrained = Pretrained::from_dir(dir, device)?;
+        let config = &pretrained.config;
+        let mask_id = mask_id
+            .or(config.mask_id)
+            .ok_or_else(|| GenerateError::NoMaskToken { dir: dir.to_path_buf() })?;
+        let eos = config.eos_id.unwrap_or(mask_id);
+        let special = SpecialTokens {
+            pad: config.pad_id.unwrap_or(eos),
+            bos: config.bos_id.unwrap_or(eos),
+            eos,
+            mask: mask_id,
+        };
+        let tokenizer = HfTokenizer::load_with_special(&dir.join("tokenizer.json"), special)?;
+        let eos_id = config.eos_id;
+        Ok(Self { pretrained, tokenizer, mask_id, eos_id })
+    }
+
+    /// Generates `settings.gen_length` tokens after `prompt`, calling `on_text` with each piece
+    /// of text as the blocks holding it become final.
+    ///
+    /// # Errors
+    /// [`GenerateError::Unsupported`] for a cache the architecture cannot use (see the module
+    /// table), a block length other than a block-causal model's own, or a prompt of such a
+    /// model that is not a whole number of blocks; the samplers' errors for bad settings or a
+    /// prompt that does not fit the context.
+    pub fn generate(
+        &self,
+        prompt: &str,
+        settings: &GenerateSettings,
+        on_text: &mut dyn FnMut(&str),
+    ) -> Result<Generated, GenerateError> {
+        let started = Instant::now();
+        let device = self.pretrained.model.device();
+        let ids: Vec<i64> = self.tokenizer.encode(prompt)?.into_iter().map(i64::from).collect();
+        let prompt_len = ids.len();
+        let prompt = Tensor::<2, Int>::from_data(TensorData::new(ids, [1, prompt_len]), &device);
+        let sampler = self.sampler(settings)?;
+        let mut rng = StdRng::seed_from_u64(settings.seed);
+        let mut streamed = String::new();
+        let mut stream = |done: BlockDone<'_>| {
+            let generated = self.cut_at_eos(&done.tokens[prompt_len..done.end.max(prompt_len)]);
+            if let Ok(text) = self.tokenizer.decode(&generated) {
+                if let Some(new) = text.strip_prefix(streamed.as_str()) {
+                    on_text(new);
+                }
+                streamed = text;
+            }
+        };
+        let model = &self.pretrained;
+        let (tokens, nfe): (Vec<i64>, usize) = match self
+            .pretrained
+            .config
+            .architecture
+            .block_size()
+        {
+            Some(block_size) => {
+                if settings.block_length.is_some_and(|b| b != block_size) {
+                    return Err(GenerateError::Unsupported(format!(
+                        "this block-causal model decodes blocks of {block_size}; block_length = {:?} is not one",
+                        settings.block_length
+                    )));
+                }
+                let prefix = match settings.cache {
+                    Cache::Exact => Prefix::Cached { window: None },
+                    Cache::None => Prefix::Recomputed,
+                    other => {
+                        return Err(GenerateError::Unsupported(format!(
+                            "cache {other:?} needs full attention; this model is block-causal: use `exact` or `none`"
+                        )));
+                    }
+                };
+                if !prompt_len.is_multiple_of(block_size) || prompt_len == 0 {
+                    return Err(GenerateError::Unsupported(format!(
+                        "a block-causal model reads its prompt in whole blocks: {prompt_len} prompt tokens is not a positive multiple of {block_size}"
+                    )));
+                }
+                let blocks = BlockSampler::new(sampler, block_size, self.mask_id)?;
+                let max_blocks = settings.gen_length.div_ceil(block_size);
+                let out = blocks.generate_observed(
+                    model,
+                    Some(prompt),
+                    1,
+                    max_blocks,
+                    self.eos_id,
+                    prefix,
+                    &mut rng,
+                    &mut stream,
+                )?;
+                (out.tokens.into_data().iter::<i64>().collect(), out.nfe)
+            }
+            None => {
+                let subs = Subs { model, mask_id: self.mask_id };
+                match settings.cache {
+                    Cache::None => {
+                        let state = SamplerState::with_prompt(&subs, prompt, settings.gen_length)?;
+                        let out = sampler.sample_observed(&subs, state, &mut rng, &mut stream)?;
+                        (out.tokens.into_data().iter::<i64>().collect(), out.nfe)
+                    }
+                    Cache::Prefix | Cache::Dual => {
+                        let block = settings.block_length.unwrap_or(settings.gen_length);
+                        let mode = if settings.cache == Cache::Prefix {
+                            CacheMode::Prefix
+                        } else {
+                            CacheMode::Dual
+                        };
+                        let decoder = BlockwiseDecoder::new(sampler, block)?;
+                        let out = decoder.decode_observed(
+                            &subs,
+                            prompt,
+                            settings.gen_length,
+                            mode,
+                            &mut rng,
+                            &mut stream,
+                        )?;
+                        (out.tokens.into_data().iter::<i64>().collect(), out.nfe)
+                    }
+                    Cache::Exact => {
+                        return Err(GenerateError::Unsupported(
+                            "the exact cache needs a block-causal model (SDAR); this one has full attention: use `none`, `prefix` or `dual`".into(),
+                        ));
+                    }
+                }
+            }
+        };
+        let tokens = self.cut_at_eos(&tokens[prompt_len..]);
+        let text = self.tokenizer.decode(&tokens)?;
+        Ok(Generated { text, tokens, nfe, seconds: started.elapsed().as_secs_f64() })
+    }
+
+    /// The masked-diffusion bound on `text` (MDLM's NELBO, Sahoo et al. 2024, eq. 10, under the
+    /// log-linear schedule `α(t) = 1 − (1 − ε)t`; with `ε → 0` it is LLaDA's likelihood bound,
+    /// Nie et al. 2025, eq. 6), from `samples` masks of the whole text at stratified times.
+    ///
+    /// # Errors
+    /// [`GenerateError::Unsupported`] for a block-causal model (its bound is BD3LM's, per
+    /// block); as [`Mdlm::evaluate`] for a text longer than the context or empty.
+    pub fn score(&self, text: &str, samples: usize, seed: u64) -> Result<Score, GenerateError> {
+        if self.pretrained.config.architecture.block_size().is_some() {
+            return Err(GenerateError::Unsupported(
+                "scoring a block-causal model (its bound is BD3LM's, per block)".into(),
+            ));
+        }
+        let ids = self.tokenizer.encode(text)?;
+        let tokens = ids.len();
+        let data = SequenceDataset::new(tokens, self.tokenizer.vocab_size(), ids)?;
+        let process = MaskingProcess::new(LogLinear::default(), self.mask_id);
+        let mdlm = Mdlm::new(process, 1e-3)?;
+        let subs = Subs { model: &self.pretrained, mask_id: self.mask_id };
+        let report = mdlm.evaluate(&subs, &data, 1, samples, seed)?;
+        Ok(Score { tokens, nats_per_token: report.nats_per_token })
+    }
+
+    fn sampler(&self, settings: &GenerateSettings) -> Result<MaskedSampler, GenerateError> {
+        let confidence = Confidence::TokenProbability;
+        let unmasking = match settings.policy {
+            Policy::TopK => Unmasking::TopK { confidence },
+            Policy::Threshold => Unmasking::threshold(confidence, settings.threshold)?,
+            Policy::Random => Unmasking::Random,
+            Policy::Ancestral => {
+                Unmasking::Ancestral { schedule: ScheduleKind::LogLinear(LogLinear::default()) }
+            }
+        };
+        let mut sampler = MaskedSampler::new(unmasking, settings.steps)?
+            .with_proposal(TokenSampler::new(settings.temperature)?);
+        // Semi-autoregressive blocks for the full-attention sampler; the block decoders take the
+        // block length themselves.
+        let full_attention = self.pretrained.config.architecture.block_size().is_none();
+        if let Some(block) = settings.block_length
+            && full_attention
+            && settings.cache == Cache::None
+        {
+            sampler = sampler.with_block_length(block)?;
+        }
+        Ok(sampler)
+    }
+
+    /// `ids` up to (not including) the first end-of-text token.
+    fn cut_at_eos(&self, ids: &[i64]) -> Vec<u32> {
+        ids.iter().map(|&t| t as u32).take_while(|&t| Some(t) != self.eos_id).collect()
+    }
+}
