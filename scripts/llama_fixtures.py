@@ -182,6 +182,14 @@ def llada():
         "input_emb_norm": False, "alibi": False, "mask_token_id": MASK_ID, "eos_token_id": 62,
     }
     write_fixture("llada", config_json, tensors, model, [("full", full()), ("padded", padded())])
+    # An Instruct-style chat template over the tiny vocabulary (w1 opens a turn, w2 closes it,
+    # w3 opens the assistant's), for the command line's `--chat`.
+    template = (
+        "{{ bos_token }}{% for message in messages %}w1 {{ message['content'] | trim }} w2 "
+        "{% endfor %}{% if add_generation_prompt %}w3{% endif %}"
+    )
+    tokenizer_config = {"bos_token": "w4", "eos_token": "w62", "chat_template": template}
+    (OUT / "llada" / "tokenizer_config.json").write_text(json.dumps(tokenizer_config, indent=2) + "\n")
     return model
 
 

@@ -20,7 +20,7 @@ use dlm_core::CoreError;
 use dlm_core::data::SequenceDataset;
 use dlm_core::llama::Pretrained;
 use dlm_core::sampling::{Confidence, TokenSampler};
-use dlm_core::tokenizer::{HfTokenizer, SpecialTokens};
+use dlm_core::tokenizer::{ChatMessage, ChatTemplate, HfTokenizer, SpecialTokens};
 use dlm_discrete::sampler::{BlockDone, MaskedSampler, SamplerState, Unmasking};
 use dlm_discrete::{DiscreteError, MaskingProcess, Mdlm, Subs};
 use dlm_sched::{LogLinear, ScheduleKind};
@@ -159,8 +159,25 @@ pub struct Checkpoint {
     pub tokenizer: HfTokenizer,
     /// The mask token.
     pub mask_id: u32,
-    /// The end-of-text token at which generated text is cut, when named.
-    pub eos_id: Option<u32>,
+    /// The end-of-text tokens at which generated text is cut: the config's and those of
+    /// `generation_config.json`, where present.
+    pub eos_ids: Vec<u32>,
+    /// The checkpoint's chat template, if it has one (Instruct models).
+    pub chat_template: Option<ChatTemplate>,
+}
+
+/// The fields of `generation_config.json` this library reads.
+#[derive(Debug, Default, Deserialize)]
+struct GenerationConfig {
+    #[serde(default)]
+    eos_token_id: Option<OneOrMany>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum OneOrMany {
+    One(u32),
+    Many(Vec<u32>),
 }
 
 impl Checkpoint {
@@ -184,8 +201,34 @@ impl Checkpoint {
             mask: mask_id,
         };
         let tokenizer = HfTokenizer::load_with_special(&dir.join("tokenizer.json"), special)?;
-        let eos_id = config.eos_id;
-        Ok(Self { pretrained, tokenizer, mask_id, eos_id })
+        let mut eos_ids: Vec<u32> = config.eos_id.into_iter().collect();
+        let generation_config = dir.join("generation_config.json");
+        if generation_config.is_file() {
+            let generation: GenerationConfig = dlm_core::hf::read_json(&generation_config)?;
+            match generation.eos_token_id {
+                Some(OneOrMany::One(id)) => eos_ids.push(id),
+                Some(OneOrMany::Many(ids)) => eos_ids.extend(ids),
+                None => {}
+            }
+        }
+        eos_ids.dedup();
+        let chat_template = ChatTemplate::from_model_dir(dir)?;
+        Ok(Self { pretrained, tokenizer, mask_id, eos_ids, chat_template })
+    }
+
+    /// `user` as the checkpoint's chat template renders a one-message conversation, with the
+    /// assistant's turn opened: the prompt an Instruct model expects.
+    ///
+    /// # Errors
+    /// [`GenerateError::Unsupported`] for a checkpoint without a template;
+    /// [`CoreError::Template`] if it fails to render.
+    pub fn chat_prompt(&self, user: &str) -> Result<String, GenerateError> {
+        let template = self.chat_template.as_ref().ok_or_else(|| {
+            GenerateError::Unsupported(
+                "this checkpoint has no chat template (a Base model?)".into(),
+            )
+        })?;
+        Ok(template.render(&[ChatMessage::user(user)], true)?)
     }
 
     /// Generates `settings.gen_length` tokens after `prompt`, calling `on_text` with each piece
@@ -254,7 +297,7 @@ impl Checkpoint {
                     Some(prompt),
                     1,
                     max_blocks,
-                    self.eos_id,
+                    self.eos_ids.first().copied(),
                     prefix,
                     &mut rng,
                     &mut stream,
@@ -349,6 +392,6 @@ impl Checkpoint {
 
     /// `ids` up to (not including) the first end-of-text token.
     fn cut_at_eos(&self, ids: &[i64]) -> Vec<u32> {
-        ids.iter().map(|&t| t as u32).take_while(|&t| Some(t) != self.eos_id).collect()
+        ids.iter().map(|&t| t as u32).take_while(|t| !self.eos_ids.contains(t)).collect()
     }
 }

@@ -184,6 +184,10 @@ fn the_command_line_generates_streams_and_refuses_what_it_cannot_do() {
     // A TOML file with an unknown key is refused by name.
     let err = toml::from_str::<GenerateSettings>("stepz = 3").unwrap_err().to_string();
     assert!(err.contains("stepz"), "{err}");
+    // The checkpoint's chat template renders the prompt; a Base model has none.
+    assert_eq!(llada.chat_prompt("  w7 w8 ").unwrap(), "w4w1 w7 w8 w2 w3");
+    let dream = Checkpoint::load(&fixture_dir("dream"), &device, None).unwrap();
+    assert!(matches!(dream.chat_prompt("w7"), Err(GenerateError::Unsupported(_))));
     // The score of a text: a finite, positive bound per token.
     let score = llada.score("w5 w6 w7 w8 w9 w10", 8, 0).unwrap();
     assert_eq!(score.tokens, 6);

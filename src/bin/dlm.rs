@@ -1,7 +1,7 @@
 //! `dlm`: generate with and score imported diffusion LMs from the command line.
 //!
 //! ```text
-//! dlm generate --model DIR --prompt TEXT [--config FILE.toml] [--policy top-k|threshold|random|ancestral]
+//! dlm generate --model DIR --prompt TEXT [--chat] [--config FILE.toml] [--policy top-k|threshold|random|ancestral]
 //!              [--steps N] [--block-length N] [--threshold T] [--cache none|prefix|dual|exact]
 //!              [--temperature T] [--seed S] [--gen-length N] [--mask-id ID] [--device D]
 //! dlm score    --model DIR --text FILE [--samples N] [--seed S] [--mask-id ID] [--device D]
@@ -34,6 +34,9 @@ enum Command {
         /// The prompt.
         #[arg(long)]
         prompt: String,
+        /// Render the prompt as a user message with the checkpoint's chat template.
+        #[arg(long)]
+        chat: bool,
         /// A TOML file of settings; flags override it.
         #[arg(long)]
         config: Option<PathBuf>,
@@ -128,6 +131,7 @@ fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
         Command::Generate {
             model,
             prompt,
+            chat,
             config,
             policy,
             steps,
@@ -172,6 +176,7 @@ fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
             settings.seed = seed.unwrap_or(settings.seed);
             settings.gen_length = gen_length.unwrap_or(settings.gen_length);
             let checkpoint = load(&model)?;
+            let prompt = if chat { checkpoint.chat_prompt(&prompt)? } else { prompt };
             let mut stdout = std::io::stdout();
             let generated = checkpoint.generate(&prompt, &settings, &mut |text| {
                 let _ = write!(stdout, "{text}");

@@ -224,6 +224,15 @@ pub enum CoreError {
         /// burn's explanation.
         message: String,
     },
+    /// A chat template does not compile or fails to render (it may raise on purpose, as
+    /// templates do for roles they do not know).
+    #[error("{what}: chat template: {message}")]
+    Template {
+        /// Where the template came from.
+        what: String,
+        /// minijinja's explanation.
+        message: String,
+    },
     /// An objective of another crate refused the data or the model; its own error inside.
     #[error("the objective refused the run: {0}")]
     Objective(#[source] Box<dyn std::error::Error + Send + Sync>),

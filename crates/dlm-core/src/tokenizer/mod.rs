@@ -3,6 +3,7 @@
 
 mod byte;
 mod char_level;
+mod chat;
 mod hf;
 mod special;
 
@@ -10,6 +11,7 @@ use std::path::Path;
 
 pub use byte::ByteTokenizer;
 pub use char_level::CharTokenizer;
+pub use chat::{ChatMessage, ChatTemplate};
 pub use hf::HfTokenizer;
 pub use special::SpecialTokens;
 
