@@ -5,7 +5,7 @@
 #   scripts/fuzz.sh 60 7         # 60 s per target, seed 7
 #   scripts/fuzz.sh 600 1 tokenizer_files pretrained_checkpoints   # only these targets
 #
-# A target with several inputs kinds (pretrained_checkpoints: weights, then config files) runs
+# A target with several kinds of input (pretrained_checkpoints: weights, then config files) runs
 # each for the given time.
 # A target that panics writes its input to target/fuzz-crashes/ and the script fails.
 set -euo pipefail
