@@ -224,3 +224,28 @@ fn the_dlm_binary_prints_a_generation_and_fails_with_a_message() {
         String::from_utf8_lossy(&bad.stderr).contains("exact cache needs a block-causal model")
     );
 }
+
+#[test]
+fn the_bd3lm_research_checkpoint_samples_with_its_exact_cache() {
+    use dlm::core::backbone::{DitCheckpoint, DitFamily};
+    let dir =
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("crates/dlm-core/tests/fixtures/dit/bd3lm");
+    let device = Device::flex();
+    let checkpoint = DitCheckpoint::from_dir(&dir, &device).unwrap();
+    let DitFamily::Bd3lm { block_size } = checkpoint.family else { panic!("a BD3LM checkpoint") };
+    let sampler = BlockSampler::new(top_k(2), block_size, checkpoint.mask_id).unwrap();
+    let generate = |prefix| {
+        let mut rng = StdRng::seed_from_u64(0);
+        sampler.generate(&checkpoint, None, 2, 3, None, prefix, &mut rng).unwrap()
+    };
+    let values = |t: Tensor<2, Int>| t.into_data().iter::<i64>().collect::<Vec<_>>();
+    let (cached, recomputed) =
+        (generate(Prefix::Cached { window: None }), generate(Prefix::Recomputed));
+    assert_eq!(values(cached.tokens), values(recomputed.tokens));
+    // MDLM's checkpoint is a time-agnostic masked denoiser for every sampler.
+    let mdlm = DitCheckpoint::from_dir(dir.with_file_name("mdlm"), &device).unwrap();
+    let subs = Subs { model: &mdlm, mask_id: mdlm.mask_id };
+    let state = SamplerState::all_masked(&subs, 2, 16).unwrap();
+    let out = top_k(8).sample(&subs, state, &mut StdRng::seed_from_u64(0)).unwrap();
+    assert!(out.tokens.into_data().iter::<i64>().all(|t| t != 32));
+}

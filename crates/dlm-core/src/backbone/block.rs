@@ -5,7 +5,7 @@ use burn::module::Module;
 use burn::nn::{
     Dropout, DropoutConfig, Initializer, LayerNorm, LayerNormConfig, Linear, LinearConfig,
 };
-use burn::tensor::activation::{gelu, silu};
+use burn::tensor::activation::{gelu, gelu_approximate, silu};
 use burn::tensor::{Bool, Device, Tensor};
 
 use super::attention::{SelfAttention, SelfAttentionConfig};
@@ -21,6 +21,8 @@ pub(crate) struct BlockConfig {
     pub(crate) dropout: f64,
     /// Size of the conditioning vector; `None` for a model without time conditioning.
     pub(crate) cond_dim: Option<usize>,
+    #[config(default = false)]
+    pub(crate) gelu_tanh: bool,
 }
 
 impl BlockConfig {
@@ -36,6 +38,7 @@ impl BlockConfig {
             modulation: self
                 .cond_dim
                 .map(|cond_dim| zero_linear(cond_dim, 6 * self.d_model, device)),
+            gelu_tanh: self.gelu_tanh,
         }
     }
 }
@@ -64,6 +67,7 @@ pub(crate) struct Block {
     mlp_out: Linear,
     dropout: Dropout,
     modulation: Option<Linear>,
+    gelu_tanh: bool,
 }
 
 impl Block {
@@ -80,7 +84,8 @@ impl Block {
         blocked: Option<Tensor<3, Bool>>,
         cache: Option<&LayerKv>,
     ) -> (Tensor<3>, LayerKv) {
-        let mlp = |h: Tensor<3>| self.mlp_out.forward(gelu(self.mlp_in.forward(h)));
+        let activation = |h: Tensor<3>| if self.gelu_tanh { gelu_approximate(h) } else { gelu(h) };
+        let mlp = |h: Tensor<3>| self.mlp_out.forward(activation(self.mlp_in.forward(h)));
         match (&self.modulation, cond) {
             (Some(modulation), Some(cond)) => {
                 let m: Vec<Tensor<2>> = modulation.forward(silu(cond.clone())).chunk(6, 1);

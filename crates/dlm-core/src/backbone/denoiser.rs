@@ -73,6 +73,10 @@ pub struct DenoiserConfig {
     /// Base of the rotary frequencies.
     #[config(default = 10000.0)]
     pub rope_base: f64,
+    /// The MLP's GELU in its tanh approximation (`GELU(approximate='tanh')`, as MDLM's and
+    /// BD3LM's released DiT checkpoints use) instead of the exact one.
+    #[config(default = false)]
+    pub gelu_tanh: bool,
 }
 
 impl DenoiserConfig {
@@ -196,7 +200,8 @@ impl DenoiserConfig {
             self.mlp_ratio * self.d_model,
             self.dropout,
         )
-        .with_cond_dim(self.cond_dim);
+        .with_cond_dim(self.cond_dim)
+        .with_gelu_tanh(self.gelu_tanh);
         Ok(Denoiser {
             input,
             time_embedding: self.cond_dim.map(|c| TimeEmbeddingConfig::new(c).init(device)),
@@ -329,6 +334,14 @@ impl DenoiserInput {
     /// Returns the keys/values of the prefix and the chunk, for the next call.
     pub fn keep_cache(self) -> Self {
         Self { keep_cache: true, ..self }
+    }
+
+    /// Rows of the input.
+    pub(crate) fn batch(&self) -> usize {
+        match &self.values {
+            DenoiserValues::Tokens(tokens) => tokens.dims()[0],
+            DenoiserValues::Vectors(vectors) => vectors.dims()[0],
+        }
     }
 
     /// Whether the input runs against a KV cache.

@@ -3,6 +3,7 @@
 mod attention;
 mod block;
 mod denoiser;
+mod dit_checkpoint;
 mod kv_cache;
 mod mask;
 mod rope;
@@ -15,6 +16,7 @@ pub use denoiser::{
     Denoiser, DenoiserConfig, DenoiserInput, DenoiserIo, DenoiserOutput, DenoiserValues,
     MAX_LAYERS, MAX_SEQ_LEN, MAX_VOCAB_SIZE, MAX_WIDTH, check_fits,
 };
+pub use dit_checkpoint::{DitCheckpoint, DitFamily};
 pub use kv_cache::KvCache;
 pub(crate) use kv_cache::LayerKv;
 pub use mask::{AttentionMask, MaskRule};
