@@ -236,8 +236,7 @@ impl Checkpoint {
     ///
     /// # Errors
     /// [`GenerateError::Unsupported`] for a cache the architecture cannot use (see the module
-    /// table), a block length other than a block-causal model's own, or a prompt of such a
-    /// model that is not a whole number of blocks; the samplers' errors for bad settings or a
+    /// table) or a block length other than a block-causal model's own; the samplers' errors for bad settings or a
     /// prompt that does not fit the context.
     pub fn generate(
         &self,
@@ -254,7 +253,8 @@ impl Checkpoint {
         let mut rng = StdRng::seed_from_u64(settings.seed);
         let mut streamed = String::new();
         let mut stream = |done: BlockDone<'_>| {
-            let generated = self.cut_at_eos(&done.tokens[prompt_len..done.end.max(prompt_len)]);
+            let end = done.end.clamp(prompt_len, prompt_len + settings.gen_length);
+            let generated = self.cut_at_eos(&done.tokens[prompt_len..end]);
             if let Ok(text) = self.tokenizer.decode(&generated) {
                 if let Some(new) = text.strip_prefix(streamed.as_str()) {
                     on_text(new);
@@ -285,16 +285,13 @@ impl Checkpoint {
                         )));
                     }
                 };
-                if !prompt_len.is_multiple_of(block_size) || prompt_len == 0 {
-                    return Err(GenerateError::Unsupported(format!(
-                        "a block-causal model reads its prompt in whole blocks: {prompt_len} prompt tokens is not a positive multiple of {block_size}"
-                    )));
-                }
                 let blocks = BlockSampler::new(sampler, block_size, self.mask_id)?;
-                let max_blocks = settings.gen_length.div_ceil(block_size);
+                // A partial last prompt block is decoded with the first generated tokens.
+                let max_blocks =
+                    (prompt_len % block_size + settings.gen_length).div_ceil(block_size);
                 let out = blocks.generate_observed(
                     model,
-                    Some(prompt),
+                    (prompt_len > 0).then_some(prompt),
                     1,
                     max_blocks,
                     self.eos_ids.first().copied(),
@@ -338,7 +335,9 @@ impl Checkpoint {
                 }
             }
         };
-        let tokens = self.cut_at_eos(&tokens[prompt_len..]);
+        // Blocks may run past the requested length (a block-causal model fills its last block).
+        let end = tokens.len().min(prompt_len + settings.gen_length);
+        let tokens = self.cut_at_eos(&tokens[prompt_len..end]);
         let text = self.tokenizer.decode(&tokens)?;
         Ok(Generated { text, tokens, nfe, seconds: started.elapsed().as_secs_f64() })
     }

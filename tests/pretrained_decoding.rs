@@ -118,6 +118,23 @@ fn bd3lm_s_exact_cache_runs_on_sdar_and_equals_recomputation() {
     assert_eq!(cached.tokens.dims(), [2, 4 + 3 * block]);
     assert_eq!(values(cached.tokens), values(recomputed.tokens));
     assert_eq!(cached.blocks, 3);
+    // A prompt of 6 = one block and 2 positions: those 2 open the first decoded block, fixed.
+    let partial =
+        Tensor::<2, Int>::from_ints([[5, 9, 14, 20, 3, 8], [33, 2, 41, 7, 1, 4]], &device);
+    let generate = |prefix| {
+        let mut rng = StdRng::seed_from_u64(0);
+        sampler.generate(&pretrained, Some(partial.clone()), 2, 2, None, prefix, &mut rng).unwrap()
+    };
+    let (cached, recomputed) =
+        (generate(Prefix::Cached { window: None }), generate(Prefix::Recomputed));
+    assert_eq!(cached.tokens.dims(), [2, 4 + 2 * block]);
+    let tokens = values(cached.tokens);
+    assert_eq!(tokens, values(recomputed.tokens));
+    assert_eq!(
+        (&tokens[..6], &tokens[12..18]),
+        (&[5, 9, 14, 20, 3, 8][..], &[33, 2, 41, 7, 1, 4][..])
+    );
+    assert!(tokens.iter().all(|&t| t != 63));
 }
 
 #[test]
@@ -174,10 +191,9 @@ fn the_command_line_generates_streams_and_refuses_what_it_cannot_do() {
         sdar.generate("w5 w9 w14 w20", &dual, &mut |_| {}),
         Err(GenerateError::Unsupported(_))
     ));
-    assert!(matches!(
-        sdar.generate("w5 w9", &cached, &mut |_| {}),
-        Err(GenerateError::Unsupported(_))
-    ));
+    // A prompt that is not whole blocks: its remainder opens the first block, kept fixed.
+    let partial = sdar.generate("w5 w9 w14 w20 w21 w22", &cached, &mut |_| {}).unwrap();
+    assert_eq!(partial.tokens.len(), 8, "two positions of the first block are the prompt's");
     let ancestral =
         GenerateSettings { policy: Policy::Ancestral, cache: Cache::Prefix, ..settings };
     assert!(matches!(llada.generate("w5", &ancestral, &mut |_| {}), Err(GenerateError::Block(_))));

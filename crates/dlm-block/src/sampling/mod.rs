@@ -151,16 +151,18 @@ impl BlockSampler {
         Ok(Self { inner, block_size, mask_id })
     }
 
-    /// Generates up to `max_blocks` blocks after `prompt` (`[batch, p]`, `p` a multiple of the
-    /// block size; `None` for unconditional generation). With `eos`, generation stops once every
-    /// row has produced it, and positions after a row's first `eos` are set to `eos`.
+    /// Generates up to `max_blocks` blocks after `prompt` (`[batch, p]`; `None` for
+    /// unconditional generation). The prompt's whole blocks are the clean prefix; a remainder
+    /// (`p` not a multiple of the block size) is the fixed start of the first block decoded, as
+    /// SDAR's `generate.py` treats it. With `eos`, generation stops once every row has produced
+    /// it, and positions after a row's first `eos` are set to `eos`.
     ///
     /// Randomness comes from `rng` only: the same seed gives the same tokens with `Cached` and
     /// `Recomputed` prefixes, which compute the same logits.
     ///
     /// # Errors
-    /// [`BlockError::Invalid`] for a prompt that is not a multiple of the block size, a
-    /// window that is not a positive multiple of it, or `max_blocks == 0`;
+    /// [`BlockError::Invalid`] for a prompt with another number of rows than `batch`, a
+    /// window that is not a positive multiple of the block size, or `max_blocks == 0`;
     /// [`BlockError::TimeConditionedModel`] for a time-conditioned model;
     /// [`BlockError::Unsupported`] for a cached prefix with a model that cannot read through one
     /// ([`TokenModel::supports_kv_cache`]).
@@ -216,7 +218,9 @@ impl BlockSampler {
             )?;
         }
         let mask_id = self.mask_id;
-        let mut tokens = match &prompt {
+        // The prompt's whole blocks are the clean prefix; a remainder is the fixed start of the
+        // first block decoded (SDAR's `generate.py` does the same).
+        let (mut tokens, mut remainder) = match &prompt {
             Some(p) => {
                 let [rows, len] = p.dims();
                 ensure_size(
@@ -226,29 +230,26 @@ impl BlockSampler {
                     rows,
                     format!("batch = {batch}"),
                 )?;
-                ensure_size(
-                    len.is_multiple_of(bs),
-                    "block sampler",
-                    "prompt length",
-                    len,
-                    format!("a multiple of block_size = {bs}"),
-                )?;
-                Some(p.clone())
+                let whole = len / bs * bs;
+                let prefix = (whole > 0).then(|| p.clone().narrow(1, 0, whole));
+                let rest = (len > whole).then(|| p.clone().narrow(1, whole, len - whole));
+                (prefix, rest)
             }
-            None => None,
+            None => (None, None),
         };
-        self.check_lengths(model, &tokens, max_blocks, eos, prefix)?;
+        self.check_lengths(model, &prompt, max_blocks, eos, prefix)?;
         let mut nfe = 0;
         let mut cache: Option<KvCache> = None;
         if let (Prefix::Cached { window }, Some(p)) = (prefix, &tokens) {
             nfe += 1;
             cache = Some(self.extend(model, None, p.clone(), 0, window));
         }
-        let prompt_len = tokens.as_ref().map_or(0, |t| t.dims()[1]);
+        let prompt_len = prompt.as_ref().map_or(0, |p| p.dims()[1]);
         let mut finished = vec![false; batch];
         let mut blocks = 0;
         while blocks < max_blocks && !finished.iter().all(|&f| f) {
             let start = tokens.as_ref().map_or(0, |t| t.dims()[1]);
+            let fixed = remainder.as_ref().map_or(0, |r| r.dims()[1]);
             let decoded = match prefix {
                 Prefix::Cached { .. } => {
                     let view = CachedBlock {
@@ -258,12 +259,20 @@ impl BlockSampler {
                         block_size: bs,
                         mask_id,
                     };
-                    self.inner.sample(&view, SamplerState::all_masked(&view, batch, bs)?, rng)?
+                    let start_state = match remainder.take() {
+                        Some(rest) => SamplerState::with_prompt(&view, rest, bs - fixed)?,
+                        None => SamplerState::all_masked(&view, batch, bs)?,
+                    };
+                    self.inner.sample(&view, start_state, rng)?
                 }
                 Prefix::Recomputed => {
                     let view =
                         RecomputedBlock { model, prefix: tokens.as_ref(), block_size: bs, mask_id };
-                    self.inner.sample(&view, SamplerState::all_masked(&view, batch, bs)?, rng)?
+                    let start_state = match remainder.take() {
+                        Some(rest) => SamplerState::with_prompt(&view, rest, bs - fixed)?,
+                        None => SamplerState::all_masked(&view, batch, bs)?,
+                    };
+                    self.inner.sample(&view, start_state, rng)?
                 }
             };
             nfe += decoded.nfe;
@@ -275,7 +284,7 @@ impl BlockSampler {
             if let Some(eos) = eos {
                 let values: Vec<i64> = int_values(block.clone());
                 for (row, chunk) in values.chunks(bs).enumerate() {
-                    finished[row] |= chunk.contains(&i64::from(eos));
+                    finished[row] |= chunk[fixed..].contains(&i64::from(eos));
                 }
             }
             let joined = match tokens {
@@ -297,7 +306,7 @@ impl BlockSampler {
 
     /// The prompt's ids against the model ([`SamplerState::check`] with every position fixed),
     /// `eos` among its ids, and the generated length against its context: without a sliding
-    /// window `prompt_len + max_blocks · block_size ≤ max_seq_len`, with one the window
+    /// window `⌊prompt_len⌋_block + max_blocks · block_size ≤ max_seq_len`, with one the window
     /// itself (what the model attends to).
     fn check_lengths<M: TokenModel + ?Sized>(
         &self,
@@ -326,7 +335,10 @@ impl BlockSampler {
         let (name, attended) = match prefix {
             Prefix::Cached { window: Some(window) } => ("window", window),
             _ => {
-                let prompt_len = prompt.as_ref().map_or(0, |p| p.dims()[1]);
+                // The prompt's whole blocks, then `max_blocks` blocks (the first holding a
+                // partial prompt block, if any).
+                let bs = self.block_size;
+                let prompt_len = prompt.as_ref().map_or(0, |p| p.dims()[1] / bs * bs);
                 (
                     "max_blocks",
                     prompt_len.saturating_add(max_blocks.saturating_mul(self.block_size)),

@@ -173,11 +173,9 @@ fn bad_requests_are_rejected() {
     let model = model(&device);
     let sampler = &samplers()[1];
     let mut rng = StdRng::seed_from_u64(0);
-    let odd_prompt = Tensor::<2, Int>::from_ints([[5, 6, 7]], &device);
+    let two_rows = Tensor::<2, Int>::from_ints([[5, 6, 7], [5, 6, 7]], &device);
     assert!(
-        sampler
-            .generate(&model, Some(odd_prompt), 1, 2, None, Prefix::Recomputed, &mut rng)
-            .is_err()
+        sampler.generate(&model, Some(two_rows), 1, 2, None, Prefix::Recomputed, &mut rng).is_err()
     );
     assert!(
         sampler
