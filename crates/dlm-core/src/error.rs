@@ -5,6 +5,23 @@ use std::path::PathBuf;
 use dlm_sched::InvalidInput;
 pub(crate) use dlm_sched::{ensure_size, ensure_value};
 
+/// `Ok` if `low ≤ value ≤ cap`, else the size error naming `name` (the model configs' caps).
+pub(crate) fn ensure_between(
+    context: &'static str,
+    name: &'static str,
+    value: usize,
+    low: usize,
+    cap: usize,
+) -> Result<(), InvalidInput> {
+    ensure_size(
+        (low..=cap).contains(&value),
+        context,
+        name,
+        value,
+        format!("between {low} and {cap}"),
+    )
+}
+
 /// Invalid input to a `dlm-core` constructor, config or loader.
 ///
 /// Every variant names the object, the field or file, and the offending value.

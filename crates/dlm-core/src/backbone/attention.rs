@@ -59,28 +59,54 @@ impl SelfAttention {
         let qkv = self.qkv.forward(x).chunk(3, 2);
         let [q, k, v]: [Tensor<3>; 3] = qkv.try_into().expect("three chunks");
         let q = rotary.rotate(heads(q));
-        let mut key = rotary.rotate(heads(k));
-        let mut value = heads(v);
-        if let Some(cache) = cache {
-            key = Tensor::cat(vec![cache.key.clone(), key], 2);
-            value = Tensor::cat(vec![cache.value.clone(), value], 2);
-        }
-        let n_keys = key.dims()[2];
-        let blocked = blocked.map(|m| {
-            libtorch_mask(m.unsqueeze_dim::<4>(1).expand([batch, self.n_heads, n, n_keys]))
-        });
-        let options = AttentionModuleOptions { scale: None, softcap: None, is_causal: false };
-        let context = attention(q, key.clone(), value.clone(), blocked, None, options);
+        let (context, kv) = attend(q, rotary.rotate(heads(k)), heads(v), blocked, cache);
         let context = context.swap_dims(1, 2).reshape([batch, n, d_model]);
-        (self.out.forward(context), LayerKv { key, value })
+        (self.out.forward(context), kv)
     }
+}
+
+/// Scaled dot-product attention of the chunk's queries over the cached keys/values and its own,
+/// `softmax(q·kᵀ/√d_head + mask)·v` through burn's fused op: the chunk's (rotated) keys and
+/// values are appended to `cache`, and with fewer key/value heads than query heads (grouped-query
+/// attention) query head `h` reads key/value head `h / (heads / kv_heads)`.
+///
+/// # Shapes
+/// - `q`: `[batch, heads, n, d_head]`; `key`, `value`: `[batch, kv_heads, n, d_head]`
+/// - `blocked`: `[batch, n, cached + n]`, `true` = blocked
+/// - returns `[batch, heads, n, d_head]` and the keys/values `[batch, kv_heads, cached + n, d_head]`
+pub(crate) fn attend(
+    q: Tensor<4>,
+    mut key: Tensor<4>,
+    mut value: Tensor<4>,
+    blocked: Option<Tensor<3, Bool>>,
+    cache: Option<&LayerKv>,
+) -> (Tensor<4>, LayerKv) {
+    if let Some(cache) = cache {
+        key = Tensor::cat(vec![cache.key.clone(), key], 2);
+        value = Tensor::cat(vec![cache.value.clone(), value], 2);
+    }
+    let [batch, heads, n, head_dim] = q.dims();
+    let [_, kv_heads, n_keys, _] = key.dims();
+    let repeat = |t: Tensor<4>| {
+        if kv_heads == heads {
+            return t;
+        }
+        t.unsqueeze_dim::<5>(2)
+            .expand([batch, kv_heads, heads / kv_heads, n_keys, head_dim])
+            .reshape([batch, heads, n_keys, head_dim])
+    };
+    let blocked =
+        blocked.map(|m| libtorch_mask(m.unsqueeze_dim::<4>(1).expand([batch, heads, n, n_keys])));
+    let options = AttentionModuleOptions { scale: None, softcap: None, is_causal: false };
+    let context = attention(q, repeat(key.clone()), repeat(value.clone()), blocked, None, options);
+    (context, LayerKv { key, value })
 }
 
 /// burn's attention mask says `true` = blocked; burn-tch 0.22.1 hands it unchanged to libtorch's
 /// fused attention, which reads a boolean mask as `true` = attend. On a plain libtorch device
 /// (without autodiff: there burn decomposes attention itself and reads the mask right) the mask
 /// is therefore passed inverted. `tests/parity.rs` checks every masked forward pass against flex.
-pub(crate) fn libtorch_mask(blocked: Tensor<4, Bool>) -> Tensor<4, Bool> {
+fn libtorch_mask(blocked: Tensor<4, Bool>) -> Tensor<4, Bool> {
     if format!("{:?}", blocked.device()).starts_with("Device<LibTorch(") {
         blocked.bool_not()
     } else {

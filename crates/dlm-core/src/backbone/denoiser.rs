@@ -12,7 +12,7 @@ use super::mask::AttentionMask;
 use super::rope::RotaryTables;
 use super::time_embedding::{TimeEmbedding, TimeEmbeddingConfig};
 use crate::data::SequenceDataset;
-use crate::error::{CoreError, ensure_size, ensure_value};
+use crate::error::{CoreError, ensure_between, ensure_size, ensure_value};
 
 const CONTEXT: &str = "denoiser config";
 /// The largest vocabulary a denoiser may have (`2²⁴`).
@@ -95,15 +95,7 @@ impl DenoiserConfig {
         // Caps (documented in docs/reliability.md): past them a config is a size bomb, an abort
         // at `init` instead of an error. LLaDA-8B (126,464 tokens, width 4096, 32 layers) and
         // Gemma's 262,144-token vocabulary fit well inside.
-        let between = |low: usize, name: &'static str, value: usize, cap: usize| {
-            ensure_size(
-                (low..=cap).contains(&value),
-                CONTEXT,
-                name,
-                value,
-                format!("between {low} and {cap}"),
-            )
-        };
+        let between = |low, name, value, cap| ensure_between(CONTEXT, name, value, low, cap);
         match self.io {
             DenoiserIo::Tokens { vocab_size, .. } => {
                 between(2, "vocab_size", vocab_size, MAX_VOCAB_SIZE)?

@@ -3,7 +3,7 @@
 use burn::config::Config;
 
 use crate::backbone::{MAX_LAYERS, MAX_SEQ_LEN, MAX_VOCAB_SIZE, MAX_WIDTH};
-use crate::error::{CoreError, ensure_size, ensure_value};
+use crate::error::{CoreError, ensure_between, ensure_size, ensure_value};
 
 const CONTEXT: &str = "LLaMA-family config";
 
@@ -52,15 +52,7 @@ impl LlamaConfig {
     /// # Errors
     /// [`CoreError::Invalid`] naming the first offending field.
     pub fn validate(&self) -> Result<(), CoreError> {
-        let between = |low: usize, name: &'static str, value: usize, cap: usize| {
-            ensure_size(
-                (low..=cap).contains(&value),
-                CONTEXT,
-                name,
-                value,
-                format!("between {low} and {cap}"),
-            )
-        };
+        let between = |low, name, value, cap| ensure_between(CONTEXT, name, value, low, cap);
         between(2, "vocab_size", self.vocab_size, MAX_VOCAB_SIZE)?;
         between(1, "hidden_size", self.hidden_size, MAX_WIDTH)?;
         between(1, "intermediate_size", self.intermediate_size, 64 * MAX_WIDTH)?;

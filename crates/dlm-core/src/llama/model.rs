@@ -3,14 +3,12 @@
 use burn::module::Module;
 use burn::nn::{Embedding, EmbeddingConfig, Linear, LinearConfig, RmsNorm, RmsNormConfig};
 use burn::tensor::activation::silu;
-use burn::tensor::module::attention;
-use burn::tensor::ops::AttentionModuleOptions;
 use burn::tensor::{Bool, Device, Tensor};
 
 use super::config::LlamaConfig;
 use crate::backbone::{
     DenoiserInput, DenoiserOutput, DenoiserValues, InputParts, KvCache, LayerKv, RotaryTables,
-    TokenModel, libtorch_mask,
+    TokenModel, attend,
 };
 use crate::error::CoreError;
 
@@ -102,30 +100,14 @@ impl DecoderLayer {
             rotary.rotate(t.swap_dims(1, 2))
         };
         let q = split(self.q.forward(normed.clone()), heads, &self.q_norm);
-        let mut key = split(self.k.forward(normed.clone()), kv_heads, &self.k_norm);
-        let mut value = self.v.forward(normed).reshape([batch, n, kv_heads, hd]).swap_dims(1, 2);
-        if let Some(cache) = cache {
-            key = Tensor::cat(vec![cache.key.clone(), key], 2);
-            value = Tensor::cat(vec![cache.value.clone(), value], 2);
-        }
-        let n_keys = key.dims()[2];
-        // Grouped-query attention: query head `h` reads key/value head `h / (heads / kv_heads)`.
-        let repeat = |t: Tensor<4>| {
-            let group = heads / kv_heads;
-            t.unsqueeze_dim::<5>(2)
-                .expand([batch, kv_heads, group, n_keys, hd])
-                .reshape([batch, heads, n_keys, hd])
-        };
-        let blocked = blocked
-            .map(|m| libtorch_mask(m.unsqueeze_dim::<4>(1).expand([batch, heads, n, n_keys])));
-        let options = AttentionModuleOptions { scale: None, softcap: None, is_causal: false };
-        let context =
-            attention(q, repeat(key.clone()), repeat(value.clone()), blocked, None, options);
+        let key = split(self.k.forward(normed.clone()), kv_heads, &self.k_norm);
+        let value = self.v.forward(normed).reshape([batch, n, kv_heads, hd]).swap_dims(1, 2);
+        let (context, kv) = attend(q, key, value, blocked, cache);
         let h = x + self.o.forward(context.swap_dims(1, 2).reshape([batch, n, heads * hd]));
         let normed = self.post_norm.forward(h.clone());
         let mlp =
             self.down.forward(silu(self.gate.forward(normed.clone())) * self.up.forward(normed));
-        (h + mlp, LayerKv { key, value })
+        (h + mlp, kv)
     }
 }
 
