@@ -123,6 +123,68 @@ fn bert_forward_agrees() {
     }
 }
 
+/// The imported LLaMA family (SDAR's fixture: grouped-query heads, q/k norms, tied head) with
+/// full, padded and block-causal masks, and a block through its KV cache.
+#[test]
+fn imported_llama_forward_agrees() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("crates/dlm-core/tests/fixtures/llama/sdar");
+    let flex = Device::flex();
+    let reference = dlm::core::llama::Pretrained::from_dir(&dir, &flex).unwrap();
+    let ids = |device: &Device| {
+        Tensor::<2, Int>::from_ints(
+            [[5, 9, 14, 20, 3, 8, 11, 2], [33, 2, 41, 7, 1, 4, 60, 12]],
+            device,
+        )
+    };
+    let masks = |device: &Device| {
+        let mut padded = vec![false; 2 * 8 * 8];
+        for q in 0..8 {
+            padded[64 + q * 8 + 6] = true;
+            padded[64 + q * 8 + 7] = true;
+        }
+        let padded =
+            Tensor::<3, burn::tensor::Bool>::from_data(TensorData::new(padded, [2, 8, 8]), device);
+        vec![
+            ("full", AttentionMask::Full),
+            ("padded", AttentionMask::custom(padded)),
+            ("block-causal", AttentionMask::BlockCausal { block_size: 4 }),
+        ]
+    };
+    for (name, device) in others() {
+        let model = dlm::core::llama::Pretrained::from_dir(&dir, &device).unwrap();
+        for ((mask_name, mask), (_, reference_mask)) in masks(&device).into_iter().zip(masks(&flex))
+        {
+            let ours = model.model.forward(DenoiserInput::tokens(ids(&device)).with_mask(mask));
+            let theirs = reference
+                .model
+                .forward(DenoiserInput::tokens(ids(&flex)).with_mask(reference_mask));
+            assert_close(
+                &format!("{name} LLaMA forward, {mask_name}"),
+                host(ours.output),
+                host(theirs.output),
+            );
+        }
+        let mask = AttentionMask::BlockCausal { block_size: 4 };
+        let first = model.model.forward(
+            DenoiserInput::tokens(ids(&device).narrow(1, 0, 4))
+                .with_mask(mask.clone())
+                .keep_cache(),
+        );
+        let second = model.model.forward(
+            DenoiserInput::tokens(ids(&device).narrow(1, 4, 4))
+                .with_mask(mask.clone())
+                .with_cache(first.cache.unwrap()),
+        );
+        let full = reference.model.forward(DenoiserInput::tokens(ids(&flex)).with_mask(mask));
+        assert_close(
+            &format!("{name} LLaMA cached block"),
+            host(second.output),
+            host(full.output.narrow(1, 4, 4)),
+        );
+    }
+}
+
 #[test]
 fn forward_passes_agree() {
     for (name, device) in others() {
