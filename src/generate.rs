@@ -15,7 +15,7 @@ use std::path::Path;
 use std::time::Instant;
 
 use burn::tensor::{Device, Int, Tensor, TensorData};
-use dlm_block::{BlockError, BlockSampler, BlockwiseDecoder, CacheMode, Prefix};
+use dlm_block::{Bd3lm, BlockError, BlockSampler, BlockwiseDecoder, CacheMode, Prefix};
 use dlm_core::CoreError;
 use dlm_core::data::SequenceDataset;
 use dlm_core::llama::Pretrained;
@@ -23,7 +23,7 @@ use dlm_core::sampling::{Confidence, TokenSampler};
 use dlm_core::tokenizer::{ChatMessage, ChatTemplate, HfTokenizer, SpecialTokens};
 use dlm_discrete::sampler::{BlockDone, MaskedSampler, SamplerState, Unmasking};
 use dlm_discrete::{DiscreteError, MaskingProcess, Mdlm, Subs};
-use dlm_sched::{LogLinear, ScheduleKind};
+use dlm_sched::{LogLinear, ScheduleKind, TimeSampler};
 use rand::SeedableRng;
 use rand::rngs::StdRng;
 use serde::{Deserialize, Serialize};
@@ -342,26 +342,36 @@ impl Checkpoint {
         Ok(Generated { text, tokens, nfe, seconds: started.elapsed().as_secs_f64() })
     }
 
-    /// The masked-diffusion bound on `text` (MDLM's NELBO, Sahoo et al. 2024, eq. 10, under the
-    /// log-linear schedule `α(t) = 1 − (1 − ε)t`; with `ε → 0` it is LLaDA's likelihood bound,
-    /// Nie et al. 2025, eq. 6), from `samples` masks of the whole text at stratified times.
+    /// The masked-diffusion bound on `text`, from `samples` masks at stratified times: for a
+    /// full-attention model MDLM's NELBO (Sahoo et al. 2024, eq. 10) under the log-linear
+    /// schedule `α(t) = 1 − (1 − ε)t` (with `ε → 0` LLaDA's likelihood bound, Nie et al. 2025,
+    /// eq. 6); for a block-causal model BD3LM's block NELBO (Arriola et al. 2025, eq. 8) on the
+    /// text's whole blocks (a last partial block is not scored; [`Score::tokens`] says how many
+    /// were).
     ///
     /// # Errors
-    /// [`GenerateError::Unsupported`] for a block-causal model (its bound is BD3LM's, per
-    /// block); as [`Mdlm::evaluate`] for a text longer than the context or empty.
+    /// As [`Mdlm::evaluate`] and [`Bd3lm::evaluate`] for a text longer than the context, or
+    /// shorter than one block of a block-causal model.
     pub fn score(&self, text: &str, samples: usize, seed: u64) -> Result<Score, GenerateError> {
-        if self.pretrained.config.architecture.block_size().is_some() {
-            return Err(GenerateError::Unsupported(
-                "scoring a block-causal model (its bound is BD3LM's, per block)".into(),
-            ));
-        }
-        let ids = self.tokenizer.encode(text)?;
-        let tokens = ids.len();
-        let data = SequenceDataset::new(tokens, self.tokenizer.vocab_size(), ids)?;
-        let process = MaskingProcess::new(LogLinear::default(), self.mask_id);
-        let mdlm = Mdlm::new(process, 1e-3)?;
-        let subs = Subs { model: &self.pretrained, mask_id: self.mask_id };
-        let report = mdlm.evaluate(&subs, &data, 1, samples, seed)?;
+        let mut ids = self.tokenizer.encode(text)?;
+        let vocab_size = self.tokenizer.vocab_size();
+        let schedule = LogLinear::default();
+        let report = match self.pretrained.config.architecture.block_size() {
+            None => {
+                let data = SequenceDataset::new(ids.len(), vocab_size, ids)?;
+                let mdlm = Mdlm::new(MaskingProcess::new(schedule, self.mask_id), 1e-3)?;
+                let subs = Subs { model: &self.pretrained, mask_id: self.mask_id };
+                mdlm.evaluate(&subs, &data, 1, samples, seed)?
+            }
+            Some(block_size) => {
+                ids.truncate(ids.len() / block_size * block_size);
+                let data = SequenceDataset::new(ids.len(), vocab_size, ids)?;
+                let times = TimeSampler::antithetic(1e-3).map_err(DiscreteError::from)?;
+                let bd3lm = Bd3lm::new(schedule, self.mask_id, block_size, times)?;
+                bd3lm.evaluate(&self.pretrained, &data, 1, samples, seed)?
+            }
+        };
+        let tokens = report.tokens;
         Ok(Score { tokens, nats_per_token: report.nats_per_token })
     }
 

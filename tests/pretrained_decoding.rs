@@ -208,6 +208,11 @@ fn the_command_line_generates_streams_and_refuses_what_it_cannot_do() {
     let score = llada.score("w5 w6 w7 w8 w9 w10", 8, 0).unwrap();
     assert_eq!(score.tokens, 6);
     assert!(score.nats_per_token.is_finite() && score.nats_per_token > 0.0);
+    // A block-causal model is scored with BD3LM's bound on its whole blocks.
+    let blocks = sdar.score("w5 w6 w7 w8 w9 w10", 8, 0).unwrap();
+    assert_eq!(blocks.tokens, 4, "one whole block of 4");
+    assert!(blocks.nats_per_token.is_finite() && blocks.nats_per_token > 0.0);
+    assert!(matches!(sdar.score("w5 w6", 8, 0), Err(GenerateError::Core(_))), "no whole block");
 }
 
 #[test]

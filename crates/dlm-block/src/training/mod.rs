@@ -1,12 +1,12 @@
 //! BD3LM training: the block-diffusion NELBO on `x_t ⊕ x0` in one vectorised pass.
 
 use burn::tensor::{Int, Tensor, TensorData};
-use dlm_core::backbone::{AttentionMask, Denoiser, DenoiserInput};
+use dlm_core::backbone::{AttentionMask, Denoiser, DenoiserInput, TokenModel};
 use dlm_core::data::SequenceDataset;
 use dlm_core::eval::{BoundReport, EvalBatches, evaluate_bound};
 use dlm_core::train::{LossSum, Objective};
 use dlm_discrete::sampler::MaskedSampler;
-use dlm_discrete::{Masked, MaskingProcess, masked_nelbo_sum, subs_nll_at_rows};
+use dlm_discrete::{Masked, MaskingProcess, Subs, masked_nelbo_sum, subs_nll_at_rows};
 use dlm_sched::{NoiseSchedule, TimeSampler};
 use rand::SeedableRng;
 use rand::rngs::StdRng;
@@ -85,12 +85,17 @@ impl<S: NoiseSchedule> Bd3lm<S> {
     ///
     /// # Errors
     /// [`BlockError::Invalid`] or [`BlockError::TimeConditionedModel`].
-    pub fn check(&self, model: &Denoiser, data: &SequenceDataset) -> Result<(), BlockError> {
+    pub fn check<M: TokenModel + ?Sized>(
+        &self,
+        model: &M,
+        data: &SequenceDataset,
+    ) -> Result<(), BlockError> {
         self.check_blocks(data.seq_len())?;
         if model.is_time_conditioned() {
             return Err(BlockError::TimeConditionedModel { what: "BD3LM training" });
         }
-        self.process.check_data(&self.process.denoiser(model), data, "BD3LM")?;
+        let subs = Subs { model, mask_id: self.process.mask_id() };
+        self.process.check_data(&subs, data, "BD3LM")?;
         Ok(())
     }
 
@@ -110,9 +115,9 @@ impl<S: NoiseSchedule> Bd3lm<S> {
     ///
     /// # Panics
     /// If `block_times` has the wrong length or the block size does not divide `seq_len`.
-    pub fn loss_at(
+    pub fn loss_at<M: TokenModel + ?Sized>(
         &self,
-        model: &Denoiser,
+        model: &M,
         x0: Tensor<2, Int>,
         block_times: &[f64],
         rng: &mut StdRng,
@@ -161,9 +166,9 @@ impl<S: NoiseSchedule> Bd3lm<S> {
     /// # Errors
     /// [`BlockError`] from [`Bd3lm::check`], or as [`evaluate_bound`] for a zero `batch_size` or
     /// `time_samples`.
-    pub fn evaluate(
+    pub fn evaluate<M: TokenModel + ?Sized>(
         &self,
-        model: &Denoiser,
+        model: &M,
         data: &SequenceDataset,
         batch_size: usize,
         time_samples: usize,
@@ -186,9 +191,9 @@ impl<S: NoiseSchedule> Bd3lm<S> {
     ///
     /// # Errors
     /// As [`Bd3lm::evaluate`], and invalid `(β, ω)`.
-    pub fn variance_search(
+    pub fn variance_search<M: TokenModel + ?Sized>(
         &self,
-        model: &Denoiser,
+        model: &M,
         data: &SequenceDataset,
         candidates: &[(f64, f64)],
         time_samples: usize,
