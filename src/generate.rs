@@ -111,7 +111,7 @@ impl Default for GenerateSettings {
         Self {
             policy: Policy::TopK,
             steps: 32,
-            block_length: Some(32),
+            block_length: None,
             threshold: 0.9,
             cache: Cache::None,
             temperature: 0.0,
