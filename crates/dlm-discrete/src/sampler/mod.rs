@@ -16,8 +16,6 @@ use serde::{Deserialize, Serialize};
 
 pub use remdm::{ReMdm, ReMdmStrategy};
 pub use state::SamplerState;
-
-// `BlockDone` is defined below, with the driver that reports it.
 use unmasking::RowStep;
 pub use unmasking::{Unmasking, tokens_per_step};
 
