@@ -67,6 +67,9 @@ pub enum Policy {
     /// MDLM's ancestral steps on the log-linear schedule (whole sequence or semi-autoregressive
     /// blocks; not with the approximate caches).
     Ancestral,
+    /// The EB-sampler: the lowest-entropy masked positions while `Σ H − max H ≤ gamma`, at least
+    /// one per step (Ben-Hamu et al. 2025).
+    EntropyBound,
 }
 
 /// Which cache the decoder keeps.
@@ -96,6 +99,8 @@ pub struct GenerateSettings {
     pub block_length: Option<usize>,
     /// Confidence threshold of the threshold rule.
     pub threshold: f64,
+    /// The entropy bound `γ` of the entropy-bound rule.
+    pub gamma: f64,
     /// The cache.
     pub cache: Cache,
     /// Temperature of the token proposals (0: greedy).
@@ -113,6 +118,7 @@ impl Default for GenerateSettings {
             steps: 32,
             block_length: None,
             threshold: 0.9,
+            gamma: 0.1,
             cache: Cache::None,
             temperature: 0.0,
             seed: 0,
@@ -384,6 +390,7 @@ impl Checkpoint {
             Policy::Ancestral => {
                 Unmasking::Ancestral { schedule: ScheduleKind::LogLinear(LogLinear::default()) }
             }
+            Policy::EntropyBound => Unmasking::entropy_bound(settings.gamma)?,
         };
         let mut sampler = MaskedSampler::new(unmasking, settings.steps)?
             .with_proposal(TokenSampler::new(settings.temperature)?);

@@ -288,6 +288,8 @@ fn ids_and_lengths_against_the_model() {
         let flat: Vec<i64> = rows.iter().flatten().copied().collect();
         Tensor::<2, Int>::from_data(burn::tensor::TensorData::new(flat, [rows.len(), 3]), &device)
     };
+    invalid!(Unmasking::entropy_bound(-0.5), "gamma");
+    invalid!(Unmasking::entropy_bound(f64::INFINITY), "gamma");
     invalid!(SamplerState::all_masked(&subs, 0, 8), "batch");
     invalid!(SamplerState::all_masked(&subs, 2, 0), "seq_len");
     invalid!(SamplerState::all_masked(&subs, 2, 17), "seq_len");

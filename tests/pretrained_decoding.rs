@@ -197,6 +197,11 @@ fn the_command_line_generates_streams_and_refuses_what_it_cannot_do() {
     let ancestral =
         GenerateSettings { policy: Policy::Ancestral, cache: Cache::Prefix, ..settings };
     assert!(matches!(llada.generate("w5", &ancestral, &mut |_| {}), Err(GenerateError::Block(_))));
+    // The entropy bound decodes with the full-attention sampler and the dual cache.
+    let eb = GenerateSettings { policy: Policy::EntropyBound, gamma: 0.1, ..settings.clone() };
+    assert_eq!(llada.generate("w5", &eb, &mut |_| {}).unwrap().tokens.len(), 8);
+    let eb_dual = GenerateSettings { cache: Cache::Dual, ..eb };
+    assert_eq!(llada.generate("w5", &eb_dual, &mut |_| {}).unwrap().tokens.len(), 8);
     // A TOML file with an unknown key is refused by name.
     let err = toml::from_str::<GenerateSettings>("stepz = 3").unwrap_err().to_string();
     assert!(err.contains("stepz"), "{err}");

@@ -1,8 +1,8 @@
 //! `dlm`: generate with and score imported diffusion LMs from the command line.
 //!
 //! ```text
-//! dlm generate --model DIR --prompt TEXT [--chat] [--config FILE.toml] [--policy top-k|threshold|random|ancestral]
-//!              [--steps N] [--block-length N] [--threshold T] [--cache none|prefix|dual|exact]
+//! dlm generate --model DIR --prompt TEXT [--chat] [--config FILE.toml] [--policy top-k|threshold|random|ancestral|entropy-bound]
+//!              [--steps N] [--block-length N] [--threshold T] [--gamma G] [--cache none|prefix|dual|exact]
 //!              [--temperature T] [--seed S] [--gen-length N] [--mask-id ID] [--device D]
 //! dlm score    --model DIR --text FILE [--samples N] [--seed S] [--mask-id ID] [--device D]
 //! ```
@@ -52,6 +52,9 @@ enum Command {
         /// Confidence threshold of the threshold rule.
         #[arg(long)]
         threshold: Option<f64>,
+        /// The bound γ of the entropy-bound rule.
+        #[arg(long)]
+        gamma: Option<f64>,
         /// The cache.
         #[arg(long, value_enum)]
         cache: Option<CacheArg>,
@@ -101,6 +104,7 @@ enum PolicyArg {
     Threshold,
     Random,
     Ancestral,
+    EntropyBound,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -137,6 +141,7 @@ fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
             steps,
             block_length,
             threshold,
+            gamma,
             cache,
             temperature,
             seed,
@@ -157,6 +162,7 @@ fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
                     PolicyArg::Threshold => Policy::Threshold,
                     PolicyArg::Random => Policy::Random,
                     PolicyArg::Ancestral => Policy::Ancestral,
+                    PolicyArg::EntropyBound => Policy::EntropyBound,
                 };
             }
             if let Some(cache) = cache {
@@ -172,6 +178,7 @@ fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
                 settings.block_length = (block_length > 0).then_some(block_length);
             }
             settings.threshold = threshold.unwrap_or(settings.threshold);
+            settings.gamma = gamma.unwrap_or(settings.gamma);
             settings.temperature = temperature.unwrap_or(settings.temperature);
             settings.seed = seed.unwrap_or(settings.seed);
             settings.gen_length = gen_length.unwrap_or(settings.gen_length);

@@ -350,7 +350,12 @@ impl MaskedSampler {
         let proposals = self.propose(log_probs.clone(), rng);
         let confidence: Vec<f32> = match self.unmasking.confidence() {
             Some(measure) => {
-                measure.score(log_probs, proposals.clone()).into_data().iter::<f32>().collect()
+                let scored = if self.unmasking.scores_the_sampling_distribution() {
+                    self.proposal.filtered_logits(log_probs)
+                } else {
+                    log_probs
+                };
+                measure.score(scored, proposals.clone()).into_data().iter::<f32>().collect()
             }
             None => vec![0.0; batch * n],
         };

@@ -269,3 +269,52 @@ fn configs_and_literals_get_the_constructors_checks() {
     let literal = Unmasking::Threshold { confidence: Confidence::Margin, tau: 5.0 };
     assert!(MaskedSampler::new(literal, 4).is_err());
 }
+
+#[test]
+fn the_entropy_bound_trades_model_calls_for_gamma() {
+    let device = Device::flex();
+    let model = model(&device, None);
+    let decode = |gamma: f64| {
+        let sampler = MaskedSampler::new(Unmasking::entropy_bound(gamma).unwrap(), 1)
+            .unwrap()
+            .with_proposal(TokenSampler::greedy());
+        run(&sampler, &model, SamplerState::all_masked(&subs(&model), 2, 8).unwrap(), 0)
+    };
+    // γ = 0 admits only the surest position: one per row and step, eight calls.
+    let cautious = decode(0.0);
+    assert_eq!(cautious.nfe, 8);
+    // An unbounded γ commits every position at once.
+    let bold = decode(1e9);
+    assert_eq!(bold.nfe, 1);
+    for out in [cautious, bold] {
+        assert!(values(out.tokens).iter().all(|&t| t != i64::from(MASK)));
+    }
+}
+
+#[test]
+fn the_entropy_bound_reads_the_entropies_of_the_tempered_distribution() {
+    // Position 0 is peaked (logits 5, 0, 0, 0): entropy ≈ 0.12 at T = 1, ≈ 1.0 at T = 3.
+    // Position 1 is uniform: ln 4 at any temperature. With γ = 0.3 the bound `Σ H − max H`
+    // is the smaller entropy: both positions commit at T = 1, only the peaked one at T = 3.
+    let device = Device::flex();
+    let logits = Tensor::<3>::from_floats([[[5.0, 0.0, 0.0, 0.0], [0.0, 0.0, 0.0, 0.0]]], &device);
+    let committed = |temperature: f64| {
+        let sampler = MaskedSampler::new(Unmasking::entropy_bound(0.3).unwrap(), 1)
+            .unwrap()
+            .with_proposal(TokenSampler::new(temperature).unwrap());
+        let mut tokens = vec![9, 9];
+        let region = StepRegion {
+            tokens: &mut tokens,
+            candidates: &[true, true],
+            decoded: &[false, false],
+            k_per_row: &[0],
+            mask_id: 9,
+            t: f64::NAN,
+            s: f64::NAN,
+        };
+        sampler.step_region(logits.clone(), region, &mut StdRng::seed_from_u64(0));
+        tokens.iter().map(|&t| t != 9).collect::<Vec<_>>()
+    };
+    assert_eq!(committed(1.0), [true, true]);
+    assert_eq!(committed(3.0), [true, false]);
+}

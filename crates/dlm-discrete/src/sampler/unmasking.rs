@@ -50,6 +50,15 @@ pub enum Unmasking {
         /// The factor `f`.
         factor: f64,
     },
+    /// The EB-sampler (Ben-Hamu et al. 2025, arXiv 2505.24857): with the masked positions
+    /// sorted by the entropy `H_(1) ≤ H_(2) ≤ …` of the distribution their tokens are drawn
+    /// from, the largest prefix `U` with `Σ_{i∈U} H_i − max_{i∈U} H_i ≤ γ`, and at least one
+    /// position. The left side bounds the mutual information among the tokens of `U`, the error
+    /// of drawing them independently in one step instead of jointly.
+    EntropyBound {
+        /// The bound `γ` (DiffusionGemma's default: 0.1).
+        gamma: f64,
+    },
 }
 
 dlm_sched::serde_validated!(Unmasking);
@@ -65,6 +74,7 @@ impl Unmasking {
             Self::Threshold { confidence, tau } => Self::threshold(*confidence, *tau).map(drop),
             Self::Factor { confidence, factor } => Self::factor(*confidence, *factor).map(drop),
             Self::ReMdm(remdm) => remdm.validate(),
+            Self::EntropyBound { gamma } => Self::entropy_bound(*gamma).map(drop),
             Self::Ancestral { .. } | Self::TopK { .. } | Self::Random => Ok(()),
         }
     }
@@ -121,14 +131,38 @@ impl Unmasking {
         Ok(Self::Factor { confidence, factor })
     }
 
-    /// The confidence measure the policy ranks by, if any.
+    /// [`Unmasking::EntropyBound`], validated.
+    ///
+    /// # Errors
+    /// [`DiscreteError::Invalid`] unless `γ` is finite and `≥ 0`.
+    pub fn entropy_bound(gamma: f64) -> Result<Self, DiscreteError> {
+        ensure_value(
+            gamma >= 0.0 && gamma.is_finite(),
+            "entropy-bound unmasking",
+            "gamma",
+            gamma,
+            "a finite value >= 0",
+        )?;
+        Ok(Self::EntropyBound { gamma })
+    }
+
+    /// The confidence measure the policy ranks by, if any (the entropy bound ranks by negative
+    /// entropy).
     pub fn confidence(&self) -> Option<Confidence> {
         match self {
             Self::TopK { confidence }
             | Self::Threshold { confidence, .. }
             | Self::Factor { confidence, .. } => Some(*confidence),
+            Self::EntropyBound { .. } => Some(Confidence::NegativeEntropy),
             _ => None,
         }
+    }
+
+    /// Whether the confidence must be read from the distribution the tokens are drawn from
+    /// (after temperature and top-k/top-p) rather than the model's: the entropy bound's
+    /// guarantee is about the tokens actually drawn.
+    pub fn scores_the_sampling_distribution(&self) -> bool {
+        matches!(self, Self::EntropyBound { .. })
     }
 
     /// Whether the policy walks a time grid (ancestral, ReMDM); else it counts tokens.
@@ -139,7 +173,7 @@ impl Unmasking {
     /// Whether the policy decodes until the block is done, whatever the step count (threshold,
     /// factor).
     pub fn runs_to_completion(&self) -> bool {
-        matches!(self, Self::Threshold { .. } | Self::Factor { .. })
+        matches!(self, Self::Threshold { .. } | Self::Factor { .. } | Self::EntropyBound { .. })
     }
 }
 
@@ -232,6 +266,19 @@ impl Unmasking {
                     commit[i] = true;
                 }
             }
+            Self::EntropyBound { gamma } => {
+                // Ascending entropy (descending negative entropy): the current entropy is the
+                // running maximum, so the bound is `Σ H − H_current`.
+                let mut sum = 0.0;
+                for (rank, &i) in by_confidence().iter().enumerate() {
+                    let entropy = -f64::from(row.confidence[i]);
+                    sum += entropy;
+                    if rank > 0 && sum - entropy > *gamma {
+                        break;
+                    }
+                    commit[i] = true;
+                }
+            }
         }
         RowSelection { commit, remask }
     }
@@ -283,6 +330,32 @@ mod tests {
         let spindled = MaskingProcess::new(linear, 3).with_spindle(spindle).unwrap();
         let err = Unmasking::ancestral(&spindled).unwrap_err();
         assert!(matches!(err, DiscreteError::Unsupported { .. }), "{err}");
+    }
+
+    #[test]
+    fn the_entropy_bound_takes_the_largest_prefix_within_gamma() {
+        // Entropies 0.5, 0.01, (fixed 0.0), 1.0, 0.02; candidates sorted: 0.01, 0.02, 0.5, 1.0.
+        // Σ H − max H over the prefixes: 0, 0.01, 0.03, 0.53.
+        let candidates = [true, true, false, true, true];
+        let negative_entropy = [-0.5, -0.01, 0.0, -1.0, -0.02];
+        let uniforms = [0.0; 10];
+        let select = |gamma: f64| {
+            let policy = Unmasking::entropy_bound(gamma).unwrap();
+            policy.select(&row(&candidates, &negative_entropy, &uniforms, 0)).commit
+        };
+        assert_eq!(select(0.05), [true, true, false, false, true], "three within 0.05");
+        assert_eq!(select(0.02), [false, true, false, false, true], "0.03 > 0.02: two");
+        assert_eq!(select(0.0), [false, true, false, false, false], "γ = 0: the surest one");
+        assert_eq!(select(10.0), [true, true, false, true, true], "everything");
+        assert!(Unmasking::entropy_bound(-0.1).is_err());
+        assert!(Unmasking::entropy_bound(f64::NAN).is_err());
+        assert!(
+            serde_json::from_str::<Unmasking>(r#"{"policy": "entropy_bound", "gamma": -1}"#)
+                .is_err()
+        );
+        let eb = Unmasking::entropy_bound(0.1).unwrap();
+        assert_eq!(eb.confidence(), Some(Confidence::NegativeEntropy));
+        assert!(eb.runs_to_completion() && eb.scores_the_sampling_distribution());
     }
 
     #[test]
