@@ -242,8 +242,8 @@ impl Checkpoint {
     ///
     /// # Errors
     /// [`GenerateError::Unsupported`] for a cache the architecture cannot use (see the module
-    /// table) or a block length other than a block-causal model's own; the samplers' errors for bad settings or a
-    /// prompt that does not fit the context.
+    /// table) or a block length other than a block-causal model's own; the samplers' errors for
+    /// bad settings or a prompt that does not fit the context.
     pub fn generate(
         &self,
         prompt: &str,
@@ -255,8 +255,8 @@ impl Checkpoint {
         let ids: Vec<i64> = self.tokenizer.encode(prompt)?.into_iter().map(i64::from).collect();
         let prompt_len = ids.len();
         let prompt = Tensor::<2, Int>::from_data(TensorData::new(ids, [1, prompt_len]), &device);
-        let sampler = self.sampler(settings)?;
         let mut rng = StdRng::seed_from_u64(settings.seed);
+        // Each finished block: the new text since the last one.
         let mut streamed = String::new();
         let mut stream = |done: BlockDone<'_>| {
             let end = done.end.clamp(prompt_len, prompt_len + settings.gen_length);
@@ -268,78 +268,11 @@ impl Checkpoint {
                 streamed = text;
             }
         };
-        let model = &self.pretrained;
-        let (tokens, nfe): (Vec<i64>, usize) = match self
-            .pretrained
-            .config
-            .architecture
-            .block_size()
-        {
+        let (tokens, nfe) = match self.pretrained.config.architecture.block_size() {
             Some(block_size) => {
-                if settings.block_length.is_some_and(|b| b != block_size) {
-                    return Err(GenerateError::Unsupported(format!(
-                        "this block-causal model decodes blocks of {block_size}; block_length = {:?} is not one",
-                        settings.block_length
-                    )));
-                }
-                let prefix = match settings.cache {
-                    Cache::Exact => Prefix::Cached { window: None },
-                    Cache::None => Prefix::Recomputed,
-                    other => {
-                        return Err(GenerateError::Unsupported(format!(
-                            "cache {other:?} needs full attention; this model is block-causal: use `exact` or `none`"
-                        )));
-                    }
-                };
-                let blocks = BlockSampler::new(sampler, block_size, self.mask_id)?;
-                // A partial last prompt block is decoded with the first generated tokens.
-                let max_blocks =
-                    (prompt_len % block_size + settings.gen_length).div_ceil(block_size);
-                let out = blocks.generate_observed(
-                    model,
-                    (prompt_len > 0).then_some(prompt),
-                    1,
-                    max_blocks,
-                    self.eos_ids.first().copied(),
-                    prefix,
-                    &mut rng,
-                    &mut stream,
-                )?;
-                (out.tokens.into_data().iter::<i64>().collect(), out.nfe)
+                self.decode_block_causal(block_size, prompt, settings, &mut rng, &mut stream)?
             }
-            None => {
-                let subs = Subs { model, mask_id: self.mask_id };
-                match settings.cache {
-                    Cache::None => {
-                        let state = SamplerState::with_prompt(&subs, prompt, settings.gen_length)?;
-                        let out = sampler.sample_observed(&subs, state, &mut rng, &mut stream)?;
-                        (out.tokens.into_data().iter::<i64>().collect(), out.nfe)
-                    }
-                    Cache::Prefix | Cache::Dual => {
-                        let block = settings.block_length.unwrap_or(settings.gen_length);
-                        let mode = if settings.cache == Cache::Prefix {
-                            CacheMode::Prefix
-                        } else {
-                            CacheMode::Dual
-                        };
-                        let decoder = BlockwiseDecoder::new(sampler, block)?;
-                        let out = decoder.decode_observed(
-                            &subs,
-                            prompt,
-                            settings.gen_length,
-                            mode,
-                            &mut rng,
-                            &mut stream,
-                        )?;
-                        (out.tokens.into_data().iter::<i64>().collect(), out.nfe)
-                    }
-                    Cache::Exact => {
-                        return Err(GenerateError::Unsupported(
-                            "the exact cache needs a block-causal model (SDAR); this one has full attention: use `none`, `prefix` or `dual`".into(),
-                        ));
-                    }
-                }
-            }
+            None => self.decode_full_attention(prompt, settings, &mut rng, &mut stream)?,
         };
         // Blocks may run past the requested length (a block-causal model fills its last block).
         let end = tokens.len().min(prompt_len + settings.gen_length);
@@ -379,6 +312,95 @@ impl Checkpoint {
         };
         let tokens = report.tokens;
         Ok(Score { tokens, nats_per_token: report.nats_per_token })
+    }
+
+    /// SDAR's decoding: BD3LM's block sampler, with its exact cache or the prefix recomputed.
+    fn decode_block_causal(
+        &self,
+        block_size: usize,
+        prompt: Tensor<2, Int>,
+        settings: &GenerateSettings,
+        rng: &mut StdRng,
+        stream: &mut dyn FnMut(BlockDone<'_>),
+    ) -> Result<(Vec<i64>, usize), GenerateError> {
+        if settings.block_length.is_some_and(|b| b != block_size) {
+            return Err(GenerateError::Unsupported(format!(
+                "this block-causal model decodes blocks of {block_size}; block_length = {:?} is \
+                 not one",
+                settings.block_length
+            )));
+        }
+        let prefix = match settings.cache {
+            Cache::Exact => Prefix::Cached { window: None },
+            Cache::None => Prefix::Recomputed,
+            other => {
+                return Err(GenerateError::Unsupported(format!(
+                    "cache {other:?} needs full attention; this model is block-causal: use \
+                     `exact` or `none`"
+                )));
+            }
+        };
+        let blocks = BlockSampler::new(self.sampler(settings)?, block_size, self.mask_id)?;
+        let prompt_len = prompt.dims()[1];
+        // A partial last prompt block is decoded with the first generated tokens.
+        let max_blocks = (prompt_len % block_size + settings.gen_length).div_ceil(block_size);
+        let out = blocks.generate_observed(
+            &self.pretrained,
+            (prompt_len > 0).then_some(prompt),
+            1,
+            max_blocks,
+            self.eos_ids.first().copied(),
+            prefix,
+            rng,
+            stream,
+        )?;
+        Ok((out.tokens.into_data().iter::<i64>().collect(), out.nfe))
+    }
+
+    /// LLaDA's, Dream's and Tiny-A2D's decoding: the masked sampler (semi-autoregressive with a
+    /// block length), or the Fast-dLLM decoder with its prefix or dual cache.
+    fn decode_full_attention(
+        &self,
+        prompt: Tensor<2, Int>,
+        settings: &GenerateSettings,
+        rng: &mut StdRng,
+        stream: &mut dyn FnMut(BlockDone<'_>),
+    ) -> Result<(Vec<i64>, usize), GenerateError> {
+        let subs = Subs { model: &self.pretrained, mask_id: self.mask_id };
+        let sampler = self.sampler(settings)?;
+        let (tokens, nfe) = match settings.cache {
+            Cache::None => {
+                let state = SamplerState::with_prompt(&subs, prompt, settings.gen_length)?;
+                let out = sampler.sample_observed(&subs, state, rng, stream)?;
+                (out.tokens, out.nfe)
+            }
+            Cache::Prefix | Cache::Dual => {
+                let block = settings.block_length.unwrap_or(settings.gen_length);
+                let mode = if settings.cache == Cache::Prefix {
+                    CacheMode::Prefix
+                } else {
+                    CacheMode::Dual
+                };
+                let decoder = BlockwiseDecoder::new(sampler, block)?;
+                let out = decoder.decode_observed(
+                    &subs,
+                    prompt,
+                    settings.gen_length,
+                    mode,
+                    rng,
+                    stream,
+                )?;
+                (out.tokens, out.nfe)
+            }
+            Cache::Exact => {
+                return Err(GenerateError::Unsupported(
+                    "the exact cache needs a block-causal model (SDAR); this one has full \
+                     attention: use `none`, `prefix` or `dual`"
+                        .into(),
+                ));
+            }
+        };
+        Ok((tokens.into_data().iter::<i64>().collect(), nfe))
     }
 
     fn sampler(&self, settings: &GenerateSettings) -> Result<MaskedSampler, GenerateError> {

@@ -1,8 +1,9 @@
 //! `dlm`: generate with and score imported diffusion LMs from the command line.
 //!
 //! ```text
-//! dlm generate --model DIR --prompt TEXT [--chat] [--config FILE.toml] [--policy top-k|threshold|random|ancestral|entropy-bound]
-//!              [--steps N] [--block-length N] [--threshold T] [--gamma G] [--cache none|prefix|dual|exact]
+//! dlm generate --model DIR --prompt TEXT [--chat] [--config FILE.toml]
+//!              [--policy top-k|threshold|random|ancestral|entropy-bound] [--steps N]
+//!              [--block-length N] [--threshold T] [--gamma G] [--cache none|prefix|dual|exact]
 //!              [--temperature T] [--seed S] [--gen-length N] [--mask-id ID] [--device D]
 //! dlm score    --model DIR --text FILE [--samples N] [--seed S] [--mask-id ID] [--device D]
 //! ```
