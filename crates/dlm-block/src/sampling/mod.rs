@@ -177,7 +177,7 @@ impl BlockSampler {
         prefix: Prefix,
         rng: &mut StdRng,
     ) -> Result<Generation, BlockError> {
-        self.generate_observed(model, prompt, batch, max_blocks, eos, prefix, rng, &mut |_| {})
+        self.run(model, prompt, batch, max_blocks, eos, prefix, rng, None)
     }
 
     /// As [`BlockSampler::generate`], calling `observe` after every block (the prompt and the
@@ -196,6 +196,21 @@ impl BlockSampler {
         prefix: Prefix,
         rng: &mut StdRng,
         observe: &mut dyn FnMut(BlockDone<'_>),
+    ) -> Result<Generation, BlockError> {
+        self.run(model, prompt, batch, max_blocks, eos, prefix, rng, Some(observe))
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn run<M: TokenModel + ?Sized>(
+        &self,
+        model: &M,
+        prompt: Option<Tensor<2, Int>>,
+        batch: usize,
+        max_blocks: usize,
+        eos: Option<u32>,
+        prefix: Prefix,
+        rng: &mut StdRng,
+        mut observe: Option<&mut dyn FnMut(BlockDone<'_>)>,
     ) -> Result<Generation, BlockError> {
         let bs = self.block_size;
         ensure_size(max_blocks > 0, "block sampler", "max_blocks", max_blocks, "at least 1")?;
@@ -291,8 +306,17 @@ impl BlockSampler {
                 Some(t) => Tensor::cat(vec![t, block], 1),
                 None => block,
             };
-            let len = joined.dims()[1];
-            observe(BlockDone { tokens: &int_values(joined.clone()), batch, len, end: len, nfe });
+            // Only an observer needs the tokens on the host.
+            if let Some(observe) = observe.as_mut() {
+                let len = joined.dims()[1];
+                observe(BlockDone {
+                    tokens: &int_values(joined.clone()),
+                    batch,
+                    len,
+                    end: len,
+                    nfe,
+                });
+            }
             tokens = Some(joined);
             blocks += 1;
         }

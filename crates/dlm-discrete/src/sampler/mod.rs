@@ -214,12 +214,21 @@ impl MaskedSampler {
         reuse: bool,
         observe: &mut dyn FnMut(BlockDone<'_>),
     ) -> Result<SamplerState, DiscreteError> {
-        state.check(model)?;
         let mask = i64::from(model.mask_id());
         let device = model.device();
         let [batch, seq_len] = state.tokens.dims();
+        let fixed_shape = state.fixed.dims();
+        ensure_size(
+            fixed_shape == [batch, seq_len],
+            "sampler state",
+            "fixed",
+            fixed_shape.iter().product(),
+            format!("the shape of the tokens, [{batch}, {seq_len}]"),
+        )?;
         let fixed: Vec<bool> = state.fixed.clone().into_data().iter::<bool>().collect();
         let mut tokens: Vec<i64> = int_values(state.tokens.clone());
+        // `SamplerState::check`, on the values just read.
+        SamplerState::check_host(model, [batch, seq_len], &tokens, &fixed)?;
         let free_per_row: Vec<usize> =
             fixed.chunks(seq_len).map(|row| row.iter().filter(|&&f| !f).count()).collect();
         let mut last: Option<(Vec<i64>, Tensor<3>)> = None;

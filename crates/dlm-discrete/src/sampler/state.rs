@@ -115,7 +115,30 @@ impl SamplerState {
     /// [`DiscreteError::Invalid`] naming the field and, for a token, its flat position
     /// `b · seq_len + i`.
     pub fn check(&self, model: &impl MaskedDenoiser) -> Result<(), DiscreteError> {
-        let [batch, seq_len] = self.tokens.dims();
+        ensure_size(
+            self.fixed.dims() == self.tokens.dims(),
+            CONTEXT,
+            "fixed",
+            self.fixed.dims().iter().product(),
+            format!("the shape of the tokens, {:?}", self.tokens.dims()),
+        )?;
+        let fixed: Vec<bool> = self.fixed.clone().into_data().iter::<bool>().collect();
+        Self::check_host(model, self.tokens.dims(), &int_values(self.tokens.clone()), &fixed)
+    }
+
+    /// The positions still masked for `model`, `[batch, seq_len]`.
+    pub fn is_masked(&self, model: &impl MaskedDenoiser) -> Tensor<2, Bool> {
+        self.tokens.clone().equal_elem(i64::from(model.mask_id()))
+    }
+
+    /// [`SamplerState::check`] on the state's values already on the host (the driver reads them
+    /// anyway), `[batch, seq_len]` row-major.
+    pub(crate) fn check_host(
+        model: &impl MaskedDenoiser,
+        [batch, seq_len]: [usize; 2],
+        tokens: &[i64],
+        fixed: &[bool],
+    ) -> Result<(), DiscreteError> {
         ensure_size(batch > 0, CONTEXT, "batch", batch, "at least 1")?;
         ensure_size(seq_len > 0, CONTEXT, "seq_len", seq_len, "at least 1")?;
         if let Some(max_seq_len) = model.max_seq_len() {
@@ -127,13 +150,6 @@ impl SamplerState {
                 format!("at most the model's max_seq_len = {max_seq_len}"),
             )?;
         }
-        ensure_size(
-            self.fixed.dims() == [batch, seq_len],
-            CONTEXT,
-            "fixed",
-            self.fixed.dims().iter().product(),
-            format!("the shape of the tokens, [{batch}, {seq_len}]"),
-        )?;
         let (vocab_size, mask_id) = (model.vocab_size(), model.mask_id());
         ensure_size(
             (mask_id as usize) < vocab_size,
@@ -142,9 +158,7 @@ impl SamplerState {
             mask_id as usize,
             format!("an id the model reads, below its vocab_size = {vocab_size}"),
         )?;
-        let fixed: Vec<bool> = self.fixed.clone().into_data().iter::<bool>().collect();
-        for (i, (&token, &fixed)) in int_values(self.tokens.clone()).iter().zip(&fixed).enumerate()
-        {
+        for (i, (&token, &fixed)) in tokens.iter().zip(fixed).enumerate() {
             if token < 0 {
                 return Err(InvalidInput::element(
                     CONTEXT,
@@ -169,10 +183,5 @@ impl SamplerState {
             )?;
         }
         Ok(())
-    }
-
-    /// The positions still masked for `model`, `[batch, seq_len]`.
-    pub fn is_masked(&self, model: &impl MaskedDenoiser) -> Tensor<2, Bool> {
-        self.tokens.clone().equal_elem(i64::from(model.mask_id()))
     }
 }
