@@ -17,7 +17,7 @@ use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use dlm::core::backbone::{Denoiser, DenoiserInput};
 use dlm::core::sampling::{Confidence, TokenSampler};
 use dlm::device::{bench_backends, parse_device};
-use dlm::discrete::sampler::{MaskedSampler, StepRegion, Unmasking};
+use dlm::discrete::sampler::{MaskedSampler, StepRegion, Tick, Unmasking};
 use dlm::discrete::{MaskedDenoiser, Subs};
 use dlm_support::bench_configs::{COND_DIM, VOCAB, configurations};
 use rand::SeedableRng;
@@ -81,7 +81,7 @@ fn sampler_step(c: &mut Criterion) {
         let tokens: Vec<i64> = z_t.clone().into_data().iter::<i64>().collect();
         let candidates: Vec<bool> = tokens.iter().map(|&v| v == i64::from(MASK_ID)).collect();
         let decoded = vec![false; batch * seq_len];
-        let k_per_row = vec![1; batch];
+        let ticks = vec![Tick::Count(1); batch];
         let mut rng = StdRng::seed_from_u64(0);
         group.bench_function(label, |b| {
             b.iter(|| {
@@ -90,10 +90,8 @@ fn sampler_step(c: &mut Criterion) {
                     tokens: &mut next,
                     candidates: &candidates,
                     decoded: &decoded,
-                    k_per_row: &k_per_row,
+                    ticks: &ticks,
                     mask_id: MASK_ID,
-                    t: 0.5,
-                    s: 0.5 - 1.0 / 128.0,
                 };
                 // The commit reads the proposals back to the host, which synchronises the device.
                 sampler.step_region(subs.log_probs(z_t.clone(), t.clone()), region, &mut rng);

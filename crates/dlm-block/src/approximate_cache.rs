@@ -1,10 +1,12 @@
 //! Block-wise decoding of full-attention masked models with Fast-dLLM's approximate caches.
 
-use burn::tensor::{Device, Int, Tensor, TensorData};
+use std::cell::{Cell, RefCell};
+use std::ops::Range;
+
+use burn::tensor::{Device, Int, Tensor};
 use dlm_core::backbone::{AttentionMask, DenoiserInput, KvCache, TokenModel};
-use dlm_core::host::ints;
-use dlm_discrete::sampler::{BlockDone, MaskedSampler, SamplerState, StepRegion, tokens_per_step};
-use dlm_discrete::{Subs, subs_log_probs};
+use dlm_discrete::sampler::{BlockDone, MaskedSampler, SamplerState};
+use dlm_discrete::{MaskedDenoiser, Subs, subs_log_probs};
 use rand::rngs::StdRng;
 use serde::{Deserialize, Serialize};
 
@@ -36,11 +38,14 @@ pub struct Decoded {
 }
 
 /// Semi-autoregressive decoding of a full-attention (MDLM/LLaDA-style) model in blocks, with a
-/// masked sampler's confidence-based policy inside each block (top-k, threshold, factor) and one
-/// of Fast-dLLM's caches. At the start of every block one pass over the whole sequence both
-/// refreshes the cache and makes the block's first decoding step; the later steps of the block
-/// reuse the cache, which is then only approximately right (the masked positions it was computed
-/// with have changed). `CacheMode::None` recomputes everything and is exact.
+/// masked sampler's confidence-based policy inside each block (top-k, threshold, factor, entropy
+/// bound) and one of Fast-dLLM's caches. At the start of every block one pass over the whole
+/// sequence both refreshes the cache and makes the block's first decoding step; the later steps
+/// of the block reuse the cache, which is then only approximately right (the masked positions it
+/// was computed with have changed). `CacheMode::None` recomputes everything and is exact.
+///
+/// It is the masked sampler's own step loop ([`MaskedSampler`] with a block length) run on a view
+/// of the model that holds the cache, as BD3LM's exact cache is a view of its model.
 #[derive(Debug, Clone)]
 pub struct BlockwiseDecoder {
     sampler: MaskedSampler,
@@ -62,7 +67,7 @@ impl BlockwiseDecoder {
                        confidence policy (top-k, random, threshold, factor)",
             });
         }
-        Ok(Self { sampler, block_size })
+        Ok(Self { sampler: sampler.with_block_length(block_size)?, block_size })
     }
 
     /// Generates `gen_len` tokens after `prompt` (`[batch, p]`) with `denoiser`'s network, its
@@ -114,170 +119,162 @@ impl BlockwiseDecoder {
                        CacheMode::None",
             });
         }
-        let device = prompt.device();
         let [batch, prompt_len] = prompt.dims();
         // The prompt's ids and the whole length against the model.
-        if prompt_len > 0 {
-            SamplerState::with_prompt(denoiser, prompt.clone(), gen_len)?;
+        let state = if prompt_len > 0 {
+            SamplerState::with_prompt(denoiser, prompt, gen_len)?
         } else {
-            SamplerState::all_masked(denoiser, batch, gen_len)?;
-        }
-        let len = prompt_len + gen_len;
-        let (model, mask_id) = (denoiser.model, denoiser.mask_id);
-        let mask = i64::from(mask_id);
-        let mut tokens: Vec<i64> = prompt
-            .into_data()
-            .iter::<i64>()
-            .collect::<Vec<_>>()
-            .chunks(prompt_len.max(1))
-            .flat_map(|row| {
-                row.iter().copied().chain(std::iter::repeat_n(mask, gen_len)).collect::<Vec<_>>()
-            })
-            .collect();
-        if prompt_len == 0 {
-            tokens = vec![mask; batch * len];
-        }
-        let (mut nfe, mut positions_processed) = (0, 0);
-        for start in (prompt_len..len).step_by(bs) {
-            let end = start + bs;
-            let masked_in_block = |tokens: &[i64], b: usize| {
-                (start..end).filter(|&i| tokens[b * len + i] == mask).count()
-            };
-            let n_in_block: Vec<usize> = (0..batch).map(|b| masked_in_block(&tokens, b)).collect();
-            let max_steps = if self.sampler.unmasking().runs_to_completion() {
-                bs
-            } else {
-                self.sampler.steps()
-            };
-            let mut cache: Option<KvCache> = None;
-            for step in 0..max_steps {
-                if (0..batch).all(|b| masked_in_block(&tokens, b) == 0) {
-                    break;
-                }
-                let t = masked_fraction(&tokens, batch, len, prompt_len, mask, &device);
-                let log_probs = match (mode, &cache) {
-                    (CacheMode::None, _) | (_, None) => {
-                        let z = ints(tokens.clone(), [batch, len], &device);
-                        let keep = mode != CacheMode::None;
-                        let mut input = DenoiserInput::tokens(z.clone())
-                            .with_mask(AttentionMask::Full)
-                            .with_time(t);
-                        if keep {
-                            input = input.keep_cache();
-                        }
-                        let out = model.forward(input);
-                        cache = out.cache;
-                        positions_processed += batch * len;
-                        subs_log_probs(out.output, z, mask_id).narrow(1, start, bs)
-                    }
-                    (CacheMode::Prefix, Some(full)) => {
-                        let z = slice_columns(&tokens, batch, len, start, len, &device);
-                        let prefix = (start > 0).then(|| full.slice(0, start));
-                        let out = self.run_chunk(model, z.clone(), start, prefix, t);
-                        positions_processed += batch * (len - start);
-                        subs_log_probs(out, z, mask_id).narrow(1, 0, bs)
-                    }
-                    (CacheMode::Dual, Some(full)) => {
-                        let z = slice_columns(&tokens, batch, len, start, end, &device);
-                        let prefix = (start > 0).then(|| full.slice(0, start));
-                        let suffix = (end < len).then(|| full.slice(end, len - end));
-                        let around = match (prefix, suffix) {
-                            (Some(p), Some(s)) => Some(p.concat(s)),
-                            (p, s) => p.or(s),
-                        };
-                        let out = self.run_chunk(model, z.clone(), start, around, t);
-                        positions_processed += batch * bs;
-                        subs_log_probs(out, z, mask_id)
-                    }
-                };
-                nfe += 1;
-                let mut block: Vec<i64> = (0..batch)
-                    .flat_map(|b| tokens[b * len + start..b * len + end].to_vec())
-                    .collect();
-                let candidates: Vec<bool> = block.iter().map(|&v| v == mask).collect();
-                let decoded = vec![false; batch * bs];
-                let k_per_row: Vec<usize> = n_in_block
-                    .iter()
-                    .map(|&n| tokens_per_step(n, self.sampler.steps(), step))
-                    .collect();
-                let region = StepRegion {
-                    tokens: &mut block,
-                    candidates: &candidates,
-                    decoded: &decoded,
-                    k_per_row: &k_per_row,
-                    mask_id,
-                    t: f64::NAN,
-                    s: f64::NAN,
-                };
-                self.sampler.step_region(log_probs, region, rng);
-                for b in 0..batch {
-                    tokens[b * len + start..b * len + end]
-                        .copy_from_slice(&block[b * bs..(b + 1) * bs]);
-                }
-            }
-            observe(BlockDone { tokens: &tokens, batch, len, end, nfe });
-        }
+            SamplerState::all_masked(denoiser, batch, gen_len)?
+        };
+        let view = ApproximatelyCached {
+            denoiser: *denoiser,
+            mode,
+            cache: RefCell::new(None),
+            positions_processed: Cell::new(0),
+        };
+        let decoded = self.sampler.sample_observed(&view, state, rng, observe)?;
         Ok(Decoded {
-            tokens: ints(tokens.clone(), [batch, len], &device),
-            nfe,
-            positions_processed,
+            tokens: decoded.tokens,
+            nfe: decoded.nfe,
+            positions_processed: view.positions_processed.get(),
         })
     }
+}
 
-    /// Runs `chunk` (rotary positions from `start`) with full attention against `cache`.
-    fn run_chunk<M: TokenModel + ?Sized>(
+/// A full-attention model read through one of Fast-dLLM's caches, for the masked sampler's block
+/// loop. The first call on a block runs the whole sequence and keeps every layer's keys and
+/// values; later calls on the same block run only what the mode recomputes (the block and
+/// everything after it, or the block alone) against the kept ones.
+struct ApproximatelyCached<'a, M: ?Sized> {
+    denoiser: Subs<'a, M>,
+    mode: CacheMode,
+    /// The block the cache was filled at the start of, and the cache.
+    cache: RefCell<Option<(Range<usize>, KvCache)>>,
+    /// Positions run by all model calls together (a measure of compute).
+    positions_processed: Cell<usize>,
+}
+
+impl<M: TokenModel + ?Sized> ApproximatelyCached<'_, M> {
+    /// Runs `z_t` from `start` on (rotary positions from `start`) against `cache`, and returns
+    /// the SUBS log-probabilities of its first `n` positions.
+    ///
+    /// # Shapes
+    /// - `z_t`: `[batch, m]`, `t`: `[batch]` → `[batch, n, vocab_size]`
+    fn chunk(
         &self,
-        model: &M,
-        chunk: Tensor<2, Int>,
-        start: usize,
-        cache: Option<KvCache>,
+        z_t: Tensor<2, Int>,
         t: Tensor<1>,
+        start: usize,
+        n: usize,
+        cache: Option<KvCache>,
     ) -> Tensor<3> {
-        let n = chunk.dims()[1];
-        let positions = Tensor::<1, Int>::arange(start as i64..(start + n) as i64, &chunk.device());
-        let mut input = DenoiserInput::tokens(chunk)
-            .with_mask(AttentionMask::Full)
-            .with_positions(positions)
-            .with_time(t);
-        if let Some(cache) = cache {
-            input = input.with_cache(cache);
-        }
-        model.forward(input).output
+        let [batch, m] = z_t.dims();
+        self.positions_processed.set(self.positions_processed.get() + batch * m);
+        let hidden = run_chunk(self.denoiser.model, z_t.clone(), start, cache, t);
+        self.head(hidden.narrow(1, 0, n), z_t.narrow(1, 0, n))
+    }
+
+    /// The head and SUBS on hidden states.
+    ///
+    /// # Shapes
+    /// - `hidden`: `[batch, n, width]`, `z_t`: `[batch, n]` → `[batch, n, vocab_size]`
+    fn head(&self, hidden: Tensor<3>, z_t: Tensor<2, Int>) -> Tensor<3> {
+        let [batch, n, width] = hidden.dims();
+        let logits = self.denoiser.model.head_rows(hidden.reshape([batch * n, width]));
+        let vocab_size = logits.dims()[1];
+        subs_log_probs(logits.reshape([batch, n, vocab_size]), z_t, self.denoiser.mask_id)
     }
 }
 
-fn slice_columns(
-    values: &[i64],
-    batch: usize,
-    len: usize,
-    from: usize,
-    to: usize,
-    device: &Device,
-) -> Tensor<2, Int> {
-    let data: Vec<i64> =
-        (0..batch).flat_map(|b| values[b * len + from..b * len + to].to_vec()).collect();
-    Tensor::from_data(TensorData::new(data, [batch, to - from]), device)
+impl<M: TokenModel + ?Sized> MaskedDenoiser for ApproximatelyCached<'_, M> {
+    /// The exact full pass.
+    fn log_probs(&self, z_t: Tensor<2, Int>, t: Tensor<1>) -> Tensor<3> {
+        let [batch, len] = z_t.dims();
+        self.positions_processed.set(self.positions_processed.get() + batch * len);
+        self.denoiser.log_probs(z_t, t)
+    }
+
+    fn region_log_probs(
+        &self,
+        z_t: Tensor<2, Int>,
+        t: Tensor<1>,
+        region: Range<usize>,
+    ) -> Tensor<3> {
+        let [batch, len] = z_t.dims();
+        let (start, n) = (region.start, region.len());
+        let mut kept = self.cache.borrow_mut();
+        match (self.mode, kept.as_ref()) {
+            (CacheMode::Prefix, Some((block, full))) if *block == region => {
+                let prefix = (start > 0).then(|| full.slice(0, start));
+                self.chunk(z_t.narrow(1, start, len - start), t, start, n, prefix)
+            }
+            (CacheMode::Dual, Some((block, full))) if *block == region => {
+                let prefix = (start > 0).then(|| full.slice(0, start));
+                let suffix = (region.end < len).then(|| full.slice(region.end, len - region.end));
+                let around = match (prefix, suffix) {
+                    (Some(p), Some(s)) => Some(p.concat(s)),
+                    (p, s) => p.or(s),
+                };
+                self.chunk(z_t.narrow(1, start, n), t, start, n, around)
+            }
+            // No cache, or a new block: the whole sequence, keeping the cache for the block.
+            _ => {
+                let mut input =
+                    DenoiserInput::tokens(z_t.clone()).with_mask(AttentionMask::Full).with_time(t);
+                if self.mode != CacheMode::None {
+                    input = input.keep_cache();
+                }
+                let out = self.denoiser.model.forward_hidden(input);
+                *kept = out.cache.map(|cache| (region, cache));
+                self.positions_processed.set(self.positions_processed.get() + batch * len);
+                self.head(out.output.narrow(1, start, n), z_t.narrow(1, start, n))
+            }
+        }
+    }
+
+    fn is_time_conditioned(&self) -> bool {
+        self.denoiser.is_time_conditioned()
+    }
+
+    fn mask_id(&self) -> u32 {
+        self.denoiser.mask_id
+    }
+
+    fn vocab_size(&self) -> usize {
+        self.denoiser.vocab_size()
+    }
+
+    fn max_seq_len(&self) -> Option<usize> {
+        self.denoiser.max_seq_len()
+    }
+
+    fn device(&self) -> Device {
+        self.denoiser.device()
+    }
 }
 
-/// The fraction of generated positions still masked, per row: the time a time-conditioned model
-/// is given.
-fn masked_fraction(
-    values: &[i64],
-    batch: usize,
-    len: usize,
-    prompt_len: usize,
-    mask: i64,
-    device: &Device,
-) -> Tensor<1> {
-    let generated = (len - prompt_len).max(1) as f32;
-    let fractions: Vec<f32> = (0..batch)
-        .map(|b| {
-            values[b * len + prompt_len..(b + 1) * len].iter().filter(|&&v| v == mask).count()
-                as f32
-                / generated
-        })
-        .collect();
-    Tensor::from_data(TensorData::new(fractions, [batch]), device)
+/// Runs `chunk` (rotary positions from `start`) with full attention against `cache`: its hidden
+/// states.
+///
+/// # Shapes
+/// - `chunk`: `[batch, n]`, `t`: `[batch]` → `[batch, n, width]`
+fn run_chunk<M: TokenModel + ?Sized>(
+    model: &M,
+    chunk: Tensor<2, Int>,
+    start: usize,
+    cache: Option<KvCache>,
+    t: Tensor<1>,
+) -> Tensor<3> {
+    let n = chunk.dims()[1];
+    let positions = Tensor::<1, Int>::arange(start as i64..(start + n) as i64, &chunk.device());
+    let mut input = DenoiserInput::tokens(chunk)
+        .with_mask(AttentionMask::Full)
+        .with_positions(positions)
+        .with_time(t);
+    if let Some(cache) = cache {
+        input = input.with_cache(cache);
+    }
+    model.forward_hidden(input).output
 }
 
 #[cfg(test)]
@@ -293,10 +290,11 @@ mod tests {
     use super::*;
 
     const MASK: u32 = 3;
+    const VOCAB: usize = 11;
 
     fn model(device: &Device) -> Denoiser {
         randomised(
-            DenoiserConfig::tokens(11, 32)
+            DenoiserConfig::tokens(VOCAB, 32)
                 .with_d_model(32)
                 .with_n_heads(2)
                 .with_n_layers(2)
@@ -393,23 +391,25 @@ mod tests {
                 .keep_cache(),
         );
         let cache = full.cache.unwrap();
-        let sampler = MaskedSampler::new(Unmasking::Random, 1).unwrap();
-        let decoder = BlockwiseDecoder::new(sampler, 4).unwrap();
         let columns = |from: usize, to: usize| z.clone().narrow(1, from, to - from);
         let expected = |from: usize, to: usize| full.output.clone().narrow(1, from, to - from);
         let max_diff = |a: Tensor<3>, b: Tensor<3>| (a - b).abs().max().into_scalar::<f64>();
         // Prefix: the chunk runs from the block to the end.
-        let prefix = decoder.run_chunk(
+        let head = |hidden: Tensor<3>| {
+            let [batch, n, width] = hidden.dims();
+            model.head_rows(hidden.reshape([batch * n, width])).reshape([batch, n, VOCAB])
+        };
+        let prefix = head(run_chunk(
             &model,
             columns(start, len),
             start,
             Some(cache.slice(0, start)),
             t.clone(),
-        );
+        ));
         assert!(max_diff(prefix, expected(start, len)) < 1e-5);
         // Dual: only the block, against prefix and suffix.
         let around = cache.slice(0, start).concat(cache.slice(end, len - end));
-        let dual = decoder.run_chunk(&model, columns(start, end), start, Some(around), t);
+        let dual = head(run_chunk(&model, columns(start, end), start, Some(around), t));
         assert!(max_diff(dual, expected(start, end)) < 1e-5);
     }
 

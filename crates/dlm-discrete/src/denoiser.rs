@@ -1,6 +1,8 @@
 //! [`MaskedDenoiser`]: what masked-diffusion losses and samplers need from a model, and the SUBS
 //! parameterisation that turns a [`Denoiser`]'s logits into it.
 
+use std::ops::Range;
+
 use burn::tensor::activation::log_softmax;
 use burn::tensor::{Bool, Device, Int, Tensor};
 use dlm_core::backbone::{Denoiser, DenoiserInput, TokenModel};
@@ -20,6 +22,22 @@ pub trait MaskedDenoiser {
     /// - `z_t`: `[batch, seq_len]`, `t`: `[batch]`
     /// - returns `[batch, seq_len, vocab_size]`
     fn log_probs(&self, z_t: Tensor<2, Int>, t: Tensor<1>) -> Tensor<3>;
+
+    /// `log p_θ(x0 | z_t, t)` at the positions `region` only: what a sampler step decoding one
+    /// block needs. The provided method narrows [`MaskedDenoiser::log_probs`]; [`Subs`] runs its
+    /// head on the region alone, and a view with a cache (Fast-dLLM's) runs only part of the
+    /// sequence.
+    ///
+    /// # Shapes
+    /// - `z_t`: `[batch, seq_len]`, `t`: `[batch]` → `[batch, region.len(), vocab_size]`
+    fn region_log_probs(
+        &self,
+        z_t: Tensor<2, Int>,
+        t: Tensor<1>,
+        region: Range<usize>,
+    ) -> Tensor<3> {
+        self.log_probs(z_t, t).narrow(1, region.start, region.len())
+    }
 
     /// Whether the output depends on `t`. Samplers that reuse a prediction when no token changed
     /// require that it does not.
@@ -137,6 +155,25 @@ impl<M: TokenModel + ?Sized> MaskedDenoiser for Subs<'_, M> {
     fn log_probs(&self, z_t: Tensor<2, Int>, t: Tensor<1>) -> Tensor<3> {
         let logits = self.model.forward(DenoiserInput::tokens(z_t.clone()).with_time(t)).output;
         subs_log_probs(logits, z_t, self.mask_id)
+    }
+
+    fn region_log_probs(
+        &self,
+        z_t: Tensor<2, Int>,
+        t: Tensor<1>,
+        region: Range<usize>,
+    ) -> Tensor<3> {
+        let hidden = self.model.forward_hidden(DenoiserInput::tokens(z_t.clone()).with_time(t));
+        let [batch, _, width] = hidden.output.dims();
+        let n = region.len();
+        let hidden = hidden.output.narrow(1, region.start, n).reshape([batch * n, width]);
+        let logits = self.model.head_rows(hidden);
+        let vocab_size = logits.dims()[1];
+        subs_log_probs(
+            logits.reshape([batch, n, vocab_size]),
+            z_t.narrow(1, region.start, n),
+            self.mask_id,
+        )
     }
 
     fn is_time_conditioned(&self) -> bool {

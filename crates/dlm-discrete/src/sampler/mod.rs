@@ -6,10 +6,11 @@ mod remdm;
 mod state;
 mod unmasking;
 
+use std::ops::Range;
+
 use burn::tensor::{Int, Tensor};
 use dlm_core::host::{floats, int_values, ints};
 use dlm_core::sampling::TokenSampler;
-use dlm_sched::TimeGrid;
 use rand::RngExt;
 use rand::rngs::StdRng;
 use serde::{Deserialize, Serialize};
@@ -17,7 +18,7 @@ use serde::{Deserialize, Serialize};
 pub use remdm::{ReMdm, ReMdmStrategy};
 pub use state::SamplerState;
 use unmasking::RowStep;
-pub use unmasking::{Unmasking, tokens_per_step};
+pub use unmasking::{Clock, Tick, Unmasking, tokens_per_step};
 
 use crate::denoiser::MaskedDenoiser;
 use crate::error::{DiscreteError, ensure_size};
@@ -55,25 +56,22 @@ pub struct StepRegion<'a> {
     pub candidates: &'a [bool],
     /// Decoded positions that ReMDM may mask again.
     pub decoded: &'a [bool],
-    /// Tokens to commit per row (count-based policies).
-    pub k_per_row: &'a [usize],
+    /// Each row's step on the policy's clock ([`Unmasking::clock`]).
+    pub ticks: &'a [Tick],
     /// The mask token.
     pub mask_id: u32,
-    /// Current time (grid policies).
-    pub t: f64,
-    /// Next time (grid policies).
-    pub s: f64,
 }
 
 /// A masked-diffusion sampler.
 ///
-/// Each step: one model call gives `p_θ(x0 | z_t)`; the proposal draws a token for every
-/// position (float64 Gumbel-max); the [`Unmasking`] policy picks which masked positions of the
-/// current block take their proposal (and, for ReMDM, which decoded ones are masked again).
-/// Fixed positions (a prompt) never change. Grid policies walk `steps` uniform steps from
-/// `t = 1` to `0` per block; count policies decode the block's masked positions in `steps` even
-/// shares (LLaDA); threshold and factor decode until the block is done, at least one token a
-/// step. Whatever is still masked at the end is filled with the argmax of one last prediction
+/// Each step: one model call gives `p_θ(x0 | z_t)` at the positions of the current block
+/// ([`MaskedDenoiser::region_log_probs`]); the proposal draws a token for every position of the
+/// block (float64 Gumbel-max); the [`Unmasking`] policy picks which masked positions take their
+/// proposal (and, for ReMDM, which decoded ones are masked again). Fixed positions (a prompt)
+/// never change; blocks tile the positions from the first free one. The policy's [`Clock`] paces
+/// each block: grid policies walk `steps` uniform steps from `t = 1` to `0`; count policies
+/// decode the block's masked positions in `steps` even shares (LLaDA); threshold, factor and the
+/// entropy bound decode until the block is done, at least one token a step. Whatever is still masked at the end is filled with the argmax of one last prediction
 /// (MDLM's noise removal), so no mask is ever left behind. Every model call is counted in
 /// [`SamplerState::nfe`].
 ///
@@ -231,9 +229,9 @@ impl MaskedSampler {
         SamplerState::check_host(model, [batch, seq_len], &tokens, &fixed)?;
         let free_per_row: Vec<usize> =
             fixed.chunks(seq_len).map(|row| row.iter().filter(|&&f| !f).count()).collect();
-        let mut last: Option<(Vec<i64>, Tensor<3>)> = None;
+        let clock = self.unmasking.clock(self.steps);
+        let mut last: Option<(Vec<i64>, Range<usize>, Tensor<3>)> = None;
         let block = self.block_length.unwrap_or(seq_len);
-        let grid = TimeGrid::uniform(self.steps, 0.0).expect("steps ≥ 1");
         // Blocks tile the positions after the prompt: from the first free position of any row.
         let first_free = fixed
             .chunks(seq_len)
@@ -242,79 +240,77 @@ impl MaskedSampler {
             .unwrap_or(seq_len);
 
         for block_start in (first_free..seq_len).step_by(block) {
-            let block_end = (block_start + block).min(seq_len);
-            let in_block = |i: usize| (block_start..block_end).contains(&(i % seq_len));
-            let candidates = |tokens: &[i64]| -> Vec<bool> {
-                (0..batch * seq_len)
-                    .map(|i| tokens[i] == mask && !fixed[i] && in_block(i))
-                    .collect()
-            };
-            let n_in_block: Vec<usize> = candidates(&tokens)
-                .chunks(seq_len)
-                .map(|row| row.iter().filter(|&&c| c).count())
+            let region = block_start..(block_start + block).min(seq_len);
+            let n = region.len();
+            let block_fixed = in_region(&fixed, seq_len, &region);
+            let masked_at_start: Vec<usize> = in_region(&tokens, seq_len, &region)
+                .chunks(n)
+                .zip(block_fixed.chunks(n))
+                .map(|(row, fixed)| {
+                    row.iter().zip(fixed).filter(|&(&v, &f)| v == mask && !f).count()
+                })
                 .collect();
-            let n_steps = if self.unmasking.runs_to_completion() {
-                block_end - block_start
-            } else {
-                self.steps
-            };
-            for step in 0..n_steps {
-                let candidate = candidates(&tokens);
-                if !candidate.iter().any(|&c| c) {
+            for step in 0..clock.max_steps(n) {
+                let mut block_tokens = in_region(&tokens, seq_len, &region);
+                let candidates: Vec<bool> =
+                    block_tokens.iter().zip(&block_fixed).map(|(&v, &f)| v == mask && !f).collect();
+                if !candidates.iter().any(|&c| c) {
                     break;
                 }
-                let (t, s) = if self.unmasking.walks_time() {
-                    grid.pairs().nth(step).expect("one pair per step")
-                } else {
-                    (f64::NAN, f64::NAN)
-                };
+                let ticks: Vec<Tick> =
+                    masked_at_start.iter().map(|&masked| clock.tick(step, masked)).collect();
+                // A grid step gives the model its time; otherwise the row's masked fraction.
                 let row_times: Vec<f64> = (0..batch)
                     .map(|b| {
-                        if self.unmasking.walks_time() {
-                            t
-                        } else {
-                            let masked = (0..seq_len)
-                                .filter(|&i| {
-                                    tokens[b * seq_len + i] == mask && !fixed[b * seq_len + i]
-                                })
-                                .count();
+                        ticks[b].time().unwrap_or_else(|| {
+                            let row = &tokens[b * seq_len..(b + 1) * seq_len];
+                            let fixed = &fixed[b * seq_len..(b + 1) * seq_len];
+                            let masked =
+                                row.iter().zip(fixed).filter(|&(&v, &f)| v == mask && !f).count();
                             masked as f64 / free_per_row[b].max(1) as f64
-                        }
+                        })
                     })
                     .collect();
                 let log_probs = match &last {
-                    Some((seen, log_probs)) if reuse && *seen == tokens => log_probs.clone(),
+                    Some((seen, seen_region, log_probs))
+                        if reuse && *seen == tokens && *seen_region == region =>
+                    {
+                        log_probs.clone()
+                    }
                     _ => {
                         state.nfe += 1;
                         let z_t = ints(tokens.clone(), [batch, seq_len], &device);
-                        let log_probs = model.log_probs(z_t, floats(&row_times, &device));
-                        last = Some((tokens.clone(), log_probs.clone()));
+                        let log_probs = model.region_log_probs(
+                            z_t,
+                            floats(&row_times, &device),
+                            region.clone(),
+                        );
+                        last = Some((tokens.clone(), region.clone(), log_probs.clone()));
                         log_probs
                     }
                 };
-                let k_per_row: Vec<usize> =
-                    n_in_block.iter().map(|&n| tokens_per_step(n, self.steps, step)).collect();
                 // ReMDM remasks within the current block only: earlier blocks are final.
-                let decoded: Vec<bool> = (0..batch * seq_len)
-                    .map(|i| tokens[i] != mask && !fixed[i] && in_block(i))
-                    .collect();
-                let region = StepRegion {
-                    tokens: &mut tokens,
-                    candidates: &candidate,
+                let decoded: Vec<bool> =
+                    block_tokens.iter().zip(&block_fixed).map(|(&v, &f)| v != mask && !f).collect();
+                let step_region = StepRegion {
+                    tokens: &mut block_tokens,
+                    candidates: &candidates,
                     decoded: &decoded,
-                    k_per_row: &k_per_row,
+                    ticks: &ticks,
                     mask_id: model.mask_id(),
-                    t,
-                    s,
                 };
-                self.step_region(log_probs, region, rng);
+                self.step_region(log_probs, step_region, rng);
+                for (b, row) in block_tokens.chunks(n).enumerate() {
+                    tokens[b * seq_len + region.start..b * seq_len + region.end]
+                        .copy_from_slice(row);
+                }
             }
-            if block_end < seq_len {
+            if region.end < seq_len {
                 observe(BlockDone {
                     tokens: &tokens,
                     batch,
                     len: seq_len,
-                    end: block_end,
+                    end: region.end,
                     nfe: state.nfe,
                 });
             }
@@ -337,6 +333,11 @@ impl MaskedSampler {
     }
 }
 
+/// The columns `region` of every row of a row-major `[batch, len]` host array.
+fn in_region<T: Copy>(values: &[T], len: usize, region: &Range<usize>) -> Vec<T> {
+    values.chunks(len).flat_map(|row| row[region.clone()].iter().copied()).collect()
+}
+
 impl MaskedSampler {
     /// One step on a region of `n` positions per row (the whole sequence, or a block): proposals
     /// from `log_probs`, then the policy's choice among the region's candidates, committed into
@@ -346,15 +347,17 @@ impl MaskedSampler {
     /// - `log_probs`: `[batch, n, vocab_size]`; the region's slices have `batch · n` entries
     ///
     /// # Panics
-    /// If the region's slices do not have `batch · n` entries.
+    /// If the region's slices do not have `batch · n` entries and `ticks` one per row, or a
+    /// tick is not of the policy's own clock ([`Unmasking::clock`]).
     pub fn step_region(&self, log_probs: Tensor<3>, region: StepRegion<'_>, rng: &mut StdRng) {
         let [batch, n, _] = log_probs.dims();
-        let StepRegion { tokens, candidates, decoded, k_per_row, mask_id, t, s } = region;
+        let StepRegion { tokens, candidates, decoded, ticks, mask_id } = region;
         assert!(
             tokens.len() == batch * n
                 && candidates.len() == batch * n
-                && decoded.len() == batch * n,
-            "one entry per position of the region"
+                && decoded.len() == batch * n
+                && ticks.len() == batch,
+            "one entry per position of the region, one tick per row"
         );
         let proposals = self.propose(log_probs.clone(), rng);
         let confidence: Vec<f32> = match self.unmasking.confidence() {
@@ -370,16 +373,14 @@ impl MaskedSampler {
         };
         let proposals: Vec<i64> = int_values(proposals);
         let uniforms: Vec<f64> = (0..2 * batch * n).map(|_| rng.random::<f64>()).collect();
-        for (b, &k) in k_per_row.iter().enumerate() {
+        for (b, &tick) in ticks.iter().enumerate() {
             let row = b * n..(b + 1) * n;
             let selection = self.unmasking.select(&RowStep {
                 candidates: &candidates[row.clone()],
                 decoded: &decoded[row.clone()],
                 confidence: &confidence[row.clone()],
                 uniforms: &uniforms[2 * row.start..2 * row.end],
-                k,
-                t,
-                s,
+                tick,
             });
             for (offset, (commit, remask)) in
                 selection.commit.iter().zip(&selection.remask).enumerate()

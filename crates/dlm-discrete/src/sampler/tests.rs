@@ -307,10 +307,8 @@ fn the_entropy_bound_reads_the_entropies_of_the_tempered_distribution() {
             tokens: &mut tokens,
             candidates: &[true, true],
             decoded: &[false, false],
-            k_per_row: &[0],
+            ticks: &[Tick::Rule],
             mask_id: 9,
-            t: f64::NAN,
-            s: f64::NAN,
         };
         sampler.step_region(logits.clone(), region, &mut StdRng::seed_from_u64(0));
         tokens.iter().map(|&t| t != 9).collect::<Vec<_>>()

@@ -2,6 +2,7 @@
 //! decoded ones it masks again).
 
 use dlm_core::sampling::Confidence;
+use dlm_sched::TimeGrid;
 use dlm_sched::{NoiseSchedule, ScheduleKind};
 use serde::{Deserialize, Serialize};
 
@@ -165,15 +166,110 @@ impl Unmasking {
         matches!(self, Self::EntropyBound { .. })
     }
 
-    /// Whether the policy walks a time grid (ancestral, ReMDM); else it counts tokens.
+    /// Whether the policy walks a time grid (ancestral, ReMDM); else it counts tokens or
+    /// applies a rule to the confidences.
     pub fn walks_time(&self) -> bool {
         matches!(self, Self::Ancestral { .. } | Self::ReMdm(_))
     }
 
-    /// Whether the policy decodes until the block is done, whatever the step count (threshold,
-    /// factor).
-    pub fn runs_to_completion(&self) -> bool {
-        matches!(self, Self::Threshold { .. } | Self::Factor { .. } | Self::EntropyBound { .. })
+    /// The policy's clock for `steps` steps per block: a uniform time grid (ancestral, ReMDM),
+    /// even shares of the block (top-k, random), or as many steps as the rule needs (threshold,
+    /// factor, entropy bound).
+    pub fn clock(&self, steps: usize) -> Clock {
+        match self {
+            Self::Ancestral { .. } | Self::ReMdm(_) => {
+                let grid = TimeGrid::uniform(steps.max(1), 0.0).expect("at least one step");
+                Clock::Grid(grid.pairs().collect())
+            }
+            Self::TopK { .. } | Self::Random => Clock::Shares { steps: steps.max(1) },
+            Self::Threshold { .. } | Self::Factor { .. } | Self::EntropyBound { .. } => {
+                Clock::UntilDone
+            }
+        }
+    }
+}
+
+/// How a policy paces the steps of a block ([`Unmasking::clock`]).
+#[derive(Debug, Clone, PartialEq)]
+pub enum Clock {
+    /// Steps `(t, s)` of a uniform grid from `t = 1` to `s = 0`.
+    Grid(Vec<(f64, f64)>),
+    /// The block's masked positions split evenly over `steps` steps (LLaDA).
+    Shares {
+        /// Steps per block.
+        steps: usize,
+    },
+    /// Steps until the block is decoded; each commits at least one position, so a block of `n`
+    /// positions takes at most `n`.
+    UntilDone,
+}
+
+impl Clock {
+    /// The most steps a block of `len` positions takes.
+    pub fn max_steps(&self, len: usize) -> usize {
+        match self {
+            Self::Grid(pairs) => pairs.len(),
+            Self::Shares { steps } => *steps,
+            Self::UntilDone => len,
+        }
+    }
+
+    /// Step `step` of a block that had `masked` masked positions when it started.
+    ///
+    /// # Panics
+    /// If `step` is past the end of a grid.
+    pub fn tick(&self, step: usize, masked: usize) -> Tick {
+        match self {
+            Self::Grid(pairs) => {
+                let (t, s) = pairs[step];
+                Tick::Time { t, s }
+            }
+            Self::Shares { steps } => Tick::Count(tokens_per_step(masked, *steps, step)),
+            Self::UntilDone => Tick::Rule,
+        }
+    }
+}
+
+/// One step on a policy's [`Clock`]: what the policy needs to choose.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Tick {
+    /// From time `t` to `s < t` (grid policies).
+    Time {
+        /// Current time.
+        t: f64,
+        /// Next time.
+        s: f64,
+    },
+    /// Commit this many positions (count policies).
+    Count(usize),
+    /// Commit what the policy's rule accepts (threshold, factor, entropy bound).
+    Rule,
+}
+
+impl Tick {
+    /// The time a grid step starts from, which is what a time-conditioned model is given.
+    pub fn time(&self) -> Option<f64> {
+        match self {
+            Self::Time { t, .. } => Some(*t),
+            Self::Count(_) | Self::Rule => None,
+        }
+    }
+
+    /// `(t, s)` of a grid step; a policy steps on the clock it made ([`Unmasking::clock`]), so
+    /// a grid policy always gets one.
+    fn interval(&self) -> (f64, f64) {
+        match self {
+            Self::Time { t, s } => (*t, *s),
+            Self::Count(_) | Self::Rule => unreachable!("a grid policy steps on its grid"),
+        }
+    }
+
+    /// The count of a count step (as [`Tick::interval`]).
+    fn count(&self) -> usize {
+        match self {
+            Self::Count(k) => *k,
+            Self::Time { .. } | Self::Rule => unreachable!("a count policy steps on its shares"),
+        }
     }
 }
 
@@ -198,12 +294,8 @@ pub(crate) struct RowStep<'a> {
     pub(crate) confidence: &'a [f32],
     /// Uniforms in `[0, 1)`, two per position.
     pub(crate) uniforms: &'a [f64],
-    /// Tokens to commit this step (count-based policies).
-    pub(crate) k: usize,
-    /// Current and next time (grid policies).
-    pub(crate) t: f64,
-    /// See `t`.
-    pub(crate) s: f64,
+    /// The step on the policy's clock.
+    pub(crate) tick: Tick,
 }
 
 /// What a step does to one row: positions to commit and positions to mask again.
@@ -225,13 +317,15 @@ impl Unmasking {
         };
         match self {
             Self::Ancestral { schedule } => {
-                let p = unmask_probability(schedule, row.t, row.s);
+                let (t, s) = row.tick.interval();
+                let p = unmask_probability(schedule, t, s);
                 for &i in &candidates {
                     commit[i] = row.uniforms[2 * i] < p;
                 }
             }
             Self::ReMdm(remdm) => {
-                let (p_unmask, p_remask) = remdm.probabilities(row.t, row.s);
+                let (t, s) = row.tick.interval();
+                let (p_unmask, p_remask) = remdm.probabilities(t, s);
                 for &i in &candidates {
                     commit[i] = row.uniforms[2 * i] < p_unmask;
                 }
@@ -240,14 +334,14 @@ impl Unmasking {
                 }
             }
             Self::TopK { .. } => {
-                for &i in by_confidence().iter().take(row.k) {
+                for &i in by_confidence().iter().take(row.tick.count()) {
                     commit[i] = true;
                 }
             }
             Self::Random => {
                 let mut order = candidates.clone();
                 order.sort_by(|&a, &b| row.uniforms[2 * a].total_cmp(&row.uniforms[2 * b]));
-                for &i in order.iter().take(row.k) {
+                for &i in order.iter().take(row.tick.count()) {
                     commit[i] = true;
                 }
             }
@@ -309,9 +403,9 @@ mod tests {
         candidates: &'a [bool],
         confidence: &'a [f32],
         uniforms: &'a [f64],
-        k: usize,
+        tick: Tick,
     ) -> RowStep<'a> {
-        RowStep { candidates, decoded: &[], confidence, uniforms, k, t: 0.5, s: 0.25 }
+        RowStep { candidates, decoded: &[], confidence, uniforms, tick }
     }
 
     #[test]
@@ -341,7 +435,7 @@ mod tests {
         let uniforms = [0.0; 10];
         let select = |gamma: f64| {
             let policy = Unmasking::entropy_bound(gamma).unwrap();
-            policy.select(&row(&candidates, &negative_entropy, &uniforms, 0)).commit
+            policy.select(&row(&candidates, &negative_entropy, &uniforms, Tick::Rule)).commit
         };
         assert_eq!(select(0.05), [true, true, false, false, true], "three within 0.05");
         assert_eq!(select(0.02), [false, true, false, false, true], "0.03 > 0.02: two");
@@ -355,7 +449,23 @@ mod tests {
         );
         let eb = Unmasking::entropy_bound(0.1).unwrap();
         assert_eq!(eb.confidence(), Some(Confidence::NegativeEntropy));
-        assert!(eb.runs_to_completion() && eb.scores_the_sampling_distribution());
+        assert!(eb.clock(4) == Clock::UntilDone && eb.scores_the_sampling_distribution());
+    }
+
+    #[test]
+    fn every_policy_steps_on_its_own_clock() {
+        let ancestral =
+            Unmasking::Ancestral { schedule: ScheduleKind::LogLinear(Default::default()) };
+        let grid = ancestral.clock(4);
+        assert_eq!(grid.max_steps(100), 4);
+        assert_eq!(grid.tick(0, 9), Tick::Time { t: 1.0, s: 0.75 });
+        assert_eq!(grid.tick(3, 9), Tick::Time { t: 0.25, s: 0.0 });
+        assert_eq!(grid.tick(3, 9).time(), Some(0.25));
+        let shares = Unmasking::Random.clock(4);
+        assert_eq!((shares.max_steps(100), shares.tick(1, 10)), (4, Tick::Count(3)));
+        assert_eq!(shares.tick(1, 10).time(), None);
+        let rule = Unmasking::threshold(Confidence::Margin, 0.9).unwrap().clock(4);
+        assert_eq!((rule.max_steps(7), rule.tick(5, 10)), (7, Tick::Rule));
     }
 
     #[test]
@@ -374,24 +484,24 @@ mod tests {
             &candidates,
             &confidence,
             &uniforms,
-            2,
+            Tick::Count(2),
         ));
         assert_eq!(top2.commit, [true, false, false, true, false]);
         let threshold = Unmasking::threshold(Confidence::TokenProbability, 0.9).unwrap();
         assert_eq!(
-            threshold.select(&row(&candidates, &confidence, &uniforms, 0)).commit,
+            threshold.select(&row(&candidates, &confidence, &uniforms, Tick::Rule)).commit,
             [true, false, false, true, false]
         );
         // Nothing passes τ = 0.999: the top-1 still goes.
         let strict = Unmasking::threshold(Confidence::TokenProbability, 0.999).unwrap();
         assert_eq!(
-            strict.select(&row(&candidates, &confidence, &uniforms, 0)).commit,
+            strict.select(&row(&candidates, &confidence, &uniforms, Tick::Rule)).commit,
             [true, false, false, false, false]
         );
         // Factor f = 0.3: 2·0.05 = 0.10 ≤ 0.3, 3·0.08 = 0.24 ≤ 0.3, 4·0.3 = 1.2 > 0.3.
         let factor = Unmasking::factor(Confidence::TokenProbability, 0.3).unwrap();
         assert_eq!(
-            factor.select(&row(&candidates, &confidence, &uniforms, 0)).commit,
+            factor.select(&row(&candidates, &confidence, &uniforms, Tick::Rule)).commit,
             [true, false, false, true, false]
         );
     }
@@ -404,8 +514,12 @@ mod tests {
         assert!((unmask_probability(&schedule, 0.1, 0.0) - 1.0).abs() < 1e-6);
         let candidates = [true; 4];
         let uniforms = [0.1, 0.0, 0.6, 0.0, 0.49, 0.0, 0.51, 0.0];
-        let step =
-            Unmasking::Ancestral { schedule }.select(&row(&candidates, &[0.0; 4], &uniforms, 0));
+        let step = Unmasking::Ancestral { schedule }.select(&row(
+            &candidates,
+            &[0.0; 4],
+            &uniforms,
+            Tick::Time { t: 0.5, s: 0.25 },
+        ));
         assert_eq!(step.commit, [true, false, true, false]);
     }
 
