@@ -14,6 +14,7 @@
 //! | [`block`] | `dlm-block` | BD3LM and approximate caches |
 //! | [`device`] | this crate | choose a burn device from a CLI value or `BURN_DEVICE` |
 //! | [`generate`] | this crate | generate and score with an imported checkpoint (`dlm generate`, `dlm score`) |
+//! | [`serve`] | this crate | the OpenAI-compatible HTTP server (`dlm serve`, feature `serve`) |
 //!
 //! # Backends
 //!
@@ -24,6 +25,8 @@
 
 pub mod device;
 pub mod generate;
+#[cfg(feature = "serve")]
+pub mod serve;
 
 pub use dlm_block as block;
 pub use dlm_continuous as continuous;

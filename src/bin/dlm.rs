@@ -6,11 +6,14 @@
 //!              [--block-length N] [--threshold T] [--gamma G] [--cache none|prefix|dual|exact]
 //!              [--temperature T] [--seed S] [--gen-length N] [--mask-id ID] [--device D]
 //! dlm score    --model DIR --text FILE [--samples N] [--seed S] [--mask-id ID] [--device D]
+//! dlm serve    --model DIR [settings as for generate] [--host H] [--port P] [--queue N]
+//!              [--name NAME]
 //! ```
 //!
 //! Generated text streams to stdout as blocks become final; the model calls, tokens per call and
 //! wall time go to stderr. Settings come from the TOML file first (its keys are the flag names
-//! with underscores, see `dlm::generate::GenerateSettings`), then the flags.
+//! with underscores, see `dlm::generate::GenerateSettings`), then the flags. `dlm serve` takes
+//! the same settings as the defaults of its requests (see `dlm::serve`).
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -38,36 +41,29 @@ enum Command {
         /// Render the prompt as a user message with the checkpoint's chat template.
         #[arg(long)]
         chat: bool,
-        /// A TOML file of settings; flags override it.
+        #[command(flatten)]
+        settings: SettingsArgs,
+    },
+    /// Serve the model over an OpenAI-compatible HTTP API (the settings are the defaults of
+    /// every request).
+    #[cfg(feature = "serve")]
+    Serve {
+        #[command(flatten)]
+        model: ModelArgs,
+        #[command(flatten)]
+        settings: SettingsArgs,
+        /// The address to listen on.
+        #[arg(long, default_value = "127.0.0.1")]
+        host: String,
+        /// The port (0: any free one, printed at start).
+        #[arg(long, default_value_t = 8000)]
+        port: u16,
+        /// Requests that may wait while one is decoded; more get a 503.
+        #[arg(long, default_value_t = 16)]
+        queue: usize,
+        /// The model name of the API (default: the directory's name).
         #[arg(long)]
-        config: Option<PathBuf>,
-        /// The unmasking rule.
-        #[arg(long, value_enum)]
-        policy: Option<PolicyArg>,
-        /// Steps per block.
-        #[arg(long)]
-        steps: Option<usize>,
-        /// Semi-autoregressive block length (0: the whole generation is one block).
-        #[arg(long)]
-        block_length: Option<usize>,
-        /// Confidence threshold of the threshold rule.
-        #[arg(long)]
-        threshold: Option<f64>,
-        /// The bound γ of the entropy-bound rule.
-        #[arg(long)]
-        gamma: Option<f64>,
-        /// The cache.
-        #[arg(long, value_enum)]
-        cache: Option<CacheArg>,
-        /// Proposal temperature (0: greedy).
-        #[arg(long)]
-        temperature: Option<f64>,
-        /// Seed of every draw.
-        #[arg(long)]
-        seed: Option<u64>,
-        /// Tokens to generate.
-        #[arg(long)]
-        gen_length: Option<usize>,
+        name: Option<String>,
     },
     /// Estimate the masked-diffusion bound (nats per token) on a text file.
     Score {
@@ -83,6 +79,82 @@ enum Command {
         #[arg(long, default_value_t = 0)]
         seed: u64,
     },
+}
+
+/// The settings of a generation: a TOML file, then flags over it.
+#[derive(clap::Args, Debug)]
+struct SettingsArgs {
+    /// A TOML file of settings; flags override it.
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// The unmasking rule.
+    #[arg(long, value_enum)]
+    policy: Option<PolicyArg>,
+    /// Steps per block.
+    #[arg(long)]
+    steps: Option<usize>,
+    /// Semi-autoregressive block length (0: the whole generation is one block).
+    #[arg(long)]
+    block_length: Option<usize>,
+    /// Confidence threshold of the threshold rule.
+    #[arg(long)]
+    threshold: Option<f64>,
+    /// The bound γ of the entropy-bound rule.
+    #[arg(long)]
+    gamma: Option<f64>,
+    /// The cache.
+    #[arg(long, value_enum)]
+    cache: Option<CacheArg>,
+    /// Proposal temperature (0: greedy).
+    #[arg(long)]
+    temperature: Option<f64>,
+    /// Seed of every draw.
+    #[arg(long)]
+    seed: Option<u64>,
+    /// Tokens to generate.
+    #[arg(long)]
+    gen_length: Option<usize>,
+}
+
+impl SettingsArgs {
+    fn settings(self) -> Result<GenerateSettings, Box<dyn std::error::Error>> {
+        let mut settings = match &self.config {
+            Some(path) => {
+                let text = std::fs::read_to_string(path)
+                    .map_err(|e| format!("{}: {e}", path.display()))?;
+                toml::from_str::<GenerateSettings>(&text)
+                    .map_err(|e| format!("{}: {e}", path.display()))?
+            }
+            None => GenerateSettings::default(),
+        };
+        if let Some(policy) = self.policy {
+            settings.policy = match policy {
+                PolicyArg::TopK => Policy::TopK,
+                PolicyArg::Threshold => Policy::Threshold,
+                PolicyArg::Random => Policy::Random,
+                PolicyArg::Ancestral => Policy::Ancestral,
+                PolicyArg::EntropyBound => Policy::EntropyBound,
+            };
+        }
+        if let Some(cache) = self.cache {
+            settings.cache = match cache {
+                CacheArg::None => Cache::None,
+                CacheArg::Prefix => Cache::Prefix,
+                CacheArg::Dual => Cache::Dual,
+                CacheArg::Exact => Cache::Exact,
+            };
+        }
+        settings.steps = self.steps.unwrap_or(settings.steps);
+        if let Some(block_length) = self.block_length {
+            settings.block_length = (block_length > 0).then_some(block_length);
+        }
+        settings.threshold = self.threshold.unwrap_or(settings.threshold);
+        settings.gamma = self.gamma.unwrap_or(settings.gamma);
+        settings.temperature = self.temperature.unwrap_or(settings.temperature);
+        settings.seed = self.seed.unwrap_or(settings.seed);
+        settings.gen_length = self.gen_length.unwrap_or(settings.gen_length);
+        Ok(settings)
+    }
 }
 
 #[derive(clap::Args, Debug)]
@@ -133,56 +205,8 @@ fn load(args: &ModelArgs) -> Result<Checkpoint, Box<dyn std::error::Error>> {
 
 fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
     match cli.command {
-        Command::Generate {
-            model,
-            prompt,
-            chat,
-            config,
-            policy,
-            steps,
-            block_length,
-            threshold,
-            gamma,
-            cache,
-            temperature,
-            seed,
-            gen_length,
-        } => {
-            let mut settings = match config {
-                Some(path) => {
-                    let text = std::fs::read_to_string(&path)
-                        .map_err(|e| format!("{}: {e}", path.display()))?;
-                    toml::from_str::<GenerateSettings>(&text)
-                        .map_err(|e| format!("{}: {e}", path.display()))?
-                }
-                None => GenerateSettings::default(),
-            };
-            if let Some(policy) = policy {
-                settings.policy = match policy {
-                    PolicyArg::TopK => Policy::TopK,
-                    PolicyArg::Threshold => Policy::Threshold,
-                    PolicyArg::Random => Policy::Random,
-                    PolicyArg::Ancestral => Policy::Ancestral,
-                    PolicyArg::EntropyBound => Policy::EntropyBound,
-                };
-            }
-            if let Some(cache) = cache {
-                settings.cache = match cache {
-                    CacheArg::None => Cache::None,
-                    CacheArg::Prefix => Cache::Prefix,
-                    CacheArg::Dual => Cache::Dual,
-                    CacheArg::Exact => Cache::Exact,
-                };
-            }
-            settings.steps = steps.unwrap_or(settings.steps);
-            if let Some(block_length) = block_length {
-                settings.block_length = (block_length > 0).then_some(block_length);
-            }
-            settings.threshold = threshold.unwrap_or(settings.threshold);
-            settings.gamma = gamma.unwrap_or(settings.gamma);
-            settings.temperature = temperature.unwrap_or(settings.temperature);
-            settings.seed = seed.unwrap_or(settings.seed);
-            settings.gen_length = gen_length.unwrap_or(settings.gen_length);
+        Command::Generate { model, prompt, chat, settings } => {
+            let settings = settings.settings()?;
             let checkpoint = load(&model)?;
             let prompt = if chat { checkpoint.chat_prompt(&prompt)? } else { prompt };
             let mut stdout = std::io::stdout();
@@ -199,6 +223,24 @@ fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
                 generated.tokens_per_forward(),
                 generated.seconds
             );
+        }
+        #[cfg(feature = "serve")]
+        Command::Serve { model, settings, host, port, queue, name } => {
+            let settings = settings.settings()?;
+            let name = name.unwrap_or_else(|| {
+                let dir = model.model.canonicalize().unwrap_or_else(|_| model.model.clone());
+                dir.file_name().map_or("dlm".into(), |n| n.to_string_lossy().into_owned())
+            });
+            let checkpoint = load(&model)?;
+            let engine = dlm::serve::Engine::start(checkpoint, name.clone(), settings, queue)?;
+            let runtime = tokio::runtime::Runtime::new()?;
+            runtime.block_on(async {
+                let listener = tokio::net::TcpListener::bind((host.as_str(), port)).await?;
+                // The one line a script waits for (with the port, when it was 0).
+                println!("serving {name} on http://{}", listener.local_addr()?);
+                std::io::stdout().flush()?;
+                dlm::serve::serve(listener, std::sync::Arc::new(engine)).await
+            })?;
         }
         Command::Score { model, text, samples, seed } => {
             let checkpoint = load(&model)?;

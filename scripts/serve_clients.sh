@@ -1,0 +1,57 @@
+#!/usr/bin/env bash
+# Starts `dlm serve` on loopback with the tiny LLaDA fixture and runs real clients against it:
+# curl (whole, streamed, bad requests) and the `openai` Python package (scripts/serve_clients.py),
+# then a bounded load test. CI runs it.
+#
+# Usage: scripts/serve_clients.sh [LOAD_CLIENTS [LOAD_SECONDS]]   (defaults 32 and 5)
+# The binary is the debug build (what `cargo test` built); DLM_PROFILE=release for measuring.
+# The Python is $DLM_CLIENT_PYTHON, default the torch venv of scripts/setup-torch.sh; `openai` is
+# installed into it when missing.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+clients="${1:-32}"
+seconds="${2:-5}"
+python="${DLM_CLIENT_PYTHON:-${DLM_TORCH_VENV:-$HOME/.cache/dlm-torch-venv}/bin/python}"
+if ! "$python" -c "import openai" 2>/dev/null; then
+  "$python" -m pip install -q "openai==2.54.0"
+fi
+profile="${DLM_PROFILE:-debug}"
+if [ "$profile" = release ]; then cargo build -q --release --bin dlm; else cargo build -q --bin dlm; fi
+bin="${CARGO_TARGET_DIR:-target}/$profile/dlm"
+log="$(mktemp)"
+"$bin" serve --model crates/dlm-core/tests/fixtures/llama/llada --port 0 --queue 8 \
+  --steps 4 --gen-length 8 >"$log" 2>&1 &
+server=$!
+trap 'kill $server 2>/dev/null || true; rm -f "$log"' EXIT
+for _ in $(seq 100); do
+  grep -q '^serving' "$log" && break
+  kill -0 $server 2>/dev/null || { cat "$log"; exit 1; }
+  sleep 0.1
+done
+url="$(grep -o 'http://[0-9.:]*' "$log")"
+echo "dlm serve at $url"
+
+expect() { # expect WHAT STATUS curl-args...: the status and a JSON body
+  local what="$1" status="$2"; shift 2
+  local got
+  got="$(curl -s -o /tmp/dlm-serve-body.$$ -w '%{http_code}' "$@")"
+  if [ "$got" != "$status" ]; then
+    echo "$what: HTTP $got, expected $status: $(cat /tmp/dlm-serve-body.$$)"; exit 1
+  fi
+  echo "curl $what: HTTP $got $(head -c 160 /tmp/dlm-serve-body.$$)"
+}
+expect health 200 "$url/health"
+expect completion 200 "$url/v1/completions" -d '{"prompt": "w5 w6 w7", "max_tokens": 8}'
+expect "unknown field" 400 "$url/v1/completions" -d '{"prompt": "w5", "temprature": 1}'
+expect "not JSON" 400 "$url/v1/completions" -d 'prompt=w5'
+expect "prompt beyond the context" 400 "$url/v1/completions" -d '{"prompt": "w5", "max_tokens": 999}'
+stream="$(curl -s -N "$url/v1/completions" -d '{"prompt": "w5", "max_tokens": 8, "block_length": 4, "stream": true}')"
+[ "$(grep -c '^data: ' <<<"$stream")" -ge 3 ] && grep -q '^data: \[DONE\]' <<<"$stream" \
+  || { echo "bad stream: $stream"; exit 1; }
+echo "curl stream: $(grep -c '^data: ' <<<"$stream") events, ends with [DONE]"
+rm -f /tmp/dlm-serve-body.$$
+
+"$python" scripts/serve_clients.py --base-url "$url/v1" --model llada \
+  --load-clients "$clients" --load-seconds "$seconds"
+# The server survived everything.
+expect "health after the load" 200 "$url/health"

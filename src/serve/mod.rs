@@ -1,0 +1,369 @@
+//! `dlm serve`: an OpenAI-compatible HTTP server for an imported checkpoint.
+//!
+//! | route | what |
+//! |---|---|
+//! | `GET /health` | `{"status": "ok"}` |
+//! | `GET /v1/models` | the served model |
+//! | `POST /v1/completions` | a completion of `prompt` |
+//! | `POST /v1/chat/completions` | the assistant's reply to `messages`, through the checkpoint's chat template |
+//!
+//! Requests take OpenAI's fields (`max_tokens`, `temperature`, `seed`, `stop`, `stream`, …) and
+//! the sampler's beside them (`policy`, `steps`, `block_length`, `threshold`, `gamma`,
+//! `cache`); what a request leaves out comes from the server's defaults. Unknown fields, bad
+//! values and requests beyond the model (a prompt longer than its context) get a 400 whose JSON
+//! body names the field; a full queue gets a 503. A panic inside a generation fails that request
+//! with a 500 and leaves the server running.
+//!
+//! # Streaming a diffusion model
+//!
+//! A diffusion sampler does not produce text left to right: a step commits tokens anywhere in the
+//! block being decoded. With `"stream": true` a chunk is sent when text becomes **final**: when a
+//! block is done (semi-autoregressive decoding, the block decoders, SDAR), or once at the end
+//! when the whole generation is one block. A chunk never revises an earlier one: no decoder of
+//! this library changes a finished block. Text is cut at the first end-of-text token and at the
+//! first stop string; the last chunk carries `finish_reason` (`stop` when the model committed an
+//! end-of-text token or the text met a stop string, `length` otherwise), `usage`, and `dlm`
+//! (model calls, tokens per call, seconds), and `data: [DONE]` follows. The response starts once
+//! the first block is final, so errors found when decoding starts are still a 400.
+//!
+//! Requests are decoded one at a time, in arrival order, by one thread that owns the model.
+
+mod api;
+mod engine;
+mod error;
+mod stop;
+
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::response::sse::{Event as SseEvent, Sse};
+use axum::response::{IntoResponse, Json, Response};
+use axum::routing::{get, post};
+use dlm_core::tokenizer::ChatMessage;
+use serde_json::json;
+use tokio::sync::mpsc::channel;
+use tokio_stream::wrappers::ReceiverStream;
+
+pub use api::{
+    ChatChoice, ChatCompletion, Completion, CompletionChoice, DecodingCost, FinishReason,
+    GenerationRequest, Logprobs, Prompt, RequestMessage, ResponseMessage, Stop, Usage,
+};
+pub use engine::{Engine, Event, Finished};
+pub use error::ApiError;
+pub use stop::StopFilter;
+
+/// The routes, on `engine`.
+pub fn router(engine: Arc<Engine>) -> Router {
+    Router::new()
+        .route("/health", get(health))
+        .route("/v1/models", get(models))
+        .route("/v1/completions", post(completions))
+        .route("/v1/chat/completions", post(chat_completions))
+        .fallback(|| async { ApiError::not_found("no such route") })
+        .with_state(engine)
+}
+
+/// Serves `engine` on `listener` until Ctrl-C.
+///
+/// # Errors
+/// As [`axum::serve`].
+pub async fn serve(listener: tokio::net::TcpListener, engine: Arc<Engine>) -> std::io::Result<()> {
+    axum::serve(listener, router(engine))
+        .with_graceful_shutdown(async {
+            let _ = tokio::signal::ctrl_c().await;
+        })
+        .await
+}
+
+async fn health() -> Json<serde_json::Value> {
+    Json(json!({"status": "ok"}))
+}
+
+async fn models(State(engine): State<Arc<Engine>>) -> Json<serde_json::Value> {
+    Json(json!({
+        "object": "list",
+        "data": [{"id": engine.model_name(), "object": "model", "created": 0, "owned_by": "dlm"}],
+    }))
+}
+
+async fn completions(State(engine): State<Arc<Engine>>, body: Bytes) -> Response {
+    let run = async {
+        let request = parse(&body, &engine)?;
+        let prompt = request.prompt()?.to_string();
+        let echo = request.echo.then(|| prompt.clone());
+        respond(&engine, &request, prompt, Shape::Completion { echo }).await
+    };
+    run.await.unwrap_or_else(IntoResponse::into_response)
+}
+
+async fn chat_completions(State(engine): State<Arc<Engine>>, body: Bytes) -> Response {
+    let run = async {
+        let request = parse(&body, &engine)?;
+        let messages = request
+            .messages()?
+            .iter()
+            .map(|m| ChatMessage { role: m.role.clone(), content: m.content.clone() })
+            .collect();
+        let prompt = engine.chat_prompt(messages)?;
+        respond(&engine, &request, prompt, Shape::Chat).await
+    };
+    run.await.unwrap_or_else(IntoResponse::into_response)
+}
+
+/// The request body, with the field at fault named when it does not parse, and the model name
+/// checked.
+fn parse(body: &[u8], engine: &Engine) -> Result<GenerationRequest, ApiError> {
+    let deserializer = &mut serde_json::Deserializer::from_slice(body);
+    let request: GenerationRequest =
+        serde_path_to_error::deserialize(deserializer).map_err(|err| {
+            let path = err.path().to_string();
+            let message = err.into_inner().to_string();
+            // An unknown field is reported at its parent; its name is in the message.
+            let param = unknown_field(&message).map(str::to_string).unwrap_or(path);
+            if param == "." {
+                ApiError::rejected(message)
+            } else {
+                ApiError::invalid(param, message)
+            }
+        })?;
+    if let Some(model) = request.model.as_deref().filter(|&m| m != engine.model_name()) {
+        return Err(ApiError::not_found(format!(
+            "model {model:?}: this server serves {:?}",
+            engine.model_name()
+        )));
+    }
+    Ok(request)
+}
+
+/// The field named by serde's "unknown field `x`" message.
+fn unknown_field(message: &str) -> Option<&str> {
+    message.strip_prefix("unknown field `")?.split('`').next()
+}
+
+/// Which API a response follows.
+#[derive(Debug, Clone)]
+enum Shape {
+    Completion { echo: Option<String> },
+    Chat,
+}
+
+/// Queues the generation and answers: one JSON body, or server-sent events.
+async fn respond(
+    engine: &Arc<Engine>,
+    request: &GenerationRequest,
+    prompt: String,
+    shape: Shape,
+) -> Result<Response, ApiError> {
+    let settings = request.settings(engine.defaults())?;
+    let mut stop = StopFilter::new(request.stop_strings()?);
+    let mut events = engine.submit(prompt, settings)?;
+    let reply = Reply {
+        id: engine.next_id(),
+        created: SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs()),
+        model: engine.model_name().to_string(),
+        shape,
+    };
+    if !request.stream {
+        let mut text = String::new();
+        let finished = loop {
+            match events.recv().await {
+                Some(Event::Text(piece)) => text.push_str(&stop.push(&piece)),
+                Some(Event::Done(result)) => break result?,
+                None => return Err(ApiError::internal("the engine stopped")),
+            }
+        };
+        text.push_str(&stop.finish());
+        return Ok(Json(reply.whole(text, &finished, stop.stopped())).into_response());
+    }
+    // Wait for the first event, so that a request the sampler refuses is still a 400.
+    let first = events.recv().await.ok_or_else(|| ApiError::internal("the engine stopped"))?;
+    let first = match first {
+        Event::Done(Err(err)) => return Err(err),
+        event => event,
+    };
+    let (sender, receiver) = channel::<Result<SseEvent, Infallible>>(16);
+    tokio::spawn(async move {
+        let send = |value: serde_json::Value| {
+            let sender = sender.clone();
+            async move { sender.send(Ok(SseEvent::default().data(value.to_string()))).await.is_ok() }
+        };
+        if let Some(opening) = reply.opening()
+            && !send(opening).await
+        {
+            return;
+        }
+        let mut pending = Some(first);
+        loop {
+            let current = match pending.take() {
+                Some(event) => event,
+                None => match events.recv().await {
+                    Some(event) => event,
+                    None => break,
+                },
+            };
+            match current {
+                Event::Text(piece) => {
+                    let delta = stop.push(&piece);
+                    if !delta.is_empty() && !send(reply.chunk(delta)).await {
+                        return;
+                    }
+                }
+                Event::Done(Ok(finished)) => {
+                    let rest = stop.finish();
+                    if !rest.is_empty() && !send(reply.chunk(rest)).await {
+                        return;
+                    }
+                    if !send(reply.last(&finished, stop.stopped())).await {
+                        return;
+                    }
+                    break;
+                }
+                Event::Done(Err(err)) => {
+                    if !send(err.body()).await {
+                        return;
+                    }
+                    break;
+                }
+            }
+        }
+        let _ = sender.send(Ok(SseEvent::default().data("[DONE]"))).await;
+    });
+    Ok(Sse::new(ReceiverStream::new(receiver)).into_response())
+}
+
+/// The fields every chunk and body of one response share.
+#[derive(Debug, Clone)]
+struct Reply {
+    id: u64,
+    created: u64,
+    model: String,
+    shape: Shape,
+}
+
+impl Reply {
+    fn finish_reason(finished: &Finished, stopped: bool) -> FinishReason {
+        if stopped || finished.ended_by_the_model() {
+            FinishReason::Stop
+        } else {
+            FinishReason::Length
+        }
+    }
+
+    fn usage(finished: &Finished) -> Usage {
+        let completion_tokens = finished.generated.tokens.len();
+        Usage {
+            prompt_tokens: finished.prompt_tokens,
+            completion_tokens,
+            total_tokens: finished.prompt_tokens + completion_tokens,
+        }
+    }
+
+    fn cost(finished: &Finished) -> DecodingCost {
+        DecodingCost {
+            nfe: finished.generated.nfe,
+            tokens_per_forward: finished.generated.tokens_per_forward(),
+            seconds: finished.generated.seconds,
+        }
+    }
+
+    /// A whole, non-streamed response.
+    fn whole(&self, text: String, finished: &Finished, stopped: bool) -> serde_json::Value {
+        let finish = Some(Self::finish_reason(finished, stopped));
+        let (usage, cost) = (Some(Self::usage(finished)), Some(Self::cost(finished)));
+        match &self.shape {
+            Shape::Completion { echo } => {
+                let text = match echo {
+                    Some(prompt) => format!("{prompt}{text}"),
+                    None => text,
+                };
+                self.completion(text, finish, usage, cost)
+            }
+            Shape::Chat => {
+                let message = ResponseMessage { role: Some("assistant"), content: Some(text) };
+                self.chat("chat.completion", Some(message), None, finish, usage, cost)
+            }
+        }
+    }
+
+    /// The first event of a stream: chat's role announcement, or completions' echoed prompt.
+    fn opening(&self) -> Option<serde_json::Value> {
+        match &self.shape {
+            Shape::Completion { echo } => {
+                echo.clone().map(|prompt| self.completion(prompt, None, None, None))
+            }
+            Shape::Chat => {
+                let delta =
+                    ResponseMessage { role: Some("assistant"), content: Some(String::new()) };
+                Some(self.chat("chat.completion.chunk", None, Some(delta), None, None, None))
+            }
+        }
+    }
+
+    /// A chunk of final text.
+    fn chunk(&self, text: String) -> serde_json::Value {
+        match &self.shape {
+            Shape::Completion { .. } => self.completion(text, None, None, None),
+            Shape::Chat => {
+                let delta = ResponseMessage { role: None, content: Some(text) };
+                self.chat("chat.completion.chunk", None, Some(delta), None, None, None)
+            }
+        }
+    }
+
+    /// The last chunk: no text, the finish reason, usage and cost.
+    fn last(&self, finished: &Finished, stopped: bool) -> serde_json::Value {
+        let finish = Some(Self::finish_reason(finished, stopped));
+        let (usage, cost) = (Some(Self::usage(finished)), Some(Self::cost(finished)));
+        match &self.shape {
+            Shape::Completion { .. } => self.completion(String::new(), finish, usage, cost),
+            Shape::Chat => {
+                let delta = ResponseMessage::default();
+                self.chat("chat.completion.chunk", None, Some(delta), finish, usage, cost)
+            }
+        }
+    }
+
+    fn completion(
+        &self,
+        text: String,
+        finish_reason: Option<FinishReason>,
+        usage: Option<Usage>,
+        dlm: Option<DecodingCost>,
+    ) -> serde_json::Value {
+        let choice = CompletionChoice { text, index: 0, logprobs: None, finish_reason };
+        json!(Completion {
+            id: format!("cmpl-{}", self.id),
+            object: "text_completion",
+            created: self.created,
+            model: self.model.clone(),
+            choices: vec![choice],
+            usage,
+            dlm,
+        })
+    }
+
+    fn chat(
+        &self,
+        object: &'static str,
+        message: Option<ResponseMessage>,
+        delta: Option<ResponseMessage>,
+        finish_reason: Option<FinishReason>,
+        usage: Option<Usage>,
+        dlm: Option<DecodingCost>,
+    ) -> serde_json::Value {
+        let choice = ChatChoice { index: 0, message, delta, finish_reason };
+        json!(ChatCompletion {
+            id: format!("chatcmpl-{}", self.id),
+            object,
+            created: self.created,
+            model: self.model.clone(),
+            choices: vec![choice],
+            usage,
+            dlm,
+        })
+    }
+}

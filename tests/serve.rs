@@ -1,0 +1,248 @@
+//! `dlm serve`'s routes on the tiny LLaDA fixture: responses are the library's own generations,
+//! streams add up to the whole text, bad requests get a 4xx naming the field, a full queue a 503
+//! with no accepted request lost. (`scripts/serve_clients.sh` runs curl and the `openai` Python
+//! client against the binary on loopback.)
+
+#![cfg(feature = "serve")]
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::http::{Request, StatusCode};
+use burn::tensor::Device;
+use dlm::generate::{Checkpoint, GenerateSettings};
+use dlm::serve::{Engine, Event, router};
+use http_body_util::BodyExt;
+use serde_json::{Value, json};
+use tower::ServiceExt;
+
+fn checkpoint() -> Checkpoint {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("crates/dlm-core/tests/fixtures/llama/llada");
+    Checkpoint::load(&dir, &Device::flex(), None).unwrap()
+}
+
+fn defaults() -> GenerateSettings {
+    GenerateSettings { steps: 4, gen_length: 8, ..GenerateSettings::default() }
+}
+
+fn engine(queue: usize) -> Arc<Engine> {
+    Arc::new(Engine::start(checkpoint(), "llada".into(), defaults(), queue).unwrap())
+}
+
+/// Status and body of one request.
+async fn call(
+    engine: &Arc<Engine>,
+    method: &str,
+    path: &str,
+    body: Option<Value>,
+) -> (StatusCode, String) {
+    let request = Request::builder()
+        .method(method)
+        .uri(path)
+        .header("content-type", "application/json")
+        .body(body.map_or_else(Body::empty, |b| Body::from(b.to_string())))
+        .unwrap();
+    let response = router(engine.clone()).oneshot(request).await.unwrap();
+    let status = response.status();
+    let bytes = response.into_body().collect().await.unwrap().to_bytes();
+    (status, String::from_utf8(bytes.to_vec()).unwrap())
+}
+
+async fn json_call(engine: &Arc<Engine>, path: &str, body: Value) -> (StatusCode, Value) {
+    let (status, text) = call(engine, "POST", path, Some(body)).await;
+    (status, serde_json::from_str(&text).unwrap_or_else(|_| panic!("not JSON: {text}")))
+}
+
+/// The `data:` payloads of an event stream, `[DONE]` excluded, and whether `[DONE]` ended it.
+fn events(stream: &str) -> (Vec<Value>, bool) {
+    let data: Vec<&str> = stream.lines().filter_map(|line| line.strip_prefix("data: ")).collect();
+    let done = data.last() == Some(&"[DONE]");
+    let values = data.iter().filter(|d| **d != "[DONE]").map(|d| serde_json::from_str(d).unwrap());
+    (values.collect(), done)
+}
+
+#[tokio::test]
+async fn health_models_and_unknown_routes() {
+    let engine = engine(4);
+    let (status, body) = call(&engine, "GET", "/health", None).await;
+    assert_eq!((status, body.as_str()), (StatusCode::OK, r#"{"status":"ok"}"#));
+    let (status, body) = call(&engine, "GET", "/v1/models", None).await;
+    assert_eq!(status, StatusCode::OK);
+    let models: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(models["data"][0]["id"], "llada");
+    let (status, body) = call(&engine, "GET", "/v1/nothing", None).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert!(body.contains("not_found_error"), "{body}");
+}
+
+#[tokio::test]
+async fn completions_are_the_librarys_generations_whole_or_streamed() {
+    let engine = engine(4);
+    let settings =
+        GenerateSettings { block_length: Some(4), seed: 3, temperature: 1.0, ..defaults() };
+    let expected = checkpoint().generate("w5 w6 w7", &settings, &mut |_| {}).unwrap();
+    let request = json!({
+        "model": "llada", "prompt": "w5 w6 w7", "max_tokens": 8, "block_length": 4,
+        "seed": 3, "temperature": 1.0,
+    });
+    let (status, whole) = json_call(&engine, "/v1/completions", request.clone()).await;
+    assert_eq!(status, StatusCode::OK, "{whole}");
+    assert_eq!(whole["object"], "text_completion");
+    assert_eq!(whole["choices"][0]["text"], expected.text.as_str());
+    assert_eq!(whole["choices"][0]["finish_reason"], "length");
+    assert_eq!(whole["usage"]["prompt_tokens"], 3);
+    assert_eq!(whole["usage"]["completion_tokens"], expected.tokens.len());
+    assert_eq!(whole["dlm"]["nfe"], expected.nfe);
+
+    // Streamed: one chunk per final block (two blocks of 4), adding up to the same text.
+    let mut streamed = request.clone();
+    streamed["stream"] = json!(true);
+    let (status, stream) = call(&engine, "POST", "/v1/completions", Some(streamed)).await;
+    assert_eq!(status, StatusCode::OK);
+    let (chunks, done) = events(&stream);
+    assert!(done, "{stream}");
+    let texts: Vec<&str> =
+        chunks.iter().map(|c| c["choices"][0]["text"].as_str().unwrap()).collect();
+    assert_eq!(texts.concat(), expected.text);
+    assert_eq!(texts.iter().filter(|t| !t.is_empty()).count(), 2, "{texts:?}");
+    let last = chunks.last().unwrap();
+    assert_eq!(last["choices"][0]["finish_reason"], "length");
+    assert_eq!(last["usage"]["completion_tokens"], expected.tokens.len());
+    assert!(chunks[..chunks.len() - 1].iter().all(|c| c["choices"][0]["finish_reason"].is_null()));
+
+    // Echo puts the prompt in front.
+    let mut echoed = request;
+    echoed["echo"] = json!(true);
+    let (_, whole) = json_call(&engine, "/v1/completions", echoed).await;
+    assert_eq!(whole["choices"][0]["text"], format!("w5 w6 w7{}", expected.text));
+}
+
+#[tokio::test]
+async fn stop_strings_cut_the_text_and_finish_with_stop() {
+    let engine = engine(4);
+    let expected = checkpoint().generate("w5 w6 w7", &defaults(), &mut |_| {}).unwrap();
+    // The text's second word, as a stop string: the completion is the first word.
+    let words: Vec<&str> = expected.text.split(' ').collect();
+    assert!(words.len() > 2, "{}", expected.text);
+    let stop = format!(" {}", words[1]);
+    let cut = &expected.text[..expected.text.find(&stop).unwrap()];
+    for stream in [false, true] {
+        let request = json!({"prompt": "w5 w6 w7", "stop": [stop], "stream": stream});
+        let (status, body) = call(&engine, "POST", "/v1/completions", Some(request)).await;
+        assert_eq!(status, StatusCode::OK);
+        let chunks =
+            if stream { events(&body).0 } else { vec![serde_json::from_str(&body).unwrap()] };
+        let text: String =
+            chunks.iter().map(|c| c["choices"][0]["text"].as_str().unwrap().to_string()).collect();
+        assert_eq!(text, cut);
+        assert_eq!(chunks.last().unwrap()["choices"][0]["finish_reason"], "stop");
+    }
+}
+
+#[tokio::test]
+async fn chat_renders_the_checkpoints_template() {
+    let engine = engine(4);
+    let checkpoint = checkpoint();
+    let prompt = checkpoint.chat_prompt("w9 w10").unwrap();
+    let expected = checkpoint.generate(&prompt, &defaults(), &mut |_| {}).unwrap();
+    let request = json!({"messages": [{"role": "user", "content": "w9 w10"}]});
+    let (status, whole) = json_call(&engine, "/v1/chat/completions", request.clone()).await;
+    assert_eq!(status, StatusCode::OK, "{whole}");
+    assert_eq!(whole["object"], "chat.completion");
+    assert_eq!(whole["choices"][0]["message"]["role"], "assistant");
+    assert_eq!(whole["choices"][0]["message"]["content"], expected.text.as_str());
+    let mut streamed = request;
+    streamed["stream"] = json!(true);
+    let (_, stream) = call(&engine, "POST", "/v1/chat/completions", Some(streamed)).await;
+    let (chunks, done) = events(&stream);
+    assert!(done);
+    assert_eq!(chunks[0]["object"], "chat.completion.chunk");
+    assert_eq!(chunks[0]["choices"][0]["delta"]["role"], "assistant");
+    let content: String =
+        chunks.iter().filter_map(|c| c["choices"][0]["delta"]["content"].as_str()).collect();
+    assert_eq!(content, expected.text);
+}
+
+#[tokio::test]
+async fn bad_requests_get_4xx_naming_the_field() {
+    let engine = engine(4);
+    let cases = [
+        ("/v1/completions", json!({"prompt": "w5", "temprature": 1}), 400, Some("temprature")),
+        (
+            "/v1/completions",
+            json!({"prompt": "w5", "max_tokens": "eight"}),
+            400,
+            Some("max_tokens"),
+        ),
+        ("/v1/completions", json!({"prompt": "w5", "max_tokens": 0}), 400, Some("max_tokens")),
+        ("/v1/completions", json!({"prompt": "w5", "n": 2}), 400, Some("n")),
+        ("/v1/completions", json!({"prompt": "w5", "top_p": 0.9}), 400, Some("top_p")),
+        ("/v1/completions", json!({"prompt": "w5", "temperature": -1}), 400, Some("temperature")),
+        ("/v1/completions", json!({"prompt": "w5", "logprobs": 1}), 400, Some("logprobs")),
+        ("/v1/completions", json!({"prompt": "w5", "stop": [""]}), 400, Some("stop")),
+        ("/v1/completions", json!({"prompt": ["a", "b"]}), 400, Some("prompt")),
+        ("/v1/completions", json!({}), 400, Some("prompt")),
+        ("/v1/completions", json!({"prompt": "w5", "policy": "best"}), 400, Some("policy")),
+        ("/v1/completions", json!({"prompt": "w5", "model": "gpt-4"}), 404, None),
+        // The sampler's own checks, found when decoding starts: still a 400, streamed or not.
+        ("/v1/completions", json!({"prompt": "w5", "max_tokens": 500}), 400, None),
+        ("/v1/completions", json!({"prompt": "w5", "steps": 0, "stream": true}), 400, None),
+        ("/v1/completions", json!({"prompt": "w5", "cache": "exact"}), 400, None),
+        (
+            "/v1/completions",
+            json!({"prompt": "w5", "threshold": 2.0, "policy": "threshold"}),
+            400,
+            None,
+        ),
+        ("/v1/chat/completions", json!({"messages": []}), 400, Some("messages")),
+        (
+            "/v1/chat/completions",
+            json!({"messages": [{"role": "robot", "content": "x"}]}),
+            400,
+            Some("messages"),
+        ),
+        ("/v1/chat/completions", json!({"prompt": "w5"}), 400, Some("prompt")),
+        ("/v1/chat/completions", json!({"messages": [{"role": "user"}]}), 400, Some("messages[0]")),
+    ];
+    for (path, body, status, param) in cases {
+        let (got, error) = json_call(&engine, path, body.clone()).await;
+        assert_eq!(got.as_u16(), status, "{body}: {error}");
+        assert!(error["error"]["message"].as_str().is_some_and(|m| !m.is_empty()), "{error}");
+        if let Some(param) = param {
+            assert_eq!(error["error"]["param"], param, "{body}: {error}");
+        }
+    }
+    // Not JSON at all.
+    let (status, body) = call(&engine, "POST", "/v1/completions", None).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    // The server still serves after all of them.
+    let (status, _) = json_call(&engine, "/v1/completions", json!({"prompt": "w5"})).await;
+    assert_eq!(status, StatusCode::OK);
+}
+
+#[test]
+fn a_full_queue_refuses_with_503_and_loses_no_accepted_request() {
+    let engine = engine(1);
+    let slow = GenerateSettings { steps: 64, gen_length: 48, ..defaults() };
+    // One decodes, one waits: at most two of a burst are accepted before the first is done.
+    let outcomes: Vec<_> = (0..6).map(|_| engine.submit("w5 w6".into(), slow.clone())).collect();
+    let refused = outcomes.iter().filter(|o| o.is_err()).count();
+    assert!(refused >= 4, "{refused} of 6 refused");
+    for outcome in &outcomes {
+        if let Err(err) = outcome {
+            assert_eq!(err.status, StatusCode::SERVICE_UNAVAILABLE);
+            assert!(err.message.contains("queue is full"), "{}", err.message);
+        }
+    }
+    for mut events in outcomes.into_iter().flatten() {
+        let finished = loop {
+            match events.blocking_recv().expect("every accepted request ends") {
+                Event::Text(_) => {}
+                Event::Done(result) => break result.unwrap(),
+            }
+        };
+        assert_eq!(finished.generated.tokens.len(), 48);
+    }
+}
