@@ -193,7 +193,7 @@ def llada():
     return model
 
 
-def llada_generate(model, prompt, gen_len, block_length, steps):
+def llada_generate(model, prompt, gen_len, block_length, steps, cfg_scale=0.0):
     """LLaDA's semi-autoregressive generation with low-confidence remasking at temperature 0
     (`generate.py` of ML-GSAI/LLaDA, re-written here), with one difference: the mask token's
     logit is set to −∞ before the argmax and the softmax (SUBS's zero-masking, which this
@@ -202,7 +202,11 @@ def llada_generate(model, prompt, gen_len, block_length, steps):
     Per block, the masks present at its start are spread over `steps / num_blocks` steps,
     ⌊n/s⌋ each and one more in the first n mod s steps; at each step every masked position of
     the block gets the argmax token and its probability, positions right of the block get −∞,
-    and the `k` most confident are committed."""
+    and the `k` most confident are committed.
+
+    With `cfg_scale > 0`, LLaDA's classifier-free guidance: the unconditional input is `x` with
+    every prompt position set to the mask (`un_x[prompt_index] = mask_id`), both run as one
+    batch, and `logits = un_logits + (cfg_scale + 1) * (logits - un_logits)`."""
     batch, prompt_len = prompt.shape
     x = torch.cat([prompt, torch.full((batch, gen_len), MASK_ID)], dim=1)
     num_blocks = gen_len // block_length
@@ -216,7 +220,15 @@ def llada_generate(model, prompt, gen_len, block_length, steps):
         for step in range(steps_per_block):
             mask_index = x == MASK_ID
             with torch.no_grad():
-                logits = model(input_ids=x, attention_mask=zeros).logits
+                if cfg_scale > 0:
+                    un_x = x.clone()
+                    un_x[:, :prompt_len] = MASK_ID
+                    both = model(input_ids=torch.cat([x, un_x]),
+                                 attention_mask=torch.cat([zeros, zeros])).logits
+                    logits, un_logits = torch.chunk(both, 2, dim=0)
+                    logits = un_logits + (cfg_scale + 1) * (logits - un_logits)
+                else:
+                    logits = model(input_ids=x, attention_mask=zeros).logits
             logits[..., MASK_ID] = float("-inf")
             x0 = logits.argmax(dim=-1)
             p = torch.softmax(logits.double(), dim=-1)
@@ -234,11 +246,12 @@ def llada_generate(model, prompt, gen_len, block_length, steps):
 def llada_generations(model):
     prompt = torch.randint(0, VOCAB - 1, (BATCH, 4))
     runs = []
-    for gen_len, block_length, steps in [(8, 4, 4), (8, 8, 8), (12, 4, 6)]:
-        tokens = llada_generate(model, prompt, gen_len, block_length, steps)
+    settings = [(8, 4, 4, 0.0), (8, 8, 8, 0.0), (12, 4, 6, 0.0), (8, 4, 4, 0.5), (12, 4, 6, 2.0)]
+    for gen_len, block_length, steps, cfg_scale in settings:
+        tokens = llada_generate(model, prompt, gen_len, block_length, steps, cfg_scale)
         runs.append(
             {"gen_len": gen_len, "block_length": block_length, "steps": steps,
-             "tokens": tokens.flatten().tolist()}
+             "cfg_scale": cfg_scale, "tokens": tokens.flatten().tolist()}
         )
     fixture = {
         "provenance": "scripts/llama_fixtures.py llada_generate, torch 2.9.0, transformers 5.24.0",

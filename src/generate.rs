@@ -21,8 +21,10 @@ use dlm_core::data::SequenceDataset;
 use dlm_core::llama::Pretrained;
 use dlm_core::sampling::{Confidence, TokenSampler};
 use dlm_core::tokenizer::{ChatMessage, ChatTemplate, HfTokenizer, SpecialTokens};
-use dlm_discrete::sampler::{BlockDone, MaskedSampler, SamplerState, Unmasking};
-use dlm_discrete::{DiscreteError, MaskingProcess, Mdlm, Subs};
+use dlm_discrete::sampler::{
+    BlockDone, MaskedSampler, Observer, SamplerState, Start, Trajectory, TrajectoryStep, Unmasking,
+};
+use dlm_discrete::{DiscreteError, Guided, MaskingProcess, Mdlm, Subs};
 use dlm_sched::{LogLinear, ScheduleKind, TimeSampler};
 use rand::SeedableRng;
 use rand::rngs::StdRng;
@@ -109,6 +111,9 @@ pub struct GenerateSettings {
     pub seed: u64,
     /// Tokens to generate.
     pub gen_length: usize,
+    /// Classifier-free guidance scale `w` (LLaDA's `cfg_scale`; 0: none): full-attention models
+    /// without a cache.
+    pub cfg_scale: f64,
 }
 
 impl Default for GenerateSettings {
@@ -123,6 +128,7 @@ impl Default for GenerateSettings {
             temperature: 0.0,
             seed: 0,
             gen_length: 128,
+            cfg_scale: 0.0,
         }
     }
 }
@@ -138,10 +144,13 @@ pub struct Generated {
     pub nfe: usize,
     /// Wall time in seconds.
     pub seconds: f64,
+    /// Every step of the decoding, replayable ([`Trajectory::replay`]) and writable as JSON
+    /// Lines; `None` for a block-causal model, whose block sampler reports finished blocks only.
+    pub trajectory: Option<Trajectory>,
 }
 
 impl Generated {
-    /// Generated tokens per model call.
+    /// Generated tokens per model call (the tokens up to the end of text).
     pub fn tokens_per_forward(&self) -> f64 {
         self.tokens.len() as f64 / self.nfe.max(1) as f64
     }
@@ -170,6 +179,26 @@ pub struct Checkpoint {
     pub eos_ids: Vec<u32>,
     /// The checkpoint's chat template, if it has one (Instruct models).
     pub chat_template: Option<ChatTemplate>,
+}
+
+/// Streams finished blocks and records every step.
+struct Recorder<'a> {
+    stream: &'a mut dyn FnMut(BlockDone<'_>),
+    trajectory: Trajectory,
+}
+
+impl Observer for Recorder<'_> {
+    fn started(&mut self, start: Start<'_>) {
+        self.trajectory.started(start);
+    }
+
+    fn step_done(&mut self, step: &TrajectoryStep) {
+        self.trajectory.step_done(step);
+    }
+
+    fn block_done(&mut self, done: BlockDone<'_>) {
+        (self.stream)(done);
+    }
 }
 
 /// The fields of `generation_config.json` this library reads.
@@ -268,17 +297,26 @@ impl Checkpoint {
                 streamed = text;
             }
         };
-        let (tokens, nfe) = match self.pretrained.config.architecture.block_size() {
+        let (tokens, nfe, trajectory) = match self.pretrained.config.architecture.block_size() {
             Some(block_size) => {
-                self.decode_block_causal(block_size, prompt, settings, &mut rng, &mut stream)?
+                let (tokens, nfe) =
+                    self.decode_block_causal(block_size, prompt, settings, &mut rng, &mut stream)?;
+                (tokens, nfe, None)
             }
-            None => self.decode_full_attention(prompt, settings, &mut rng, &mut stream)?,
+            None => {
+                let mut recorder =
+                    Recorder { stream: &mut stream, trajectory: Trajectory::default() };
+                let (tokens, nfe) =
+                    self.decode_full_attention(prompt, settings, &mut rng, &mut recorder)?;
+                (tokens, nfe, Some(recorder.trajectory))
+            }
         };
         // Blocks may run past the requested length (a block-causal model fills its last block).
         let end = tokens.len().min(prompt_len + settings.gen_length);
         let tokens = self.cut_at_eos(&tokens[prompt_len..end]);
         let text = self.tokenizer.decode(&tokens)?;
-        Ok(Generated { text, tokens, nfe, seconds: started.elapsed().as_secs_f64() })
+        let seconds = started.elapsed().as_secs_f64();
+        Ok(Generated { text, tokens, nfe, seconds, trajectory })
     }
 
     /// The masked-diffusion bound on `text`, from `samples` masks at stratified times: for a
@@ -323,6 +361,13 @@ impl Checkpoint {
         rng: &mut StdRng,
         stream: &mut dyn FnMut(BlockDone<'_>),
     ) -> Result<(Vec<i64>, usize), GenerateError> {
+        if settings.cfg_scale != 0.0 {
+            return Err(GenerateError::Unsupported(
+                "classifier-free guidance with a block-causal model is not implemented; use \
+                 cfg_scale = 0"
+                    .into(),
+            ));
+        }
         if settings.block_length.is_some_and(|b| b != block_size) {
             return Err(GenerateError::Unsupported(format!(
                 "this block-causal model decodes blocks of {block_size}; block_length = {:?} is \
@@ -364,15 +409,25 @@ impl Checkpoint {
         prompt: Tensor<2, Int>,
         settings: &GenerateSettings,
         rng: &mut StdRng,
-        stream: &mut dyn FnMut(BlockDone<'_>),
+        stream: &mut dyn Observer,
     ) -> Result<(Vec<i64>, usize), GenerateError> {
         let subs = Subs { model: &self.pretrained, mask_id: self.mask_id };
-        let sampler = self.sampler(settings)?;
+        // Decoding stops once every row has committed an end-of-text token with nothing masked
+        // before it: the text is final there.
+        let sampler = self.sampler(settings)?.with_stop_tokens(self.eos_ids.clone());
         let (tokens, nfe) = match settings.cache {
             Cache::None => {
                 let state = SamplerState::with_prompt(&subs, prompt, settings.gen_length)?;
-                let out = sampler.sample_observed(&subs, state, rng, stream)?;
+                let guided = Guided::for_state(subs, &state, settings.cfg_scale)?;
+                let out = sampler.sample_observed(&guided, state, rng, stream)?;
                 (out.tokens, out.nfe)
+            }
+            Cache::Prefix | Cache::Dual if settings.cfg_scale != 0.0 => {
+                return Err(GenerateError::Unsupported(
+                    "classifier-free guidance with the prefix or dual cache is not implemented; \
+                     use cache `none`"
+                        .into(),
+                ));
             }
             Cache::Prefix | Cache::Dual => {
                 let block = settings.block_length.unwrap_or(settings.gen_length);

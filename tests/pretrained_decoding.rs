@@ -3,7 +3,8 @@
 //! policy on token probabilities, a block length and a greedy proposal, run on the model loaded
 //! by [`Pretrained::from_dir`] through SUBS. The reference tokens come from a PyTorch loop of the
 //! same algorithm on the same tiny `transformers` model (`scripts/llama_fixtures.py`,
-//! `llada_generate`), for pure diffusion and semi-autoregressive block settings.
+//! `llada_generate`), for pure diffusion and semi-autoregressive block settings, with and without
+//! LLaDA's classifier-free guidance.
 
 use std::path::PathBuf;
 
@@ -11,8 +12,8 @@ use burn::tensor::{Device, Int, Tensor, TensorData};
 use dlm::block::{BlockError, BlockSampler, BlockwiseDecoder, CacheMode, Prefix};
 use dlm::core::llama::Pretrained;
 use dlm::core::sampling::{Confidence, TokenSampler};
-use dlm::discrete::Subs;
 use dlm::discrete::sampler::{MaskedSampler, SamplerState, Unmasking};
+use dlm::discrete::{Guided, Subs};
 use rand::SeedableRng;
 use rand::rngs::StdRng;
 use serde_json::Value;
@@ -51,12 +52,15 @@ fn llada_low_confidence_remasking_is_token_identical_to_the_reference_loop() {
         .unwrap()
         .with_proposal(TokenSampler::greedy());
         let state = SamplerState::with_prompt(&subs, prompt.clone(), gen_len).unwrap();
-        let out = sampler.sample(&subs, state, &mut StdRng::seed_from_u64(0)).unwrap();
+        // LLaDA's classifier-free guidance: the prompt-masked pass in the same batch.
+        let cfg_scale = run["cfg_scale"].as_f64().unwrap();
+        let guided = Guided::for_state(subs, &state, cfg_scale).unwrap();
+        let out = sampler.sample(&guided, state, &mut StdRng::seed_from_u64(0)).unwrap();
         let ours: Vec<i64> = out.tokens.into_data().iter::<i64>().collect();
         assert_eq!(
             ours,
             ints(&run["tokens"]),
-            "gen {gen_len}, block {block_length}, steps {steps}"
+            "gen {gen_len}, block {block_length}, steps {steps}, cfg {cfg_scale}"
         );
         assert_eq!(out.nfe, steps, "one model call per step");
     }

@@ -1,10 +1,11 @@
 //! `dlm`: generate with and score imported diffusion LMs from the command line.
 //!
 //! ```text
-//! dlm generate --model DIR --prompt TEXT [--chat] [--config FILE.toml]
+//! dlm generate --model DIR --prompt TEXT [--chat] [--trajectory FILE.jsonl] [--config FILE.toml]
 //!              [--policy top-k|threshold|random|ancestral|entropy-bound] [--steps N]
 //!              [--block-length N] [--threshold T] [--gamma G] [--cache none|prefix|dual|exact]
-//!              [--temperature T] [--seed S] [--gen-length N] [--mask-id ID] [--device D]
+//!              [--temperature T] [--seed S] [--gen-length N] [--cfg-scale W] [--mask-id ID]
+//!              [--device D]
 //! dlm score    --model DIR --text FILE [--samples N] [--seed S] [--mask-id ID] [--device D]
 //! dlm serve    --model DIR [settings as for generate] [--host H] [--port P] [--queue N]
 //!              [--name NAME]
@@ -41,6 +42,9 @@ enum Command {
         /// Render the prompt as a user message with the checkpoint's chat template.
         #[arg(long)]
         chat: bool,
+        /// Write every decoding step to this file (JSON Lines; full-attention models).
+        #[arg(long)]
+        trajectory: Option<PathBuf>,
         #[command(flatten)]
         settings: SettingsArgs,
     },
@@ -114,6 +118,9 @@ struct SettingsArgs {
     /// Tokens to generate.
     #[arg(long)]
     gen_length: Option<usize>,
+    /// Classifier-free guidance scale (LLaDA's cfg_scale; 0: none).
+    #[arg(long)]
+    cfg_scale: Option<f64>,
 }
 
 impl SettingsArgs {
@@ -153,6 +160,7 @@ impl SettingsArgs {
         settings.temperature = self.temperature.unwrap_or(settings.temperature);
         settings.seed = self.seed.unwrap_or(settings.seed);
         settings.gen_length = self.gen_length.unwrap_or(settings.gen_length);
+        settings.cfg_scale = self.cfg_scale.unwrap_or(settings.cfg_scale);
         Ok(settings)
     }
 }
@@ -205,7 +213,7 @@ fn load(args: &ModelArgs) -> Result<Checkpoint, Box<dyn std::error::Error>> {
 
 fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
     match cli.command {
-        Command::Generate { model, prompt, chat, settings } => {
+        Command::Generate { model, prompt, chat, trajectory, settings } => {
             let settings = settings.settings()?;
             let checkpoint = load(&model)?;
             let prompt = if chat { checkpoint.chat_prompt(&prompt)? } else { prompt };
@@ -216,6 +224,14 @@ fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
             })?;
             println!();
             stdout.flush()?;
+            if let Some(path) = trajectory {
+                let steps = generated
+                    .trajectory
+                    .as_ref()
+                    .ok_or("this model is block-causal: its block sampler records no trajectory")?;
+                std::fs::write(&path, steps.to_jsonl())
+                    .map_err(|e| format!("{}: {e}", path.display()))?;
+            }
             eprintln!(
                 "{} tokens, {} model calls, {:.2} tokens per call, {:.2} s",
                 generated.tokens.len(),

@@ -84,6 +84,8 @@ pub struct GenerationRequest {
     pub gamma: Option<f64>,
     /// The cache.
     pub cache: Option<Cache>,
+    /// Classifier-free guidance scale (LLaDA's `cfg_scale`).
+    pub cfg_scale: Option<f64>,
 }
 
 /// A chat message of a request.
@@ -151,6 +153,7 @@ impl GenerationRequest {
             temperature: self.temperature.unwrap_or(defaults.temperature),
             seed: self.seed.unwrap_or(defaults.seed),
             gen_length: max_tokens.unwrap_or(defaults.gen_length),
+            cfg_scale: self.cfg_scale.unwrap_or(defaults.cfg_scale),
         })
     }
 

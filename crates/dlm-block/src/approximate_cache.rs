@@ -5,7 +5,7 @@ use std::ops::Range;
 
 use burn::tensor::{Device, Int, Tensor};
 use dlm_core::backbone::{AttentionMask, DenoiserInput, KvCache, TokenModel};
-use dlm_discrete::sampler::{BlockDone, MaskedSampler, SamplerState};
+use dlm_discrete::sampler::{MaskedSampler, Observer, SamplerState};
 use dlm_discrete::{MaskedDenoiser, Subs, subs_log_probs};
 use rand::rngs::StdRng;
 use serde::{Deserialize, Serialize};
@@ -88,11 +88,11 @@ impl BlockwiseDecoder {
         mode: CacheMode,
         rng: &mut StdRng,
     ) -> Result<Decoded, BlockError> {
-        self.decode_observed(denoiser, prompt, gen_len, mode, rng, &mut |_| {})
+        self.decode_observed(denoiser, prompt, gen_len, mode, rng, &mut ())
     }
 
-    /// As [`BlockwiseDecoder::decode`], calling `observe` after every block: what a caller
-    /// streams.
+    /// As [`BlockwiseDecoder::decode`], telling `observer` of every step and block (the masked
+    /// sampler's [`Observer`]): what a caller streams, or records as a trajectory.
     ///
     /// # Errors
     /// As [`BlockwiseDecoder::decode`].
@@ -103,7 +103,7 @@ impl BlockwiseDecoder {
         gen_len: usize,
         mode: CacheMode,
         rng: &mut StdRng,
-        observe: &mut dyn FnMut(BlockDone<'_>),
+        observer: &mut dyn Observer,
     ) -> Result<Decoded, BlockError> {
         let bs = self.block_size;
         ensure_size(
@@ -132,7 +132,7 @@ impl BlockwiseDecoder {
             cache: RefCell::new(None),
             positions_processed: Cell::new(0),
         };
-        let decoded = self.sampler.sample_observed(&view, state, rng, observe)?;
+        let decoded = self.sampler.sample_observed(&view, state, rng, observer)?;
         Ok(Decoded {
             tokens: decoded.tokens,
             nfe: decoded.nfe,
@@ -411,6 +411,42 @@ mod tests {
         let around = cache.slice(0, start).concat(cache.slice(end, len - end));
         let dual = head(run_chunk(&model, columns(start, end), start, Some(around), t));
         assert!(max_diff(dual, expected(start, end)) < 1e-5);
+    }
+
+    /// The decoder is the masked sampler's loop: its stop tokens end decoding here too, inside
+    /// the first block, with the full run's tokens padded.
+    #[test]
+    fn stop_tokens_end_block_wise_decoding_early() {
+        let device = Device::flex();
+        device.seed(5);
+        let model = model(&device);
+        let subs = Subs { model: &model, mask_id: MASK };
+        let prompt = Tensor::<2, Int>::from_ints([[5, 6, 7, 8], [9, 10, 4, 5]], &device);
+        let sampler = MaskedSampler::new(Unmasking::TopK { confidence: Confidence::Margin }, 4)
+            .unwrap()
+            .with_proposal(TokenSampler::new(1.0).unwrap());
+        for mode in [CacheMode::None, CacheMode::Prefix, CacheMode::Dual] {
+            let decode = |sampler: MaskedSampler| {
+                let decoder = BlockwiseDecoder::new(sampler, 4).unwrap();
+                decoder
+                    .decode(&subs, prompt.clone(), 12, mode, &mut StdRng::seed_from_u64(4))
+                    .unwrap()
+            };
+            let full = decode(sampler.clone());
+            let tokens = int_values(full.tokens);
+            // Each row's first generated token ends it: the rest of the row is padding.
+            let stops = [tokens[4], tokens[16 + 4]];
+            let stopped =
+                decode(sampler.clone().with_stop_tokens(stops.map(|s| s as u32).to_vec()));
+            let mut expected = tokens.clone();
+            for row in expected.chunks_mut(16) {
+                row[5..].fill(stops[0]);
+            }
+            assert_eq!(int_values(stopped.tokens), expected, "{mode:?}");
+            // Both rows end once their first generated position is decoded: inside block one.
+            assert_eq!(full.nfe, 12);
+            assert!(stopped.nfe <= 4, "{mode:?}: {}", stopped.nfe);
+        }
     }
 
     #[test]

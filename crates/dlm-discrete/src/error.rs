@@ -46,6 +46,14 @@ pub enum DiscreteError {
         /// The denoiser's.
         found: u32,
     },
+    /// A line of a trajectory file that does not parse.
+    #[error("trajectory, line {line}: {message}")]
+    Trajectory {
+        /// The line, from 1.
+        line: usize,
+        /// What is wrong with it.
+        message: String,
+    },
     /// An error of the shared foundation (data, model, checkpoint).
     #[error(transparent)]
     Core(#[from] CoreError),

@@ -8,6 +8,7 @@
 //! | [`MaskingProcess`] | the absorbing forward process, with kept (prompt, context) positions and optionally DiffusionBERT's token-dependent [`Spindle`] schedule |
 //! | [`MaskedDenoiser`], [`Subs`] | `log p_θ(x0 | z_t)` and MDLM's SUBS parameterisation of a [`Denoiser`](dlm_core::backbone::Denoiser) |
 //! | [`BertSubs`] | a pretrained BERT masked LM ([`BertMlm`](dlm_core::bert::BertMlm)) as a time-agnostic SUBS denoiser, special tokens excluded |
+//! | [`Guided`] | classifier-free guidance (LLaDA's `cfg_scale`): conditional and prompt-masked logits combined |
 //! | [`Mdlm`] | the continuous-time NELBO as a training [`Objective`](dlm_core::train::Objective), and its evaluation |
 //! | [`d3pm`] | D3PM: uniform and absorbing transitions in closed form, posteriors, the hybrid loss `L_vb + λ·CE`, ancestral sampling, the mutual-information schedule |
 //! | [`sampler`] | one driver ([`MaskedSampler`](sampler::MaskedSampler)) composed of a token proposal and an [`Unmasking`](sampler::Unmasking) policy: MDLM ancestral (and its cached variant), ReMDM, LLaDA top-k and random, Fast-dLLM threshold and factor, semi-autoregressive blocks |
@@ -16,6 +17,7 @@ mod bert;
 pub mod d3pm;
 mod denoiser;
 mod error;
+mod guidance;
 mod markov_bayes;
 mod masking;
 mod mdlm;
@@ -28,6 +30,7 @@ pub use denoiser::{
     subs_nll_at_rows,
 };
 pub use error::DiscreteError;
+pub use guidance::Guided;
 pub use markov_bayes::MarkovBayes;
 pub use masking::{Masked, MaskingProcess};
 pub use mdlm::{Conditioning, Mdlm, masked_nelbo_sum};

@@ -2,8 +2,10 @@
 //! [`Unmasking`] policy (ancestral, ReMDM, top-k confidence, random, threshold, factor) and an
 //! optional semi-autoregressive block length.
 
+mod observer;
 mod remdm;
 mod state;
+mod trajectory;
 mod unmasking;
 
 use std::ops::Range;
@@ -15,8 +17,10 @@ use rand::RngExt;
 use rand::rngs::StdRng;
 use serde::{Deserialize, Serialize};
 
+pub use observer::{BlockDone, Observer, Start};
 pub use remdm::{ReMdm, ReMdmStrategy};
 pub use state::SamplerState;
+pub use trajectory::{Commit, RowChanges, StepKind, Trajectory, TrajectoryStep};
 use unmasking::RowStep;
 pub use unmasking::{Clock, Tick, Unmasking, tokens_per_step};
 
@@ -87,24 +91,11 @@ pub struct MaskedSampler {
     unmasking: Unmasking,
     steps: usize,
     block_length: Option<usize>,
+    #[serde(default)]
+    stop_tokens: Vec<u32>,
 }
 
 dlm_sched::serde_validated!(MaskedSampler);
-
-/// A block a decoder has finished: positions `..end` of every row are final.
-#[derive(Debug, Clone, Copy)]
-pub struct BlockDone<'a> {
-    /// Every row's tokens, row-major `[batch, len]`.
-    pub tokens: &'a [i64],
-    /// Rows.
-    pub batch: usize,
-    /// Positions per row.
-    pub len: usize,
-    /// The end of the final span.
-    pub end: usize,
-    /// Model calls so far.
-    pub nfe: usize,
-}
 
 impl MaskedSampler {
     /// A sampler with greedy proposals, over the whole sequence at once.
@@ -115,7 +106,13 @@ impl MaskedSampler {
     pub fn new(unmasking: Unmasking, steps: usize) -> Result<Self, DiscreteError> {
         ensure_size(steps > 0, "masked sampler", "steps", steps, "at least 1")?;
         unmasking.validate()?;
-        Ok(Self { proposal: TokenSampler::greedy(), unmasking, steps, block_length: None })
+        Ok(Self {
+            proposal: TokenSampler::greedy(),
+            unmasking,
+            steps,
+            block_length: None,
+            stop_tokens: Vec::new(),
+        })
     }
 
     /// The checks of [`MaskedSampler::new`] and [`MaskedSampler::with_block_length`] on a value
@@ -148,6 +145,20 @@ impl MaskedSampler {
         Ok(Self { block_length: Some(block_length), ..self })
     }
 
+    /// Stops early at end-of-sequence tokens (methods_2 §B8, the rule of dllm's samplers and
+    /// SDAR's `generate.py`, made per step): a row has ended once one of `stop_tokens` is
+    /// decoded at a free position with no masked free position before it. Its text up to that
+    /// token is then final: those positions never change again (decoded positions change only
+    /// under ReMDM, and for ReMDM the check waits for the end of each block, after which a block
+    /// is final). Once every row has ended, decoding stops, with no model call spent on the
+    /// positions after the stop. With stop tokens, every free position after a row's first stop
+    /// token is set to the first of `stop_tokens` (the padding LLaDA and Dream are trained on),
+    /// so the result equals the run without early stopping, padded; only the model calls differ.
+    /// Stop tokens inside the prompt end nothing.
+    pub fn with_stop_tokens(self, stop_tokens: Vec<u32>) -> Self {
+        Self { stop_tokens, ..self }
+    }
+
     /// The unmasking policy.
     pub fn unmasking(&self) -> &Unmasking {
         &self.unmasking
@@ -170,12 +181,12 @@ impl MaskedSampler {
         state: SamplerState,
         rng: &mut StdRng,
     ) -> Result<SamplerState, DiscreteError> {
-        self.run(model, state, rng, false, &mut |_| {})
+        self.run(model, state, rng, false, &mut ())
     }
 
-    /// As [`MaskedSampler::sample`], calling `observe` each time a block is final (with a block
-    /// length; the whole sequence otherwise), after the last one's noise removal: what a caller
-    /// streams.
+    /// As [`MaskedSampler::sample`], telling `observer` of every step and of each block as it
+    /// becomes final (with a block length; the whole sequence otherwise, after the noise
+    /// removal): what a caller streams, or records as a [`Trajectory`].
     ///
     /// # Errors
     /// As [`MaskedSampler::sample`].
@@ -184,9 +195,9 @@ impl MaskedSampler {
         model: &M,
         state: SamplerState,
         rng: &mut StdRng,
-        observe: &mut dyn FnMut(BlockDone<'_>),
+        observer: &mut dyn Observer,
     ) -> Result<SamplerState, DiscreteError> {
-        self.run(model, state, rng, false, observe)
+        self.run(model, state, rng, false, observer)
     }
 
     /// As [`MaskedSampler::sample`], but skips the model call when no token changed since the
@@ -201,7 +212,7 @@ impl MaskedSampler {
         state: SamplerState,
         rng: &mut StdRng,
     ) -> Result<SamplerState, DiscreteError> {
-        self.run(model.model(), state, rng, true, &mut |_| {})
+        self.run(model.model(), state, rng, true, &mut ())
     }
 
     fn run<M: MaskedDenoiser>(
@@ -210,7 +221,7 @@ impl MaskedSampler {
         mut state: SamplerState,
         rng: &mut StdRng,
         reuse: bool,
-        observe: &mut dyn FnMut(BlockDone<'_>),
+        observer: &mut dyn Observer,
     ) -> Result<SamplerState, DiscreteError> {
         let mask = i64::from(model.mask_id());
         let device = model.device();
@@ -227,8 +238,30 @@ impl MaskedSampler {
         let mut tokens: Vec<i64> = int_values(state.tokens.clone());
         // `SamplerState::check`, on the values just read.
         SamplerState::check_host(model, [batch, seq_len], &tokens, &fixed)?;
+        observer.started(Start { tokens: &tokens, batch, len: seq_len, mask_id: model.mask_id() });
         let free_per_row: Vec<usize> =
             fixed.chunks(seq_len).map(|row| row.iter().filter(|&&f| !f).count()).collect();
+        let vocab_size = model.vocab_size();
+        for &stop in &self.stop_tokens {
+            ensure_size(
+                (stop as usize) < vocab_size,
+                "masked sampler",
+                "stop_tokens",
+                stop as usize,
+                format!("an id below the model's vocab_size = {vocab_size}"),
+            )?;
+        }
+        let stops: Vec<i64> = self.stop_tokens.iter().map(|&t| i64::from(t)).collect();
+        let all_ended = |tokens: &[i64]| {
+            !stops.is_empty()
+                && (0..batch).all(|b| {
+                    let row = b * seq_len..(b + 1) * seq_len;
+                    ended_at(&tokens[row.clone()], &fixed[row], mask, &stops).is_some()
+                })
+        };
+        // Decoded positions change only under ReMDM, and then only inside the current block.
+        let check_every_step = !self.unmasking.remasks();
+        let mut ended = false;
         let clock = self.unmasking.clock(self.steps);
         let mut last: Option<(Vec<i64>, Range<usize>, Tensor<3>)> = None;
         let block = self.block_length.unwrap_or(seq_len);
@@ -239,7 +272,7 @@ impl MaskedSampler {
             .min()
             .unwrap_or(seq_len);
 
-        for block_start in (first_free..seq_len).step_by(block) {
+        'blocks: for block_start in (first_free..seq_len).step_by(block) {
             let region = block_start..(block_start + block).min(seq_len);
             let n = region.len();
             let block_fixed = in_region(&fixed, seq_len, &region);
@@ -299,14 +332,32 @@ impl MaskedSampler {
                     ticks: &ticks,
                     mask_id: model.mask_id(),
                 };
-                self.step_region(log_probs, step_region, rng);
+                let mut rows = self.step_region(log_probs, step_region, rng);
                 for (b, row) in block_tokens.chunks(n).enumerate() {
                     tokens[b * seq_len + region.start..b * seq_len + region.end]
                         .copy_from_slice(row);
                 }
+                for changes in &mut rows {
+                    changes.committed.iter_mut().for_each(|c| c.position += region.start);
+                    changes.remasked.iter_mut().for_each(|p| *p += region.start);
+                }
+                observer.step_done(&TrajectoryStep {
+                    kind: StepKind::Denoise,
+                    block: [region.start, region.end],
+                    nfe: state.nfe,
+                    rows,
+                });
+                if check_every_step && all_ended(&tokens) {
+                    ended = true;
+                    break 'blocks;
+                }
+            }
+            if all_ended(&tokens) {
+                ended = true;
+                break;
             }
             if region.end < seq_len {
-                observe(BlockDone {
+                observer.block_done(BlockDone {
                     tokens: &tokens,
                     batch,
                     len: seq_len,
@@ -315,8 +366,25 @@ impl MaskedSampler {
                 });
             }
         }
+        let whole = [first_free.min(seq_len), seq_len];
+        // Every row has ended: what follows its stop token is padding, not worth a model call.
+        if ended {
+            let before = tokens.clone();
+            pad_after(&mut tokens, &fixed, seq_len, &stops, |row, fixed| {
+                ended_at(row, fixed, mask, &stops)
+            });
+            observer.step_done(&changed(
+                StepKind::Padding,
+                whole,
+                state.nfe,
+                &before,
+                &tokens,
+                seq_len,
+            ));
+        }
         // Noise removal: nothing stays masked.
         if (0..batch * seq_len).any(|i| tokens[i] == mask && !fixed[i]) {
+            let before = tokens.clone();
             state.nfe += 1;
             let z_t = ints(tokens.clone(), [batch, seq_len], &device);
             let zeros = floats(&vec![0.0; batch], &device);
@@ -326,10 +394,93 @@ impl MaskedSampler {
                     tokens[i] = best[i];
                 }
             }
+            let step = changed(StepKind::NoiseRemoval, whole, state.nfe, &before, &tokens, seq_len);
+            observer.step_done(&step);
         }
-        observe(BlockDone { tokens: &tokens, batch, len: seq_len, end: seq_len, nfe: state.nfe });
+        if !stops.is_empty() {
+            let before = tokens.clone();
+            pad_after(&mut tokens, &fixed, seq_len, &stops, |row, fixed| {
+                first_stop(row, fixed, &stops)
+            });
+            if before != tokens {
+                let step = changed(StepKind::Padding, whole, state.nfe, &before, &tokens, seq_len);
+                observer.step_done(&step);
+            }
+        }
+        observer.block_done(BlockDone {
+            tokens: &tokens,
+            batch,
+            len: seq_len,
+            end: seq_len,
+            nfe: state.nfe,
+        });
         state.tokens = ints(tokens.clone(), [batch, seq_len], &device);
         Ok(state)
+    }
+}
+
+/// Where a row has ended: its first stop token at a free position, if no free position before it
+/// is masked.
+fn ended_at(row: &[i64], fixed: &[bool], mask: i64, stops: &[i64]) -> Option<usize> {
+    for (i, (&token, &fixed)) in row.iter().zip(fixed).enumerate() {
+        if fixed {
+            continue;
+        }
+        if token == mask {
+            return None;
+        }
+        if stops.contains(&token) {
+            return Some(i);
+        }
+    }
+    None
+}
+
+/// A row's first stop token at a free position, masked positions before it or not (after the
+/// last step, when every position is decoded, this is where the row ended).
+fn first_stop(row: &[i64], fixed: &[bool], stops: &[i64]) -> Option<usize> {
+    row.iter().zip(fixed).position(|(token, &fixed)| !fixed && stops.contains(token))
+}
+
+/// The step that turned `before` into `after` (row-major `[batch, len]`), as committed positions.
+fn changed(
+    kind: StepKind,
+    block: [usize; 2],
+    nfe: usize,
+    before: &[i64],
+    after: &[i64],
+    len: usize,
+) -> TrajectoryStep {
+    let rows = before
+        .chunks(len)
+        .zip(after.chunks(len))
+        .map(|(before, after)| RowChanges {
+            committed: (0..len)
+                .filter(|&i| before[i] != after[i])
+                .map(|i| Commit { position: i, token: after[i], confidence: None })
+                .collect(),
+            remasked: Vec::new(),
+        })
+        .collect();
+    TrajectoryStep { kind, block, nfe, rows }
+}
+
+/// Sets every free position after `end_of(row)` to the first stop token, in every row.
+fn pad_after(
+    tokens: &mut [i64],
+    fixed: &[bool],
+    len: usize,
+    stops: &[i64],
+    end_of: impl Fn(&[i64], &[bool]) -> Option<usize>,
+) {
+    for (row, fixed) in tokens.chunks_mut(len).zip(fixed.chunks(len)) {
+        if let Some(at) = end_of(row, fixed) {
+            for i in at + 1..len {
+                if !fixed[i] {
+                    row[i] = stops[0];
+                }
+            }
+        }
     }
 }
 
@@ -346,10 +497,17 @@ impl MaskedSampler {
     /// # Shapes
     /// - `log_probs`: `[batch, n, vocab_size]`; the region's slices have `batch · n` entries
     ///
+    /// Returns what changed in each row, positions counted from the region's start.
+    ///
     /// # Panics
     /// If the region's slices do not have `batch · n` entries and `ticks` one per row, or a
     /// tick is not of the policy's own clock ([`Unmasking::clock`]).
-    pub fn step_region(&self, log_probs: Tensor<3>, region: StepRegion<'_>, rng: &mut StdRng) {
+    pub fn step_region(
+        &self,
+        log_probs: Tensor<3>,
+        region: StepRegion<'_>,
+        rng: &mut StdRng,
+    ) -> Vec<RowChanges> {
         let [batch, n, _] = log_probs.dims();
         let StepRegion { tokens, candidates, decoded, ticks, mask_id } = region;
         assert!(
@@ -373,6 +531,8 @@ impl MaskedSampler {
         };
         let proposals: Vec<i64> = int_values(proposals);
         let uniforms: Vec<f64> = (0..2 * batch * n).map(|_| rng.random::<f64>()).collect();
+        let ranked = self.unmasking.confidence().is_some();
+        let mut changes = Vec::with_capacity(batch);
         for (b, &tick) in ticks.iter().enumerate() {
             let row = b * n..(b + 1) * n;
             let selection = self.unmasking.select(&RowStep {
@@ -382,17 +542,26 @@ impl MaskedSampler {
                 uniforms: &uniforms[2 * row.start..2 * row.end],
                 tick,
             });
+            let mut row_changes = RowChanges::default();
             for (offset, (commit, remask)) in
                 selection.commit.iter().zip(&selection.remask).enumerate()
             {
                 let i = row.start + offset;
                 if *commit {
                     tokens[i] = proposals[i];
+                    row_changes.committed.push(Commit {
+                        position: offset,
+                        token: proposals[i],
+                        confidence: ranked.then_some(confidence[i]),
+                    });
                 } else if *remask {
                     tokens[i] = i64::from(mask_id);
+                    row_changes.remasked.push(offset);
                 }
             }
+            changes.push(row_changes);
         }
+        changes
     }
 
     /// Proposals with float64 Gumbel noise from the host `rng` (none when greedy), so that a

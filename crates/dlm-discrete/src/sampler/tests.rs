@@ -316,3 +316,94 @@ fn the_entropy_bound_reads_the_entropies_of_the_tempered_distribution() {
     assert_eq!(committed(1.0), [true, true]);
     assert_eq!(committed(3.0), [true, false]);
 }
+
+/// Every free position after a row's first stop token set to `stops[0]`: the rule
+/// [`MaskedSampler::with_stop_tokens`] promises, written out.
+fn padded(tokens: &[i64], fixed: &[bool], len: usize, stops: &[i64]) -> Vec<i64> {
+    let mut out = tokens.to_vec();
+    for (row, fixed) in out.chunks_mut(len).zip(fixed.chunks(len)) {
+        if let Some(at) = (0..len).find(|&i| !fixed[i] && stops.contains(&row[i])) {
+            for i in at + 1..len {
+                if !fixed[i] {
+                    row[i] = stops[0];
+                }
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn stop_tokens_end_decoding_early_and_give_the_full_run_padded() {
+    let device = Device::flex();
+    device.seed(7);
+    let model = model(&device, None);
+    let prompt = Tensor::<2, Int>::from_ints([[5, 6, 7], [8, 9, 10]], &device);
+    let start = || SamplerState::with_prompt(&subs(&model), prompt.clone(), 13).unwrap();
+    let fixed: Vec<bool> = start().fixed.into_data().iter::<bool>().collect();
+    let hot = TokenSampler::new(1.0).unwrap();
+    let mut saved = 0;
+    for (name, sampler) in policies() {
+        let sampler = sampler.with_proposal(hot);
+        let full = run(&sampler, &model, start(), 9);
+        let full_tokens = values(full.tokens.clone());
+        // Each row's first generated token is a stop token: both rows end with their first
+        // generated position, wherever the sampler decodes it.
+        let stops = vec![full_tokens[3] as u32, full_tokens[16 + 3] as u32];
+        let stopping = sampler.clone().with_stop_tokens(stops.clone());
+        let stopped = run(&stopping, &model, start(), 9);
+        let stops: Vec<i64> = stops.iter().map(|&s| i64::from(s)).collect();
+        assert_eq!(values(stopped.tokens), padded(&full_tokens, &fixed, 16, &stops), "{name}");
+        assert!(stopped.nfe <= full.nfe, "{name}: {} > {}", stopped.nfe, full.nfe);
+        saved += full.nfe - stopped.nfe;
+    }
+    assert!(saved > 0, "no policy stopped early");
+    // A stop token the model cannot produce is refused, naming the field.
+    let bad = policies()[3].1.clone().with_stop_tokens(vec![VOCAB as u32]);
+    let err = bad.sample(&subs(&model), start(), &mut StdRng::seed_from_u64(0)).unwrap_err();
+    assert!(err.to_string().contains("stop_tokens"), "{err}");
+}
+
+#[test]
+fn every_sampler_records_a_trajectory_that_replays_to_its_tokens() {
+    let device = Device::flex();
+    device.seed(3);
+    let model = model(&device, None);
+    let prompt = Tensor::<2, Int>::from_ints([[5, 6, 7], [8, 9, 10]], &device);
+    let start = || SamplerState::with_prompt(&subs(&model), prompt.clone(), 13).unwrap();
+    let hot = TokenSampler::new(1.0).unwrap();
+    for (name, sampler) in policies() {
+        for stops in [vec![], vec![4, 5]] {
+            let sampler = sampler.clone().with_proposal(hot).with_stop_tokens(stops.clone());
+            let plain = run(&sampler, &model, start(), 4);
+            let mut trajectory = Trajectory::default();
+            let recorded = sampler
+                .sample_observed(
+                    &subs(&model),
+                    start(),
+                    &mut StdRng::seed_from_u64(4),
+                    &mut trajectory,
+                )
+                .unwrap();
+            let tokens = values(recorded.tokens);
+            assert_eq!(tokens, values(plain.tokens), "{name}: recording changes nothing");
+            assert_eq!(trajectory.initial(), values(start().tokens), "{name}");
+            assert_eq!(trajectory.replay(), tokens, "{name} {stops:?}");
+            assert_eq!(trajectory.nfe(), recorded.nfe, "{name}");
+            assert_eq!(Trajectory::from_jsonl(&trajectory.to_jsonl()).unwrap(), trajectory);
+            let denoising = || trajectory.steps.iter().filter(|s| s.kind == StepKind::Denoise);
+            for step in denoising() {
+                let [start, end] = step.block;
+                for row in &step.rows {
+                    assert!(row.committed.iter().all(|c| (start..end).contains(&c.position)));
+                    // Confidences are recorded exactly for the policies that rank by one.
+                    let ranked = sampler.unmasking().confidence().is_some();
+                    assert!(row.committed.iter().all(|c| c.confidence.is_some() == ranked));
+                }
+            }
+            let remasks =
+                denoising().flat_map(|s| &s.rows).map(|r| r.remasked.len()).sum::<usize>();
+            assert_eq!(remasks > 0, name == "remdm", "{name}: {remasks} remasks");
+        }
+    }
+}

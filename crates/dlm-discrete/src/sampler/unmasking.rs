@@ -172,6 +172,11 @@ impl Unmasking {
         matches!(self, Self::Ancestral { .. } | Self::ReMdm(_))
     }
 
+    /// Whether the policy may mask decoded positions again (ReMDM).
+    pub fn remasks(&self) -> bool {
+        matches!(self, Self::ReMdm(_))
+    }
+
     /// The policy's clock for `steps` steps per block: a uniform time grid (ancestral, ReMDM),
     /// even shares of the block (top-k, random), or as many steps as the rule needs (threshold,
     /// factor, entropy bound).
