@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Starts `dlm serve` on loopback with the tiny LLaDA fixture and runs real clients against it:
-# curl (whole, streamed, bad requests) and the `openai` Python package (scripts/serve_clients.py),
-# then a bounded load test. CI runs it.
+# curl (whole, streamed, bad requests), the page in headless Chromium, and the `openai` Python
+# package (scripts/serve_clients.py), then a bounded load test. CI runs it.
 #
 # Usage: scripts/serve_clients.sh [LOAD_CLIENTS [LOAD_SECONDS]]   (defaults 32 and 5)
 # The binary is the debug build (what `cargo test` built); DLM_PROFILE=release for measuring.
@@ -50,6 +50,22 @@ stream="$(curl -s -N "$url/v1/completions" -d '{"prompt": "w5", "max_tokens": 8,
   || { echo "bad stream: $stream"; exit 1; }
 echo "curl stream: $(grep -c '^data: ' <<<"$stream") events, ends with [DONE]"
 rm -f /tmp/dlm-serve-body.$$
+
+# The page, in a real browser: headless Chromium (the Debian package, installed when missing)
+# loads it, runs a generation, and the text it shows must be the API's for the same settings.
+if ! command -v chromium >/dev/null; then
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
+fi
+settings='"prompt": "w5 w6 w7", "max_tokens": 16, "block_length": 4, "steps": 8'
+expected="$(curl -s "$url/v1/completions" -d "{$settings}" | "$python" -c 'import json, sys; print(json.load(sys.stdin)["choices"][0]["text"])')"
+page="$url/?prompt=w5%20w6%20w7&max_tokens=16&block_length=4&steps=8&autorun=1"
+browser=(chromium --headless --no-sandbox --disable-gpu --virtual-time-budget=20000)
+shown="$("${browser[@]}" --dump-dom "$page" 2>/dev/null | sed -n 's:.*<div id="text">\(.*\)</div>.*:\1:p')"
+[ "$shown" = "$expected" ] || { echo "the page shows '$shown', the API gave '$expected'"; exit 1; }
+screenshot="${CARGO_TARGET_DIR:-target}/serve-page.png"
+"${browser[@]}" --window-size=1100,520 --screenshot="$screenshot" "$page" >/dev/null 2>&1
+echo "page in headless Chromium: shows the API's text '$expected'; screenshot $screenshot"
 
 "$python" scripts/serve_clients.py --base-url "$url/v1" --model llada \
   --load-clients "$clients" --load-seconds "$seconds"

@@ -181,9 +181,10 @@ pub struct Checkpoint {
     pub chat_template: Option<ChatTemplate>,
 }
 
-/// Streams finished blocks and records every step.
+/// Streams finished blocks, and records and reports every step.
 struct Recorder<'a> {
     stream: &'a mut dyn FnMut(BlockDone<'_>),
+    on_step: &'a mut dyn FnMut(&TrajectoryStep),
     trajectory: Trajectory,
 }
 
@@ -194,6 +195,7 @@ impl Observer for Recorder<'_> {
 
     fn step_done(&mut self, step: &TrajectoryStep) {
         self.trajectory.step_done(step);
+        (self.on_step)(step);
     }
 
     fn block_done(&mut self, done: BlockDone<'_>) {
@@ -279,6 +281,22 @@ impl Checkpoint {
         settings: &GenerateSettings,
         on_text: &mut dyn FnMut(&str),
     ) -> Result<Generated, GenerateError> {
+        self.generate_stepwise(prompt, settings, on_text, &mut |_| {})
+    }
+
+    /// As [`Checkpoint::generate`], also calling `on_step` with every step of a full-attention
+    /// model's decoding (positions count from the start of the prompt): what a live view of the
+    /// canvas draws.
+    ///
+    /// # Errors
+    /// As [`Checkpoint::generate`].
+    pub fn generate_stepwise(
+        &self,
+        prompt: &str,
+        settings: &GenerateSettings,
+        on_text: &mut dyn FnMut(&str),
+        on_step: &mut dyn FnMut(&TrajectoryStep),
+    ) -> Result<Generated, GenerateError> {
         let started = Instant::now();
         let device = self.pretrained.model.device();
         let ids: Vec<i64> = self.tokenizer.encode(prompt)?.into_iter().map(i64::from).collect();
@@ -305,7 +323,7 @@ impl Checkpoint {
             }
             None => {
                 let mut recorder =
-                    Recorder { stream: &mut stream, trajectory: Trajectory::default() };
+                    Recorder { stream: &mut stream, on_step, trajectory: Trajectory::default() };
                 let (tokens, nfe) =
                     self.decode_full_attention(prompt, settings, &mut rng, &mut recorder)?;
                 (tokens, nfe, Some(recorder.trajectory))

@@ -120,6 +120,48 @@ async fn completions_are_the_librarys_generations_whole_or_streamed() {
 }
 
 #[tokio::test]
+async fn the_page_and_its_step_events() {
+    let engine = engine(4);
+    let (status, page) = call(&engine, "GET", "/", None).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(page.contains("id=\"canvas\"") && page.contains("stream_steps"), "{page}");
+    let request = json!({
+        "prompt": "w5 w6 w7", "max_tokens": 8, "block_length": 4, "steps": 2, "stream": true,
+        "stream_steps": true,
+    });
+    let (status, stream) = call(&engine, "POST", "/v1/completions", Some(request)).await;
+    assert_eq!(status, StatusCode::OK);
+    // Named `step` events: every generated position committed once (top-k never remasks),
+    // positions counted from the start of the generation, the model calls counting up.
+    let steps: Vec<Value> = stream
+        .split("\n\n")
+        .filter_map(|event| event.strip_prefix("event: step\ndata: "))
+        .map(|data| serde_json::from_str(data).unwrap())
+        .collect();
+    assert_eq!(steps.len(), 4, "two blocks of two steps: {stream}");
+    let mut positions: Vec<u64> = steps
+        .iter()
+        .flat_map(|s| {
+            s["committed"].as_array().unwrap().iter().map(|c| c["position"].as_u64().unwrap())
+        })
+        .collect();
+    positions.sort_unstable();
+    assert_eq!(positions, (0..8).collect::<Vec<u64>>());
+    let nfe: Vec<u64> = steps.iter().map(|s| s["nfe"].as_u64().unwrap()).collect();
+    assert_eq!(nfe, [1, 2, 3, 4]);
+    let (chunks, done) = events(&stream);
+    assert!(done);
+    assert_eq!(chunks.last().unwrap()["dlm"]["nfe"], 4);
+    // Steps without a stream are refused.
+    let request = json!({"prompt": "w5", "stream_steps": true});
+    let (status, error) = json_call(&engine, "/v1/completions", request).await;
+    assert_eq!(
+        (status, &error["error"]["param"]),
+        (StatusCode::BAD_REQUEST, &json!("stream_steps"))
+    );
+}
+
+#[tokio::test]
 async fn stop_strings_cut_the_text_and_finish_with_stop() {
     let engine = engine(4);
     let expected = checkpoint().generate("w5 w6 w7", &defaults(), &mut |_| {}).unwrap();
@@ -227,7 +269,8 @@ fn a_full_queue_refuses_with_503_and_loses_no_accepted_request() {
     let engine = engine(1);
     let slow = GenerateSettings { steps: 64, gen_length: 48, ..defaults() };
     // One decodes, one waits: at most two of a burst are accepted before the first is done.
-    let outcomes: Vec<_> = (0..6).map(|_| engine.submit("w5 w6".into(), slow.clone())).collect();
+    let outcomes: Vec<_> =
+        (0..6).map(|_| engine.submit("w5 w6".into(), slow.clone(), false)).collect();
     let refused = outcomes.iter().filter(|o| o.is_err()).count();
     assert!(refused >= 4, "{refused} of 6 refused");
     for outcome in &outcomes {
@@ -239,7 +282,7 @@ fn a_full_queue_refuses_with_503_and_loses_no_accepted_request() {
     for mut events in outcomes.into_iter().flatten() {
         let finished = loop {
             match events.blocking_recv().expect("every accepted request ends") {
-                Event::Text(_) => {}
+                Event::Text(_) | Event::Step(_) => {}
                 Event::Done(result) => break result.unwrap(),
             }
         };

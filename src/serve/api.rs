@@ -63,6 +63,9 @@ pub struct GenerationRequest {
     /// Send text as blocks become final (server-sent events).
     #[serde(default)]
     pub stream: bool,
+    /// Also send every decoding step as an event named `step` (dlm's; needs `stream`).
+    #[serde(default)]
+    pub stream_steps: bool,
     /// Return the prompt in front of the completion (completions).
     #[serde(default)]
     pub echo: bool,

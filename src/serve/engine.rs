@@ -6,6 +6,8 @@ use std::sync::mpsc::{SyncSender, TrySendError, sync_channel};
 use std::thread;
 
 use dlm_core::tokenizer::{ChatMessage, ChatTemplate};
+use dlm_discrete::sampler::TrajectoryStep;
+use serde_json::json;
 use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender, unbounded_channel};
 
 use super::error::ApiError;
@@ -17,6 +19,9 @@ use crate::generate::{Checkpoint, GenerateSettings, Generated};
 pub enum Event {
     /// Text that no later step can change.
     Text(String),
+    /// A decoding step, for a live view of the canvas (asked for with `stream_steps`): positions
+    /// counted from the start of the generation, tokens as text.
+    Step(serde_json::Value),
     /// The generation's end: its result, or why it failed.
     Done(Result<Finished, ApiError>),
 }
@@ -42,6 +47,7 @@ impl Finished {
 struct Job {
     prompt: String,
     settings: GenerateSettings,
+    steps: bool,
     events: UnboundedSender<Event>,
 }
 
@@ -110,7 +116,8 @@ impl Engine {
         self.requests.fetch_add(1, Ordering::Relaxed)
     }
 
-    /// Queues a generation; its events arrive on the returned channel.
+    /// Queues a generation; its events arrive on the returned channel, with every step when
+    /// `steps` is set.
     ///
     /// # Errors
     /// [`ApiError`] (503) when the queue is full or the engine has stopped.
@@ -118,9 +125,10 @@ impl Engine {
         &self,
         prompt: String,
         settings: GenerateSettings,
+        steps: bool,
     ) -> Result<UnboundedReceiver<Event>, ApiError> {
         let (events, receiver) = unbounded_channel();
-        match self.jobs.try_send(Job { prompt, settings, events }) {
+        match self.jobs.try_send(Job { prompt, settings, steps, events }) {
             Ok(()) => Ok(receiver),
             Err(TrySendError::Full(_)) => Err(ApiError::overloaded(format!(
                 "the queue is full ({} requests wait); retry later",
@@ -150,15 +158,46 @@ impl Engine {
     }
 }
 
+/// A step of the one row a request decodes, for the canvas: generated positions only, counted
+/// from the start of the generation, each token with its text.
+fn step_view(
+    checkpoint: &Checkpoint,
+    step: &TrajectoryStep,
+    prompt_len: usize,
+) -> serde_json::Value {
+    let row = step.rows.first().cloned().unwrap_or_default();
+    let committed: Vec<serde_json::Value> = row
+        .committed
+        .iter()
+        .filter(|c| c.position >= prompt_len)
+        .map(|c| {
+            let text = u32::try_from(c.token)
+                .ok()
+                .and_then(|id| checkpoint.tokenizer.decode(&[id]).ok())
+                .unwrap_or_default();
+            json!({"position": c.position - prompt_len, "text": text, "confidence": c.confidence})
+        })
+        .collect();
+    let remasked: Vec<usize> =
+        row.remasked.iter().filter(|&&p| p >= prompt_len).map(|p| p - prompt_len).collect();
+    json!({"kind": step.kind, "nfe": step.nfe, "committed": committed, "remasked": remasked})
+}
+
 /// Runs one job, sending text as blocks become final.
 fn decode(checkpoint: &Checkpoint, job: &Job) -> Result<Finished, ApiError> {
     let rejected = |err: crate::generate::GenerateError| ApiError::rejected(err.to_string());
     let prompt_tokens =
         checkpoint.tokenizer.encode(&job.prompt).map_err(|err| rejected(err.into()))?.len();
+    let mut on_text = |text: &str| {
+        let _ = job.events.send(Event::Text(text.to_string()));
+    };
+    let mut on_step = |step: &TrajectoryStep| {
+        if job.steps {
+            let _ = job.events.send(Event::Step(step_view(checkpoint, step, prompt_tokens)));
+        }
+    };
     let generated = checkpoint
-        .generate(&job.prompt, &job.settings, &mut |text| {
-            let _ = job.events.send(Event::Text(text.to_string()));
-        })
+        .generate_stepwise(&job.prompt, &job.settings, &mut on_text, &mut on_step)
         .map_err(rejected)?;
     Ok(Finished { generated, prompt_tokens, max_tokens: job.settings.gen_length })
 }

@@ -2,6 +2,7 @@
 //!
 //! | route | what |
 //! |---|---|
+//! | `GET /` | a page that shows the canvas as the model commits and remasks tokens |
 //! | `GET /health` | `{"status": "ok"}` |
 //! | `GET /v1/models` | the served model |
 //! | `POST /v1/completions` | a completion of `prompt` |
@@ -59,6 +60,7 @@ pub use stop::StopFilter;
 /// The routes, on `engine`.
 pub fn router(engine: Arc<Engine>) -> Router {
     Router::new()
+        .route("/", get(page))
         .route("/health", get(health))
         .route("/v1/models", get(models))
         .route("/v1/completions", post(completions))
@@ -77,6 +79,11 @@ pub async fn serve(listener: tokio::net::TcpListener, engine: Arc<Engine>) -> st
             let _ = tokio::signal::ctrl_c().await;
         })
         .await
+}
+
+/// The page that shows the canvas denoise (`src/serve/page.html`).
+async fn page() -> axum::response::Html<&'static str> {
+    axum::response::Html(include_str!("page.html"))
 }
 
 async fn health() -> Json<serde_json::Value> {
@@ -160,7 +167,10 @@ async fn respond(
 ) -> Result<Response, ApiError> {
     let settings = request.settings(engine.defaults())?;
     let mut stop = StopFilter::new(request.stop_strings()?);
-    let mut events = engine.submit(prompt, settings)?;
+    if request.stream_steps && !request.stream {
+        return Err(ApiError::invalid("stream_steps", "needs \"stream\": true"));
+    }
+    let mut events = engine.submit(prompt, settings, request.stream_steps)?;
     let reply = Reply {
         id: engine.next_id(),
         created: SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs()),
@@ -172,6 +182,7 @@ async fn respond(
         let finished = loop {
             match events.recv().await {
                 Some(Event::Text(piece)) => text.push_str(&stop.push(&piece)),
+                Some(Event::Step(_)) => {}
                 Some(Event::Done(result)) => break result?,
                 None => return Err(ApiError::internal("the engine stopped")),
             }
@@ -206,6 +217,12 @@ async fn respond(
                 },
             };
             match current {
+                Event::Step(step) => {
+                    let event = SseEvent::default().event("step").data(step.to_string());
+                    if sender.send(Ok(event)).await.is_err() {
+                        return;
+                    }
+                }
                 Event::Text(piece) => {
                     let delta = stop.push(&piece);
                     if !delta.is_empty() && !send(reply.chunk(delta)).await {
