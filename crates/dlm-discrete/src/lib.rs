@@ -11,6 +11,7 @@
 //! | [`Guided`] | classifier-free guidance (LLaDA's `cfg_scale`): conditional and prompt-masked logits combined |
 //! | [`Mdlm`] | the continuous-time NELBO as a training [`Objective`](dlm_core::train::Objective), and its evaluation |
 //! | [`d3pm`] | D3PM: uniform and absorbing transitions in closed form, posteriors, the hybrid loss `L_vb + λ·CE`, ancestral sampling, the mutual-information schedule |
+//! | [`SpeculativeDecoder`] | speculative decoding with a masked drafter: the autoregressive target's distribution exactly |
 //! | [`sampler`] | one driver ([`MaskedSampler`](sampler::MaskedSampler)) composed of a token proposal and an [`Unmasking`](sampler::Unmasking) policy: MDLM ancestral (and its cached variant), ReMDM, LLaDA top-k and random, Fast-dLLM threshold and factor, semi-autoregressive blocks |
 
 mod bert;
@@ -22,6 +23,7 @@ mod markov_bayes;
 mod masking;
 mod mdlm;
 pub mod sampler;
+mod speculative;
 mod spindle;
 
 pub use bert::BertSubs;
@@ -34,4 +36,5 @@ pub use guidance::Guided;
 pub use markov_bayes::MarkovBayes;
 pub use masking::{Masked, MaskingProcess};
 pub use mdlm::{Conditioning, Mdlm, masked_nelbo_sum};
+pub use speculative::{Speculated, SpeculativeDecoder};
 pub use spindle::Spindle;
