@@ -25,6 +25,32 @@ pub fn randomised_with_std<M: Module>(model: M, std: f64, device: &Device) -> M 
     model.map(&mut Randomise(device, std))
 }
 
+/// Gives every parameter a value `N(0, std²)` drawn from a host RNG seeded with `seed` (Box–Muller
+/// on uniforms), so the model is the same whatever else draws from the device's generator: for
+/// tests that run in parallel and need one fixed model.
+pub fn randomised_seeded<M: Module>(model: M, std: f64, seed: u64, device: &Device) -> M {
+    use rand::{RngExt, SeedableRng};
+    struct Randomise<'a>(&'a Device, f64, rand::rngs::StdRng);
+    impl ModuleMapper for Randomise<'_> {
+        fn map_float<const D: usize>(&mut self, param: Param<Tensor<D>>) -> Param<Tensor<D>> {
+            let shape = param.val().shape();
+            let values: Vec<f32> = (0..shape.num_elements())
+                .map(|_| {
+                    let (u, v): (f64, f64) = (1.0 - self.2.random::<f64>(), self.2.random());
+                    (self.1 * (-2.0 * u.ln()).sqrt() * (std::f64::consts::TAU * v).cos()) as f32
+                })
+                .collect();
+            let device = self.0;
+            param.map(|old| {
+                let tracked = old.is_require_grad();
+                Tensor::<D>::from_data(burn::tensor::TensorData::new(values, shape), device)
+                    .set_require_grad(tracked)
+            })
+        }
+    }
+    model.map(&mut Randomise(device, std, rand::rngs::StdRng::seed_from_u64(seed)))
+}
+
 /// The gradients of `model`'s float parameters, flattened in the order the model visits them
 /// (a parameter without a gradient contributes nothing).
 pub fn flat_gradients<M: Module>(model: &M, grads: &burn::optim::GradientsParams) -> Vec<f32> {
