@@ -1,12 +1,13 @@
-//! Speculative decoding with a diffusion drafter, measured: an autoregressive target and a
+//! Speculative decoding and APD with a diffusion drafter, measured: an autoregressive target and a
 //! smaller MDLM drafter trained on the ladders' Markov source; continuations of test prompts by
-//! the target alone (one token per call, KV cache) and by `SpeculativeDecoder` at several
-//! windows, with model calls, tokens per round, wall time, and the source's exact score of the
+//! the target alone (one token per call, KV cache), by `SpeculativeDecoder` at several
+//! windows and by `AdaptiveParallelDecoder` (APD: the drafter proposes, the AR model's mixture
+//! decides; not exact) at APD's mixture weight 0.7, with model calls, tokens per round, wall time, and the source's exact score of the
 //! generated transitions (both draw from the target's distribution, so it must agree: the mean
 //! log-probability of the transitions the chain allows, and the fraction it never makes).
 //!
 //! ```text
-//! cargo run --release --example speculative_decoding -- --steps 1500
+//! cargo run --release --example speculative_decoding -- --steps 1500 --drafter-steps 6000
 //! ```
 //!
 //! Writes `result.json` (and the two models' checkpoints) under `--out`.
@@ -20,7 +21,7 @@ use dlm::core::ar::{ArObjective, generate};
 use dlm::core::backbone::{DenoiserConfig, DenoiserIo};
 use dlm::core::sampling::TokenSampler;
 use dlm::core::tokenizer::SpecialTokens;
-use dlm::discrete::{MaskingProcess, Mdlm, SpeculativeDecoder};
+use dlm::discrete::{AdaptiveParallelDecoder, MaskingProcess, Mdlm, SpeculativeDecoder};
 use dlm::sched::LogLinear;
 use dlm_support::ladder::{Budget, markov_data};
 use rand::SeedableRng;
@@ -30,9 +31,12 @@ use serde_json::json;
 #[derive(Parser, Debug)]
 #[command(about = "Speculative decoding with a masked-diffusion drafter")]
 struct Args {
-    /// AdamW steps of each model.
+    /// AdamW steps of the AR target.
     #[arg(long, default_value_t = 1500)]
     steps: usize,
+    /// AdamW steps of the MDLM drafter (a masked model needs more than an AR one).
+    #[arg(long, default_value_t = 6000)]
+    drafter_steps: usize,
     /// Test prompts continued.
     #[arg(long, default_value_t = 32)]
     prompts: usize,
@@ -76,8 +80,15 @@ fn main() -> anyhow::Result<()> {
     let (target, _) = budget.train("target_ar", ArObjective::default(), &target_config, &device)?;
     let mdlm =
         Mdlm::new(MaskingProcess::new(LogLinear::default(), SpecialTokens::reserved().mask), 1e-3)?;
-    let (drafter_net, _) = budget.train("drafter_mdlm", mdlm.clone(), &drafter_config, &device)?;
+    let drafter_budget = Budget { steps: args.drafter_steps, ..budget };
+    let name = format!("drafter_mdlm_{}", args.drafter_steps);
+    let (drafter_net, _) = drafter_budget.train(&name, mdlm.clone(), &drafter_config, &device)?;
     let drafter = mdlm.denoiser(&drafter_net);
+    let nelbo = mdlm.evaluate(&drafter, &data.test, 64, 4, 0)?.nats_per_token;
+    println!(
+        "drafter NELBO {nelbo:.4} nats/token (entropy rate {:.4})",
+        data.source.entropy_rate()
+    );
 
     let prompts: Vec<Vec<u32>> =
         (0..args.prompts).map(|i| data.test.sequence(i)[..args.prompt_len].to_vec()).collect();
@@ -159,8 +170,41 @@ fn main() -> anyhow::Result<()> {
             "log_prob_per_transition": log_prob, "impossible_fraction": impossible,
         }));
     }
+    for &lookahead in &args.windows {
+        let decoder = AdaptiveParallelDecoder::new(0.7, lookahead)?.with_temperature(1.0)?;
+        let mut rng = StdRng::seed_from_u64(0);
+        let (mut verifier_calls, mut proposer_calls, mut rounds) = (0, 0, 0);
+        let mut totals = (0.0, 0, 0);
+        let started = Instant::now();
+        for prompt in &prompts {
+            let out = decoder.generate(&drafter, &target, prompt, args.n_new, &mut rng)?;
+            verifier_calls += out.verifier_calls;
+            proposer_calls += out.proposer_calls;
+            rounds += out.accepted.len();
+            totals = add(totals, score(&out.tokens));
+        }
+        let seconds = started.elapsed().as_secs_f64();
+        let (log_prob, impossible) = summary(totals);
+        let per_round = (args.n_new * args.prompts) as f64 / rounds as f64;
+        println!(
+            "APD R = 0.7, lookahead {lookahead}: {:.1} + {:.1} calls per sequence, {per_round:.2} \
+             tokens per round, {seconds:.3} s ({:.2}x), {log_prob:.4} nats per allowed \
+             transition, {:.2} % impossible",
+            verifier_calls as f64 / n,
+            proposer_calls as f64 / n,
+            ar_seconds / seconds,
+            100.0 * impossible
+        );
+        rows.push(json!({
+            "decoder": format!("APD, R = 0.7, lookahead {lookahead}"),
+            "target_calls": verifier_calls as f64 / n, "draft_calls": proposer_calls as f64 / n,
+            "tokens_per_round": per_round, "seconds": seconds, "speed_up": ar_seconds / seconds,
+            "log_prob_per_transition": log_prob, "impossible_fraction": impossible,
+        }));
+    }
     let result = json!({
-        "source": data.source.config(), "steps": args.steps, "prompts": args.prompts,
+        "source": data.source.config(), "steps": args.steps, "drafter_steps": args.drafter_steps,
+        "drafter_nelbo": nelbo, "prompts": args.prompts,
         "prompt_len": args.prompt_len, "n_new": args.n_new,
         "entropy_rate": data.source.entropy_rate(), "rows": rows,
     });

@@ -11,9 +11,11 @@
 //! | [`Guided`] | classifier-free guidance (LLaDA's `cfg_scale`): conditional and prompt-masked logits combined |
 //! | [`Mdlm`] | the continuous-time NELBO as a training [`Objective`](dlm_core::train::Objective), and its evaluation |
 //! | [`d3pm`] | D3PM: uniform and absorbing transitions in closed form, posteriors, the hybrid loss `L_vb + λ·CE`, ancestral sampling, the mutual-information schedule |
+//! | [`AdaptiveParallelDecoder`] | APD: masked proposals kept while a small autoregressive model's mixture agrees |
 //! | [`SpeculativeDecoder`] | speculative decoding with a masked drafter: the autoregressive target's distribution exactly |
 //! | [`sampler`] | one driver ([`MaskedSampler`](sampler::MaskedSampler)) composed of a token proposal and an [`Unmasking`](sampler::Unmasking) policy: MDLM ancestral (and its cached variant), ReMDM, LLaDA top-k and random, Fast-dLLM threshold and factor, semi-autoregressive blocks |
 
+mod adaptive_parallel;
 mod bert;
 pub mod d3pm;
 mod denoiser;
@@ -26,6 +28,7 @@ pub mod sampler;
 mod speculative;
 mod spindle;
 
+pub use adaptive_parallel::{AdaptiveDecoded, AdaptiveParallelDecoder};
 pub use bert::BertSubs;
 pub use denoiser::{
     MaskedDenoiser, NEG_INFINITY, Subs, masked_rows, subs_log_probs, subs_masked_nll,

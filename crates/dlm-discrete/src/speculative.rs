@@ -3,7 +3,7 @@
 //! distributed exactly as the autoregressive model's.
 
 use burn::tensor::activation::softmax;
-use burn::tensor::{Int, Tensor, TensorData};
+use burn::tensor::{Device, Int, Tensor, TensorData};
 use dlm_core::backbone::{AttentionMask, DenoiserInput, KvCache, TokenModel};
 use dlm_core::host::floats;
 use rand::RngExt;
@@ -17,7 +17,8 @@ use crate::error::{DiscreteError, ensure_size};
 ///
 /// Each round, with `x` the tokens so far (`n` of them) and `γ` the window:
 ///
-/// 1. **Draft**: one call of the drafter on `x` followed by `γ` masks gives the marginals
+/// 1. **Draft**: one call of the drafter on `x` followed by masks up to the whole length (the
+///    canvas it was trained on) gives the marginals of the next `γ` positions,
 ///    `q_j = p_D(x_{n+j} | x, masks)`; every draft token `d_j ~ q_j` is drawn independently, in one
 ///    step. (Drawn this way `q_j` is the exact law of `d_j` given the accepted prefix, which the
 ///    rule below needs; multi-step drafting that unmasks right of `j` first would break it.)
@@ -82,9 +83,8 @@ impl SpeculativeDecoder {
         n_new: usize,
         rng: &mut StdRng,
     ) -> Result<Speculated, DiscreteError> {
-        self.check(drafter, target, prompt, n_new)?;
+        Self::check(drafter, target, prompt, n_new)?;
         let device = target.device();
-        let mask = drafter.mask_id();
         let end = prompt.len() + n_new;
         let mut tokens = prompt.to_vec();
         let (mut target_calls, mut draft_calls, mut accepted) = (0, 0, Vec::new());
@@ -99,10 +99,8 @@ impl SpeculativeDecoder {
             let n = tokens.len();
             let window = self.window.min(end - n);
             // Draft: the marginals of the window, in one call.
-            let mut z: Vec<i64> = tokens.iter().map(|&t| i64::from(t)).collect();
-            z.extend(std::iter::repeat_n(i64::from(mask), window));
-            let z = Tensor::<2, Int>::from_data(TensorData::new(z, [1, n + window]), &device);
-            let t = floats(&[window as f64 / (n + window) as f64], &device);
+            let z = canvas(&tokens, end, drafter.mask_id(), &device);
+            let t = floats(&[(end - n) as f64 / end as f64], &device);
             let q = rows(drafter.region_log_probs(z, t, n..n + window).exp());
             draft_calls += 1;
             let draft: Vec<u32> = q.iter().map(|q| categorical(q, rng.random::<f64>())).collect();
@@ -136,8 +134,7 @@ impl SpeculativeDecoder {
         Ok(Speculated { tokens, target_calls, draft_calls, accepted })
     }
 
-    fn check<D: MaskedDenoiser, T: TokenModel + ?Sized>(
-        &self,
+    pub(crate) fn check<D: MaskedDenoiser, T: TokenModel + ?Sized>(
         drafter: &D,
         target: &T,
         prompt: &[u32],
@@ -179,9 +176,20 @@ impl SpeculativeDecoder {
     }
 }
 
+/// The drafter's input: the tokens so far and masks up to the whole length `end` (prompt and
+/// continuation), the canvas a masked model is trained and sampled on.
+///
+/// # Shapes
+/// - returns `[1, end]`
+pub(crate) fn canvas(tokens: &[u32], end: usize, mask: u32, device: &Device) -> Tensor<2, Int> {
+    let mut z: Vec<i64> = tokens.iter().map(|&t| i64::from(t)).collect();
+    z.resize(end, i64::from(mask));
+    Tensor::from_data(TensorData::new(z, [1, end]), device)
+}
+
 /// Runs `tokens` through the causal target against `cache`: the logits `[1, n, vocab]` and the
 /// cache extended by them.
-fn run_target<T: TokenModel + ?Sized>(
+pub(crate) fn run_target<T: TokenModel + ?Sized>(
     target: &T,
     tokens: &[u32],
     cache: Option<KvCache>,
@@ -198,14 +206,14 @@ fn run_target<T: TokenModel + ?Sized>(
 }
 
 /// The rows of a `[1, n, vocab]` tensor of probabilities, in f64.
-fn rows(probs: Tensor<3>) -> Vec<Vec<f64>> {
+pub(crate) fn rows(probs: Tensor<3>) -> Vec<Vec<f64>> {
     let [_, n, vocab] = probs.dims();
     let values: Vec<f64> = probs.into_data().iter::<f32>().map(f64::from).collect();
     (0..n).map(|i| values[i * vocab..(i + 1) * vocab].to_vec()).collect()
 }
 
 /// The category at `u · Σ w` of the cumulative weights `w` (unnormalised), `u ∈ [0, 1)`.
-fn categorical(weights: &[f64], u: f64) -> u32 {
+pub(crate) fn categorical(weights: &[f64], u: f64) -> u32 {
     let total: f64 = weights.iter().sum();
     let mut target = u * total;
     for (i, &w) in weights.iter().enumerate() {
