@@ -94,7 +94,8 @@ pub enum Cache {
 pub struct GenerateSettings {
     /// The unmasking rule.
     pub policy: Policy,
-    /// Steps per block (count policies), a cap for the threshold rule.
+    /// Steps per block of the count and grid policies (top-k, random, ancestral); the rules
+    /// (threshold, entropy bound) step until the block is decoded.
     pub steps: usize,
     /// Semi-autoregressive block length; `None` decodes the whole generation as one block
     /// (block-causal models use their own block size).

@@ -230,6 +230,9 @@ async fn bad_requests_get_4xx_naming_the_field() {
         ("/v1/completions", json!({"prompt": "w5", "model": "gpt-4"}), 404, None),
         // The sampler's own checks, found when decoding starts: still a 400, streamed or not.
         ("/v1/completions", json!({"prompt": "w5", "max_tokens": 500}), 400, None),
+        // Refused before anything of that size is allocated.
+        ("/v1/completions", json!({"prompt": "w5", "max_tokens": 1_000_000_000_000u64}), 400, None),
+        ("/v1/completions", json!({"prompt": "w5", "steps": 2_000_000}), 400, None),
         ("/v1/completions", json!({"prompt": "w5", "steps": 0, "stream": true}), 400, None),
         ("/v1/completions", json!({"prompt": "w5", "cache": "exact"}), 400, None),
         (
@@ -256,6 +259,9 @@ async fn bad_requests_get_4xx_naming_the_field() {
             assert_eq!(error["error"]["param"], param, "{body}: {error}");
         }
     }
+    // A block longer than anything still decodes (one block).
+    let body = json!({"prompt": "w5", "block_length": u64::MAX});
+    assert_eq!(json_call(&engine, "/v1/completions", body).await.0, StatusCode::OK);
     // Not JSON at all.
     let (status, body) = call(&engine, "POST", "/v1/completions", None).await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");

@@ -10,7 +10,8 @@
 //!
 //! Requests take OpenAI's fields (`max_tokens`, `temperature`, `seed`, `stop`, `stream`, …) and
 //! the sampler's beside them (`policy`, `steps`, `block_length`, `threshold`, `gamma`,
-//! `cache`); what a request leaves out comes from the server's defaults. Unknown fields, bad
+//! `cache`, `cfg_scale`, and `stream_steps` for every step as an event); what a request leaves
+//! out comes from the server's defaults. Unknown fields, bad
 //! values and requests beyond the model (a prompt longer than its context) get a 400 whose JSON
 //! body names the field; a full queue gets a 503. A panic inside a generation fails that request
 //! with a 500 and leaves the server running.
@@ -24,8 +25,9 @@
 //! this library changes a finished block. Text is cut at the first end-of-text token and at the
 //! first stop string; the last chunk carries `finish_reason` (`stop` when the model committed an
 //! end-of-text token or the text met a stop string, `length` otherwise), `usage`, and `dlm`
-//! (model calls, tokens per call, seconds), and `data: [DONE]` follows. The response starts once
-//! the first block is final, so errors found when decoding starts are still a 400.
+//! (model calls, tokens per call, seconds), and `data: [DONE]` follows. The response starts with
+//! the first event (the first final block, or with `stream_steps` the first step), so errors
+//! found when decoding starts are still a 400.
 //!
 //! Requests are decoded one at a time, in arrival order, by one thread that owns the model.
 

@@ -64,7 +64,7 @@ impl BlockwiseDecoder {
         if sampler.unmasking().walks_time() {
             return Err(BlockError::Unsupported {
                 what: "a grid policy (ancestral, ReMDM) in the block-wise decoder; use a count or \
-                       confidence policy (top-k, random, threshold, factor)",
+                       confidence policy (top-k, random, threshold, factor, entropy bound)",
             });
         }
         Ok(Self { sampler: sampler.with_block_length(block_size)?, block_size })

@@ -22,8 +22,10 @@ use crate::speculative::{SpeculativeDecoder, canvas, categorical, rows, run_targ
 ///    `ℓ_T = R·log p_D + (1 − R)·log p_AR`; the longest prefix of proposals with
 ///    `d_j = argmax ℓ_T,j` is kept, and always the first proposal, so a round never stalls.
 ///
-/// `R → 1` trusts the masked model (the whole window each round), `R → 0` keeps only proposals
-/// the small autoregressive model would have chosen greedily. Unlike speculative decoding the
+/// `R → 1` trusts the masked model (the whole window each round), `R → 0` keeps, after each
+/// round's first proposal, only those the small autoregressive model would have chosen greedily.
+/// With proposals drawn at a temperature the rule is still the argmax test (APD's own code tests
+/// against the mixture's argmax too). Unlike speculative decoding the
 /// output is not the autoregressive model's distribution: APD trades exactness for tokens per
 /// round.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -128,7 +130,8 @@ impl AdaptiveParallelDecoder {
                     .count();
             tokens.extend(&proposals[..kept]);
             accepted.push(kept);
-            cache = full.map(|full| full.slice(0, n + kept - 1));
+            cache =
+                Some(full.expect("the verifier was asked for its cache").slice(0, n + kept - 1));
         }
         Ok(AdaptiveDecoded { tokens, verifier_calls, proposer_calls, accepted })
     }

@@ -51,7 +51,9 @@ pub struct Speculated {
 }
 
 impl Speculated {
-    /// Mean tokens a round adds (accepted draft tokens and the one the target draws).
+    /// Mean tokens a round adds (accepted draft tokens and the one the target draws; in the last
+    /// round that one is dropped when the continuation is already long enough, so this
+    /// overcounts it by at most one token).
     pub fn tokens_per_round(&self) -> f64 {
         let added: usize = self.accepted.iter().map(|a| a + 1).sum();
         added as f64 / self.accepted.len().max(1) as f64
@@ -74,7 +76,9 @@ impl SpeculativeDecoder {
     /// # Errors
     /// [`DiscreteError::Invalid`] for an empty prompt, ids outside the target's vocabulary, two
     /// models over different vocabularies, or a length beyond either model's context;
-    /// [`DiscreteError::TimeConditionedModel`] for a time-conditioned target.
+    /// [`DiscreteError::TimeConditionedModel`] for a time-conditioned target;
+    /// [`DiscreteError::Unsupported`] for a target that cannot read through a KV cache (Dream's
+    /// shifted logits).
     pub fn generate<D: MaskedDenoiser, T: TokenModel + ?Sized>(
         &self,
         drafter: &D,
@@ -129,7 +133,7 @@ impl SpeculativeDecoder {
                 tokens.push(next);
             }
             accepted.push(taken);
-            cache = full.map(|full| full.slice(0, n + taken));
+            cache = Some(full.expect("the target was asked for its cache").slice(0, n + taken));
         }
         Ok(Speculated { tokens, target_calls, draft_calls, accepted })
     }
@@ -142,7 +146,12 @@ impl SpeculativeDecoder {
     ) -> Result<(), DiscreteError> {
         const CONTEXT: &str = "speculative decoder";
         if target.is_time_conditioned() {
-            return Err(DiscreteError::TimeConditionedModel { what: "the speculative target" });
+            return Err(DiscreteError::TimeConditionedModel { what: "the autoregressive target" });
+        }
+        if !target.supports_kv_cache() {
+            return Err(DiscreteError::Unsupported {
+                what: "an autoregressive target that cannot read through a KV cache",
+            });
         }
         ensure_size(!prompt.is_empty(), CONTEXT, "prompt", 0, "at least one token")?;
         let vocab_size = target.vocab_size();

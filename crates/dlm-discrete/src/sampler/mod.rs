@@ -104,7 +104,7 @@ impl MaskedSampler {
     /// [`DiscreteError::Invalid`] if `steps == 0`; as [`Unmasking::validate`] for a policy
     /// written as a literal with settings out of range.
     pub fn new(unmasking: Unmasking, steps: usize) -> Result<Self, DiscreteError> {
-        ensure_size(steps > 0, "masked sampler", "steps", steps, "at least 1")?;
+        dlm_sched::ensure_steps("masked sampler", "steps", steps)?;
         unmasking.validate()?;
         Ok(Self {
             proposal: TokenSampler::greedy(),
@@ -244,11 +244,11 @@ impl MaskedSampler {
         let vocab_size = model.vocab_size();
         for &stop in &self.stop_tokens {
             ensure_size(
-                (stop as usize) < vocab_size,
+                (stop as usize) < vocab_size && stop != model.mask_id(),
                 "masked sampler",
                 "stop_tokens",
                 stop as usize,
-                format!("an id below the model's vocab_size = {vocab_size}"),
+                format!("an id below the model's vocab_size = {vocab_size}, not the mask"),
             )?;
         }
         let stops: Vec<i64> = self.stop_tokens.iter().map(|&t| i64::from(t)).collect();
@@ -273,7 +273,7 @@ impl MaskedSampler {
             .unwrap_or(seq_len);
 
         'blocks: for block_start in (first_free..seq_len).step_by(block) {
-            let region = block_start..(block_start + block).min(seq_len);
+            let region = block_start..block_start + block.min(seq_len - block_start);
             let n = region.len();
             let block_fixed = in_region(&fixed, seq_len, &region);
             let masked_at_start: Vec<usize> = in_region(&tokens, seq_len, &region)

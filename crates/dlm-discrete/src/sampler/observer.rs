@@ -38,8 +38,8 @@ pub trait Observer {
     /// Decoding starts.
     fn started(&mut self, _start: Start<'_>) {}
 
-    /// A step changed the tokens (a denoising step, the noise removal, the padding after a stop
-    /// token).
+    /// A step ran: every denoising step (one that commits nothing too), the noise removal and
+    /// the padding after a stop token.
     fn step_done(&mut self, _step: &TrajectoryStep) {}
 
     /// A block is final.

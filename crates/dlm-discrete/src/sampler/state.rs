@@ -50,6 +50,7 @@ impl SamplerState {
         batch: usize,
         seq_len: usize,
     ) -> Result<Self, DiscreteError> {
+        ensure_fits(model, seq_len)?;
         let device = model.device();
         let mask_id = i64::from(model.mask_id());
         let tokens = Tensor::<2, Int>::ones([batch, seq_len], &device).mul_scalar(mask_id);
@@ -75,6 +76,7 @@ impl SamplerState {
     ) -> Result<Self, DiscreteError> {
         ensure_size(gen_len > 0, CONTEXT, "gen_len", gen_len, "at least 1")?;
         let [batch, prompt_len] = prompt.dims();
+        ensure_fits(model, prompt_len.saturating_add(gen_len))?;
         let device = prompt.device();
         let mask_id = i64::from(model.mask_id());
         let masked = Tensor::<2, Int>::ones([batch, gen_len], &device).mul_scalar(mask_id);
@@ -183,5 +185,20 @@ impl SamplerState {
             )?;
         }
         Ok(())
+    }
+}
+
+/// The length against the model's context, before anything of that length is allocated (a
+/// request for a trillion positions is an error, not an allocation failure).
+fn ensure_fits(model: &impl MaskedDenoiser, seq_len: usize) -> Result<(), DiscreteError> {
+    match model.max_seq_len() {
+        Some(max) => Ok(ensure_size(
+            seq_len <= max,
+            CONTEXT,
+            "seq_len",
+            seq_len,
+            format!("at most the model's max_seq_len = {max}"),
+        )?),
+        None => Ok(()),
     }
 }

@@ -150,12 +150,13 @@ impl Trajectory {
         let header: Header = serde_json::from_str(first).map_err(|e| parse_error(number, e))?;
         const CONTEXT: &str = "trajectory";
         let (batch, len) = (header.batch, header.seq_len);
+        let cells = batch.checked_mul(len);
         ensure_size(
-            header.initial.len() == batch * len,
+            cells == Some(header.initial.len()),
             CONTEXT,
             "initial",
             header.initial.len(),
-            format!("batch · seq_len = {}", batch * len),
+            format!("batch · seq_len = {batch} · {len}"),
         )?;
         let mut steps = Vec::new();
         for (number, line) in lines {
