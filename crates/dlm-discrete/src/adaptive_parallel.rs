@@ -2,14 +2,13 @@
 //! autoregressive model decides how many of them to keep.
 
 use burn::tensor::activation::log_softmax;
-use dlm_core::backbone::{KvCache, TokenModel};
-use dlm_core::host::floats;
+use dlm_core::backbone::TokenModel;
 use rand::RngExt;
 use rand::rngs::StdRng;
 
 use crate::denoiser::MaskedDenoiser;
 use crate::error::{DiscreteError, ensure_size, ensure_value};
-use crate::speculative::{SpeculativeDecoder, canvas, categorical, rows, run_target};
+use crate::speculative::{CachedVerifier, SpeculativeDecoder, categorical, rows, window_log_probs};
 
 /// APD (Israel, Van den Broeck & Grover 2025, arXiv 2506.00413; methods_2 §B5). Each round, with
 /// `x` the tokens so far:
@@ -96,29 +95,18 @@ impl AdaptiveParallelDecoder {
         rng: &mut StdRng,
     ) -> Result<AdaptiveDecoded, DiscreteError> {
         SpeculativeDecoder::check(proposer, verifier, prompt, n_new)?;
-        let device = verifier.device();
         let end = prompt.len() + n_new;
         let mut tokens = prompt.to_vec();
-        let (mut verifier_calls, mut proposer_calls, mut accepted) = (0, 0, Vec::new());
-        let mut cache: Option<KvCache> = None;
-        if tokens.len() > 1 {
-            verifier_calls += 1;
-            cache = run_target(verifier, &tokens[..tokens.len() - 1], None).1;
-        }
+        let mut scorer = CachedVerifier::new(verifier, prompt);
+        let (mut proposer_calls, mut accepted) = (0, Vec::new());
         let r = self.mixture_weight;
         while tokens.len() < end {
             let n = tokens.len();
             let window = self.lookahead.min(end - n);
-            let z = canvas(&tokens, end, proposer.mask_id(), &device);
-            let t = floats(&[(end - n) as f64 / end as f64], &device);
-            let log_q = rows(proposer.region_log_probs(z, t, n..n + window));
+            let log_q = window_log_probs(proposer, &tokens, end, window);
             proposer_calls += 1;
             let proposals: Vec<u32> = log_q.iter().map(|row| self.propose(row, rng)).collect();
-            let mut input = vec![tokens[n - 1]];
-            input.extend(&proposals);
-            let (logits, full) = run_target(verifier, &input, cache.take());
-            verifier_calls += 1;
-            let log_p = rows(log_softmax(logits, 2));
+            let log_p = rows(log_softmax(scorer.score(tokens[n - 1], &proposals), 2));
             // The first proposal always; then while the proposal is the mixture's argmax.
             let kept = 1
                 + (1..window)
@@ -130,9 +118,9 @@ impl AdaptiveParallelDecoder {
                     .count();
             tokens.extend(&proposals[..kept]);
             accepted.push(kept);
-            cache =
-                Some(full.expect("the verifier was asked for its cache").slice(0, n + kept - 1));
+            scorer.keep(n + kept - 1);
         }
+        let verifier_calls = scorer.calls;
         Ok(AdaptiveDecoded { tokens, verifier_calls, proposer_calls, accepted })
     }
 
@@ -160,11 +148,13 @@ fn argmax(values: impl Iterator<Item = f64>) -> usize {
 mod tests {
     use burn::tensor::Device;
     use dlm_core::backbone::{Denoiser, DenoiserConfig};
+    use dlm_core::host::floats;
     use dlm_core::testing::randomised_seeded;
     use rand::SeedableRng;
 
     use super::*;
     use crate::denoiser::Subs;
+    use crate::speculative::{canvas, run_target};
 
     const MASK: u32 = 3;
 

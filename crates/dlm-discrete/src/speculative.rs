@@ -88,32 +88,22 @@ impl SpeculativeDecoder {
         rng: &mut StdRng,
     ) -> Result<Speculated, DiscreteError> {
         Self::check(drafter, target, prompt, n_new)?;
-        let device = target.device();
         let end = prompt.len() + n_new;
         let mut tokens = prompt.to_vec();
-        let (mut target_calls, mut draft_calls, mut accepted) = (0, 0, Vec::new());
-        // The target's cache holds every accepted position but the last, whose logits come with
-        // the next window.
-        let mut cache: Option<KvCache> = None;
-        if tokens.len() > 1 {
-            target_calls += 1;
-            cache = run_target(target, &tokens[..tokens.len() - 1], None).1;
-        }
+        let mut verifier = CachedVerifier::new(target, prompt);
+        let (mut draft_calls, mut accepted) = (0, Vec::new());
         while tokens.len() < end {
             let n = tokens.len();
             let window = self.window.min(end - n);
             // Draft: the marginals of the window, in one call.
-            let z = canvas(&tokens, end, drafter.mask_id(), &device);
-            let t = floats(&[(end - n) as f64 / end as f64], &device);
-            let q = rows(drafter.region_log_probs(z, t, n..n + window).exp());
+            let q: Vec<Vec<f64>> = window_log_probs(drafter, &tokens, end, window)
+                .into_iter()
+                .map(|row| row.into_iter().map(f64::exp).collect())
+                .collect();
             draft_calls += 1;
             let draft: Vec<u32> = q.iter().map(|q| categorical(q, rng.random::<f64>())).collect();
             // Verify: the target's distributions after the last token and each draft token.
-            let mut input = vec![tokens[n - 1]];
-            input.extend(&draft);
-            let (logits, full) = run_target(target, &input, cache.take());
-            target_calls += 1;
-            let p = rows(softmax(logits, 2));
+            let p = rows(softmax(verifier.score(tokens[n - 1], &draft), 2));
             let mut taken = 0;
             let next = loop {
                 if taken == window {
@@ -133,8 +123,9 @@ impl SpeculativeDecoder {
                 tokens.push(next);
             }
             accepted.push(taken);
-            cache = Some(full.expect("the target was asked for its cache").slice(0, n + taken));
+            verifier.keep(n + taken);
         }
+        let target_calls = verifier.calls;
         Ok(Speculated { tokens, target_calls, draft_calls, accepted })
     }
 
@@ -194,6 +185,63 @@ pub(crate) fn canvas(tokens: &[u32], end: usize, mask: u32, device: &Device) -> 
     let mut z: Vec<i64> = tokens.iter().map(|&t| i64::from(t)).collect();
     z.resize(end, i64::from(mask));
     Tensor::from_data(TensorData::new(z, [1, end]), device)
+}
+
+/// The masked model's log-probabilities of the `window` positions after `tokens`, read on the
+/// whole canvas in one call, one row per position.
+pub(crate) fn window_log_probs<D: MaskedDenoiser>(
+    drafter: &D,
+    tokens: &[u32],
+    end: usize,
+    window: usize,
+) -> Vec<Vec<f64>> {
+    let (n, device) = (tokens.len(), drafter.device());
+    let z = canvas(tokens, end, drafter.mask_id(), &device);
+    let t = floats(&[(end - n) as f64 / end as f64], &device);
+    rows(drafter.region_log_probs(z, t, n..n + window))
+}
+
+/// The autoregressive side of a round: a causal model with a KV cache over every accepted token
+/// but the last, whose distribution comes with the next window.
+pub(crate) struct CachedVerifier<'a, T: ?Sized> {
+    target: &'a T,
+    cache: Option<KvCache>,
+    /// The cache of the last [`CachedVerifier::score`], before [`CachedVerifier::keep`] trims it.
+    scored: Option<KvCache>,
+    /// Model calls, the prompt's included.
+    pub(crate) calls: usize,
+}
+
+impl<'a, T: TokenModel + ?Sized> CachedVerifier<'a, T> {
+    /// Caches `prompt` but its last token (one call, unless the prompt is one token).
+    pub(crate) fn new(target: &'a T, prompt: &[u32]) -> Self {
+        let mut verifier = Self { target, cache: None, scored: None, calls: 0 };
+        if prompt.len() > 1 {
+            verifier.calls += 1;
+            verifier.cache = run_target(target, &prompt[..prompt.len() - 1], None).1;
+        }
+        verifier
+    }
+
+    /// The logits after the last accepted token and after each proposal, in one call.
+    ///
+    /// # Shapes
+    /// - returns `[1, proposals.len() + 1, vocab_size]`
+    pub(crate) fn score(&mut self, last: u32, proposals: &[u32]) -> Tensor<3> {
+        let mut input = vec![last];
+        input.extend(proposals);
+        let (logits, cache) = run_target(self.target, &input, self.cache.take());
+        self.calls += 1;
+        self.scored = cache;
+        logits
+    }
+
+    /// The cache after the round: the first `len` positions of the last scored call's (every
+    /// accepted token but the last).
+    pub(crate) fn keep(&mut self, len: usize) {
+        let scored = self.scored.take().expect("keep follows score, which keeps the cache");
+        self.cache = Some(scored.slice(0, len));
+    }
 }
 
 /// Runs `tokens` through the causal target against `cache`: the logits `[1, n, vocab]` and the
