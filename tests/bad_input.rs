@@ -370,3 +370,56 @@ fn ids_and_lengths_against_the_model() {
     let mut continuous = Trainer::new(config, diffusion_lm, loss).unwrap();
     invalid!(continuous.step(&wider), "vocab_size");
 }
+
+#[test]
+fn stop_tokens_guidance_trajectories_and_drafters() {
+    use dlm::discrete::sampler::Trajectory;
+    use dlm::discrete::{AdaptiveParallelDecoder, Guided, SpeculativeDecoder};
+    let device = Device::flex();
+    let model =
+        DenoiserConfig::tokens(10, 16).with_d_model(16).with_n_layers(1).init(&device).unwrap();
+    let subs = Subs { model: &model, mask_id: 3 };
+    let state = || SamplerState::all_masked(&subs, 1, 8).unwrap();
+    let rng = || StdRng::seed_from_u64(0);
+    let sampler = MaskedSampler::new(Unmasking::Random, 4).unwrap();
+    // Stop tokens outside the vocabulary, or the mask itself.
+    for stop in [10, 3] {
+        let stopping = sampler.clone().with_stop_tokens(vec![stop]);
+        invalid!(stopping.sample(&subs, state(), &mut rng()), "stop_tokens");
+    }
+    invalid!(MaskedSampler::new(Unmasking::Random, 1 << 21), "steps");
+    invalid!(SamplerState::all_masked(&subs, 1, 1_000_000_000_000), "seq_len");
+    let prompt = Tensor::<2, Int>::from_ints([[5, 6]], &device);
+    invalid!(SamplerState::with_prompt(&subs, prompt, usize::MAX), "seq_len");
+    invalid!(Guided::for_state(subs, &state(), -0.5), "cfg_scale");
+    invalid!(Guided::for_state(subs, &state(), f64::INFINITY), "cfg_scale");
+    // Trajectory files: unparsable lines are named by number; wrong sizes by field.
+    assert!(matches!(
+        Trajectory::from_jsonl("{\"batch\": 1}"),
+        Err(DiscreteError::Trajectory { line: 1, .. })
+    ));
+    let header = r#"{"batch":1,"seq_len":2,"mask_id":3,"initial":[3,3]}"#;
+    invalid!(
+        Trajectory::from_jsonl(r#"{"batch":2,"seq_len":2,"mask_id":3,"initial":[3,3]}"#),
+        "initial"
+    );
+    let outside = format!(
+        "{header}\n{}",
+        r#"{"kind":"denoise","block":[0,2],"nfe":1,"rows":[{"remasked":[5]}]}"#
+    );
+    invalid!(Trajectory::from_jsonl(&outside), "position");
+    let rows = format!("{header}\n{}", r#"{"kind":"denoise","block":[0,2],"nfe":1,"rows":[]}"#);
+    invalid!(Trajectory::from_jsonl(&rows), "rows");
+    // Drafting decoders.
+    invalid!(SpeculativeDecoder::new(0), "window");
+    let speculative = SpeculativeDecoder::new(2).unwrap();
+    invalid!(speculative.generate(&subs, &model, &[], 4, &mut rng()), "prompt");
+    invalid!(speculative.generate(&subs, &model, &[10], 4, &mut rng()), "prompt token");
+    invalid!(speculative.generate(&subs, &model, &[5], 100, &mut rng()), "n_new");
+    invalid!(AdaptiveParallelDecoder::new(1.5, 4), "mixture_weight");
+    invalid!(AdaptiveParallelDecoder::new(0.5, 0), "lookahead");
+    invalid!(
+        AdaptiveParallelDecoder::new(0.5, 4).unwrap().with_temperature(f64::NAN),
+        "temperature"
+    );
+}
