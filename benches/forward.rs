@@ -17,7 +17,7 @@ use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use dlm::core::backbone::{Denoiser, DenoiserInput};
 use dlm::core::sampling::{Confidence, TokenSampler};
 use dlm::device::{bench_backends, parse_device};
-use dlm::discrete::sampler::{MaskedSampler, StepRegion, Tick, Unmasking};
+use dlm::discrete::sampler::{MaskedSampler, RowMemory, StepRegion, Tick, Unmasking};
 use dlm::discrete::{MaskedDenoiser, Subs};
 use dlm_support::bench_configs::{COND_DIM, VOCAB, configurations};
 use rand::SeedableRng;
@@ -91,6 +91,7 @@ fn sampler_step(c: &mut Criterion) {
                     candidates: &candidates,
                     decoded: &decoded,
                     ticks: &ticks,
+                    memories: &mut vec![RowMemory::default(); batch],
                     mask_id: MASK_ID,
                 };
                 // The commit reads the proposals back to the host, which synchronises the device.

@@ -22,7 +22,8 @@ use dlm_core::llama::Pretrained;
 use dlm_core::sampling::{Confidence, TokenSampler};
 use dlm_core::tokenizer::{ChatMessage, ChatTemplate, HfTokenizer, SpecialTokens};
 use dlm_discrete::sampler::{
-    BlockDone, MaskedSampler, Observer, SamplerState, Start, Trajectory, TrajectoryStep, Unmasking,
+    BlockDone, MaskedSampler, Observer, SamplerState, SlowFast, Start, Trajectory, TrajectoryStep,
+    Unmasking,
 };
 use dlm_discrete::{DiscreteError, Guided, MaskingProcess, Mdlm, Subs};
 use dlm_sched::{LogLinear, ScheduleKind, TimeSampler};
@@ -72,6 +73,10 @@ pub enum Policy {
     /// The EB-sampler: the lowest-entropy masked positions while `Σ H − max H ≤ gamma`, at least
     /// one per step (Ben-Hamu et al. 2025).
     EntropyBound,
+    /// SlowFast sampling (Wei et al. 2025): sub-cycles of a slow phase estimating the span the
+    /// model is sure of, then a fast phase filling it; the paper's settings, with `threshold` as
+    /// its high-confidence threshold.
+    SlowFast,
 }
 
 /// Which cache the decoder keeps.
@@ -100,7 +105,7 @@ pub struct GenerateSettings {
     /// Semi-autoregressive block length; `None` decodes the whole generation as one block
     /// (block-causal models use their own block size).
     pub block_length: Option<usize>,
-    /// Confidence threshold of the threshold rule.
+    /// Confidence threshold of the threshold rule (and SlowFast's high-confidence threshold).
     pub threshold: f64,
     /// The entropy bound `γ` of the entropy-bound rule.
     pub gamma: f64,
@@ -487,6 +492,16 @@ impl Checkpoint {
                 Unmasking::Ancestral { schedule: ScheduleKind::LogLinear(LogLinear::default()) }
             }
             Policy::EntropyBound => Unmasking::entropy_bound(settings.gamma)?,
+            Policy::SlowFast => {
+                let paper = SlowFast::default();
+                Unmasking::SlowFast(SlowFast::new(
+                    paper.exploration_steps(),
+                    paper.span_confidence(),
+                    paper.stability_window(),
+                    paper.stability_std(),
+                    settings.threshold,
+                )?)
+            }
         };
         let mut sampler = MaskedSampler::new(unmasking, settings.steps)?
             .with_proposal(TokenSampler::new(settings.temperature)?);

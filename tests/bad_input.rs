@@ -20,7 +20,9 @@ use dlm::core::sampling::{Confidence, TokenSampler};
 use dlm::core::tokenizer::{CharTokenizer, HfTokenizer, SpecialTokens};
 use dlm::core::train::{LrDecay, TrainConfig, Trainer};
 use dlm::discrete::d3pm::{D3pm, Transition, mutual_information_schedule};
-use dlm::discrete::sampler::{MaskedSampler, ReMdm, ReMdmStrategy, SamplerState, Unmasking};
+use dlm::discrete::sampler::{
+    MaskedSampler, ReMdm, ReMdmStrategy, SamplerState, SlowFast, Unmasking,
+};
 use dlm::discrete::{DiscreteError, MaskingProcess, Mdlm, Spindle, Subs};
 use dlm::sched::{
     Cosine, DiscreteSchedule, Geometric, LinearBeta, LogLinear, Polynomial, ScheduleError,
@@ -290,6 +292,11 @@ fn ids_and_lengths_against_the_model() {
     };
     invalid!(Unmasking::entropy_bound(-0.5), "gamma");
     invalid!(Unmasking::entropy_bound(f64::INFINITY), "gamma");
+    invalid!(SlowFast::new(0, 0.3, 2, 1.0, 0.9), "exploration_steps");
+    invalid!(SlowFast::new(6, -0.1, 2, 1.0, 0.9), "span_confidence");
+    invalid!(SlowFast::new(6, 0.3, 0, 1.0, 0.9), "stability_window");
+    invalid!(SlowFast::new(6, 0.3, 2, f64::NAN, 0.9), "stability_std");
+    invalid!(SlowFast::new(6, 0.3, 2, 1.0, 1.5), "high_confidence");
     invalid!(SamplerState::all_masked(&subs, 0, 8), "batch");
     invalid!(SamplerState::all_masked(&subs, 2, 0), "seq_len");
     invalid!(SamplerState::all_masked(&subs, 2, 17), "seq_len");

@@ -2,7 +2,7 @@
 //!
 //! ```text
 //! dlm generate --model DIR --prompt TEXT [--chat] [--trajectory FILE.jsonl] [--config FILE.toml]
-//!              [--policy top-k|threshold|random|ancestral|entropy-bound] [--steps N]
+//!              [--policy top-k|threshold|random|ancestral|entropy-bound|slow-fast] [--steps N]
 //!              [--block-length N] [--threshold T] [--gamma G] [--cache none|prefix|dual|exact]
 //!              [--temperature T] [--seed S] [--gen-length N] [--cfg-scale W] [--mask-id ID]
 //!              [--device D]
@@ -100,7 +100,7 @@ struct SettingsArgs {
     /// Semi-autoregressive block length (0: the whole generation is one block).
     #[arg(long)]
     block_length: Option<usize>,
-    /// Confidence threshold of the threshold rule.
+    /// Confidence threshold of the threshold rule (SlowFast's high-confidence threshold).
     #[arg(long)]
     threshold: Option<f64>,
     /// The bound γ of the entropy-bound rule.
@@ -141,6 +141,7 @@ impl SettingsArgs {
                 PolicyArg::Random => Policy::Random,
                 PolicyArg::Ancestral => Policy::Ancestral,
                 PolicyArg::EntropyBound => Policy::EntropyBound,
+                PolicyArg::SlowFast => Policy::SlowFast,
             };
         }
         if let Some(cache) = self.cache {
@@ -186,6 +187,7 @@ enum PolicyArg {
     Random,
     Ancestral,
     EntropyBound,
+    SlowFast,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]

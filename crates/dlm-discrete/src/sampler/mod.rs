@@ -1,9 +1,11 @@
 //! Masked-diffusion samplers: one driver, composed of a token proposal ([`TokenSampler`]), an
-//! [`Unmasking`] policy (ancestral, ReMDM, top-k confidence, random, threshold, factor) and an
+//! [`Unmasking`] policy (ancestral, ReMDM, top-k confidence, random, threshold, factor, entropy
+//! bound, SlowFast) and an
 //! optional semi-autoregressive block length.
 
 mod observer;
 mod remdm;
+mod slow_fast;
 mod state;
 mod trajectory;
 mod unmasking;
@@ -19,10 +21,11 @@ use serde::{Deserialize, Serialize};
 
 pub use observer::{BlockDone, Observer, Start};
 pub use remdm::{ReMdm, ReMdmStrategy};
+pub use slow_fast::SlowFast;
 pub use state::SamplerState;
 pub use trajectory::{Commit, RowChanges, StepKind, Trajectory, TrajectoryStep};
 use unmasking::RowStep;
-pub use unmasking::{Clock, Tick, Unmasking, tokens_per_step};
+pub use unmasking::{Clock, RowMemory, Tick, Unmasking, tokens_per_step};
 
 use crate::denoiser::MaskedDenoiser;
 use crate::error::{DiscreteError, ensure_size};
@@ -62,6 +65,8 @@ pub struct StepRegion<'a> {
     pub decoded: &'a [bool],
     /// Each row's step on the policy's clock ([`Unmasking::clock`]).
     pub ticks: &'a [Tick],
+    /// What the policy remembers of each row since the block started.
+    pub memories: &'a mut [RowMemory],
     /// The mask token.
     pub mask_id: u32,
 }
@@ -283,6 +288,7 @@ impl MaskedSampler {
                     row.iter().zip(fixed).filter(|&(&v, &f)| v == mask && !f).count()
                 })
                 .collect();
+            let mut memories = vec![RowMemory::default(); batch];
             for step in 0..clock.max_steps(n) {
                 let mut block_tokens = in_region(&tokens, seq_len, &region);
                 let candidates: Vec<bool> =
@@ -330,6 +336,7 @@ impl MaskedSampler {
                     candidates: &candidates,
                     decoded: &decoded,
                     ticks: &ticks,
+                    memories: &mut memories,
                     mask_id: model.mask_id(),
                 };
                 let mut rows = self.step_region(log_probs, step_region, rng);
@@ -509,13 +516,14 @@ impl MaskedSampler {
         rng: &mut StdRng,
     ) -> Vec<RowChanges> {
         let [batch, n, _] = log_probs.dims();
-        let StepRegion { tokens, candidates, decoded, ticks, mask_id } = region;
+        let StepRegion { tokens, candidates, decoded, ticks, memories, mask_id } = region;
         assert!(
             tokens.len() == batch * n
                 && candidates.len() == batch * n
                 && decoded.len() == batch * n
-                && ticks.len() == batch,
-            "one entry per position of the region, one tick per row"
+                && ticks.len() == batch
+                && memories.len() == batch,
+            "one entry per position of the region, one tick and one memory per row"
         );
         let proposals = self.propose(log_probs.clone(), rng);
         let confidence: Vec<f32> = match self.unmasking.confidence() {
@@ -533,15 +541,16 @@ impl MaskedSampler {
         let uniforms: Vec<f64> = (0..2 * batch * n).map(|_| rng.random::<f64>()).collect();
         let ranked = self.unmasking.confidence().is_some();
         let mut changes = Vec::with_capacity(batch);
-        for (b, &tick) in ticks.iter().enumerate() {
+        for (b, (&tick, memory)) in ticks.iter().zip(memories.iter_mut()).enumerate() {
             let row = b * n..(b + 1) * n;
-            let selection = self.unmasking.select(&RowStep {
+            let step = RowStep {
                 candidates: &candidates[row.clone()],
                 decoded: &decoded[row.clone()],
                 confidence: &confidence[row.clone()],
                 uniforms: &uniforms[2 * row.start..2 * row.end],
                 tick,
-            });
+            };
+            let selection = self.unmasking.select(&step, memory);
             let mut row_changes = RowChanges::default();
             for (offset, (commit, remask)) in
                 selection.commit.iter().zip(&selection.remask).enumerate()

@@ -49,6 +49,13 @@ fn policies() -> Vec<(&'static str, MaskedSampler)> {
                 .with_block_length(4)
                 .unwrap(),
         ),
+        (
+            "slow-fast",
+            MaskedSampler::new(Unmasking::SlowFast(SlowFast::new(2, 0.1, 2, 1.0, 0.3).unwrap()), 1)
+                .unwrap()
+                .with_block_length(5)
+                .unwrap(),
+        ),
     ]
 }
 
@@ -106,6 +113,31 @@ fn threshold_one_equals_top1_one_token_per_step() {
         MaskedSampler::new(Unmasking::threshold(Confidence::TokenProbability, 0.05).unwrap(), 1)
             .unwrap();
     assert!(run(&loose, &model, start(), 1).nfe < 8);
+}
+
+#[test]
+fn slow_fast_spans_and_thresholds_set_the_model_calls() {
+    let device = Device::flex();
+    let model = model(&device, None);
+    let start = || SamplerState::all_masked(&subs(&model), 3, 8).unwrap();
+    let slow_fast = |exploration, high| {
+        let policy = SlowFast::new(exploration, 0.3, 2, 1.0, high).unwrap();
+        MaskedSampler::new(Unmasking::SlowFast(policy), 1).unwrap()
+    };
+    // A slow phase longer than the block, with a threshold nothing reaches: one most confident
+    // token of the whole block per call, which is LLaDA's top-1 decoding.
+    let top1 = MaskedSampler::new(Unmasking::TopK { confidence: Confidence::TokenProbability }, 8)
+        .unwrap();
+    let (a, b) = (run(&slow_fast(8, 1.0), &model, start(), 2), run(&top1, &model, start(), 2));
+    assert_eq!(values(a.tokens), values(b.tokens));
+    assert_eq!((a.nfe, b.nfe), (8, 8));
+    // A threshold everything reaches: the whole block in the first call.
+    assert_eq!(run(&slow_fast(6, 0.0), &model, start(), 2).nfe, 1);
+    // With a short slow phase the fast phase works inside the span only, still one or more
+    // tokens a call: the block is done in at most 8 calls, with no noise removal.
+    let short = run(&slow_fast(1, 1.0), &model, start(), 2);
+    assert_eq!(short.nfe, 8);
+    assert!(values(short.tokens).iter().all(|&t| t != i64::from(MASK)));
 }
 
 #[test]
@@ -308,6 +340,7 @@ fn the_entropy_bound_reads_the_entropies_of_the_tempered_distribution() {
             candidates: &[true, true],
             decoded: &[false, false],
             ticks: &[Tick::Rule],
+            memories: &mut [RowMemory::default()],
             mask_id: 9,
         };
         sampler.step_region(logits.clone(), region, &mut StdRng::seed_from_u64(0));

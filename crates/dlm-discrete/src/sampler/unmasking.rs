@@ -7,6 +7,7 @@ use dlm_sched::{NoiseSchedule, ScheduleKind};
 use serde::{Deserialize, Serialize};
 
 use super::remdm::ReMdm;
+use super::slow_fast::{SlowFast, SubCycle, confident_or_best};
 use crate::error::{DiscreteError, ensure_value};
 use crate::masking::MaskingProcess;
 
@@ -60,6 +61,9 @@ pub enum Unmasking {
         /// The bound `γ` (DiffusionGemma's default: 0.1).
         gamma: f64,
     },
+    /// SlowFast sampling (Wei et al. 2025): sub-cycles of a slow phase that estimates the span
+    /// the model is sure of and a fast phase that fills it ([`SlowFast`]).
+    SlowFast(SlowFast),
 }
 
 dlm_sched::serde_validated!(Unmasking);
@@ -76,6 +80,7 @@ impl Unmasking {
             Self::Factor { confidence, factor } => Self::factor(*confidence, *factor).map(drop),
             Self::ReMdm(remdm) => remdm.validate(),
             Self::EntropyBound { gamma } => Self::entropy_bound(*gamma).map(drop),
+            Self::SlowFast(slow_fast) => slow_fast.validate(),
             Self::Ancestral { .. } | Self::TopK { .. } | Self::Random => Ok(()),
         }
     }
@@ -155,6 +160,7 @@ impl Unmasking {
             | Self::Threshold { confidence, .. }
             | Self::Factor { confidence, .. } => Some(*confidence),
             Self::EntropyBound { .. } => Some(Confidence::NegativeEntropy),
+            Self::SlowFast(_) => Some(Confidence::TokenProbability),
             _ => None,
         }
     }
@@ -187,9 +193,10 @@ impl Unmasking {
                 Clock::Grid(grid.pairs().collect())
             }
             Self::TopK { .. } | Self::Random => Clock::Shares { steps: steps.max(1) },
-            Self::Threshold { .. } | Self::Factor { .. } | Self::EntropyBound { .. } => {
-                Clock::UntilDone
-            }
+            Self::Threshold { .. }
+            | Self::Factor { .. }
+            | Self::EntropyBound { .. }
+            | Self::SlowFast(_) => Clock::UntilDone,
         }
     }
 }
@@ -247,7 +254,7 @@ pub enum Tick {
     },
     /// Commit this many positions (count policies).
     Count(usize),
-    /// Commit what the policy's rule accepts (threshold, factor, entropy bound).
+    /// Commit what the policy's rule accepts (threshold, factor, entropy bound, SlowFast).
     Rule,
 }
 
@@ -303,6 +310,13 @@ pub(crate) struct RowStep<'a> {
     pub(crate) tick: Tick,
 }
 
+/// What a policy carries from one step of a block to the next, per row (SlowFast's sub-cycle;
+/// the other policies keep nothing). Every block starts with the default.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct RowMemory {
+    sub_cycle: SubCycle,
+}
+
 /// What a step does to one row: positions to commit and positions to mask again.
 pub(crate) struct RowSelection {
     pub(crate) commit: Vec<bool>,
@@ -310,7 +324,7 @@ pub(crate) struct RowSelection {
 }
 
 impl Unmasking {
-    pub(crate) fn select(&self, row: &RowStep<'_>) -> RowSelection {
+    pub(crate) fn select(&self, row: &RowStep<'_>, memory: &mut RowMemory) -> RowSelection {
         let n = row.candidates.len();
         let mut commit = vec![false; n];
         let mut remask = vec![false; n];
@@ -351,9 +365,10 @@ impl Unmasking {
                 }
             }
             Self::Threshold { tau, .. } => {
-                for (rank, &i) in by_confidence().iter().enumerate() {
-                    commit[i] = rank == 0 || f64::from(row.confidence[i]) >= *tau;
-                }
+                commit = confident_or_best(row.candidates, row.confidence, 0..n, *tau);
+            }
+            Self::SlowFast(slow_fast) => {
+                commit = slow_fast.select(row.candidates, row.confidence, &mut memory.sub_cycle);
             }
             Self::Factor { factor, .. } => {
                 for (rank, &i) in by_confidence().iter().enumerate() {
@@ -404,6 +419,17 @@ pub fn tokens_per_step(n: usize, steps: usize, step: usize) -> usize {
 mod tests {
     use super::*;
 
+    /// A step at the start of a block.
+    trait SelectFresh {
+        fn select_fresh(&self, row: &RowStep<'_>) -> RowSelection;
+    }
+
+    impl SelectFresh for Unmasking {
+        fn select_fresh(&self, row: &RowStep<'_>) -> RowSelection {
+            self.select(row, &mut RowMemory::default())
+        }
+    }
+
     fn row<'a>(
         candidates: &'a [bool],
         confidence: &'a [f32],
@@ -440,7 +466,7 @@ mod tests {
         let uniforms = [0.0; 10];
         let select = |gamma: f64| {
             let policy = Unmasking::entropy_bound(gamma).unwrap();
-            policy.select(&row(&candidates, &negative_entropy, &uniforms, Tick::Rule)).commit
+            policy.select_fresh(&row(&candidates, &negative_entropy, &uniforms, Tick::Rule)).commit
         };
         assert_eq!(select(0.05), [true, true, false, false, true], "three within 0.05");
         assert_eq!(select(0.02), [false, true, false, false, true], "0.03 > 0.02: two");
@@ -485,7 +511,7 @@ mod tests {
         let candidates = [true, true, false, true, true];
         let confidence = [0.95, 0.5, 0.99, 0.92, 0.7];
         let uniforms = [0.0; 10];
-        let top2 = Unmasking::TopK { confidence: Confidence::TokenProbability }.select(&row(
+        let top2 = Unmasking::TopK { confidence: Confidence::TokenProbability }.select_fresh(&row(
             &candidates,
             &confidence,
             &uniforms,
@@ -494,19 +520,19 @@ mod tests {
         assert_eq!(top2.commit, [true, false, false, true, false]);
         let threshold = Unmasking::threshold(Confidence::TokenProbability, 0.9).unwrap();
         assert_eq!(
-            threshold.select(&row(&candidates, &confidence, &uniforms, Tick::Rule)).commit,
+            threshold.select_fresh(&row(&candidates, &confidence, &uniforms, Tick::Rule)).commit,
             [true, false, false, true, false]
         );
         // Nothing passes τ = 0.999: the top-1 still goes.
         let strict = Unmasking::threshold(Confidence::TokenProbability, 0.999).unwrap();
         assert_eq!(
-            strict.select(&row(&candidates, &confidence, &uniforms, Tick::Rule)).commit,
+            strict.select_fresh(&row(&candidates, &confidence, &uniforms, Tick::Rule)).commit,
             [true, false, false, false, false]
         );
         // Factor f = 0.3: 2·0.05 = 0.10 ≤ 0.3, 3·0.08 = 0.24 ≤ 0.3, 4·0.3 = 1.2 > 0.3.
         let factor = Unmasking::factor(Confidence::TokenProbability, 0.3).unwrap();
         assert_eq!(
-            factor.select(&row(&candidates, &confidence, &uniforms, Tick::Rule)).commit,
+            factor.select_fresh(&row(&candidates, &confidence, &uniforms, Tick::Rule)).commit,
             [true, false, false, true, false]
         );
     }
@@ -519,7 +545,7 @@ mod tests {
         assert!((unmask_probability(&schedule, 0.1, 0.0) - 1.0).abs() < 1e-6);
         let candidates = [true; 4];
         let uniforms = [0.1, 0.0, 0.6, 0.0, 0.49, 0.0, 0.51, 0.0];
-        let step = Unmasking::Ancestral { schedule }.select(&row(
+        let step = Unmasking::Ancestral { schedule }.select_fresh(&row(
             &candidates,
             &[0.0; 4],
             &uniforms,
