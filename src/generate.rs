@@ -22,8 +22,8 @@ use dlm_core::llama::Pretrained;
 use dlm_core::sampling::{Confidence, TokenSampler};
 use dlm_core::tokenizer::{ChatMessage, ChatTemplate, HfTokenizer, SpecialTokens};
 use dlm_discrete::sampler::{
-    BlockDone, MaskedSampler, Observer, SamplerState, SlowFast, Start, Trajectory, TrajectoryStep,
-    Unmasking,
+    BlockDone, MaskedSampler, Observer, SamplerState, SlowFast, Start, TokenEditing, Trajectory,
+    TrajectoryStep, Unmasking,
 };
 use dlm_discrete::{DiscreteError, Guided, MaskingProcess, Mdlm, Subs};
 use dlm_sched::{LogLinear, ScheduleKind, TimeSampler};
@@ -120,6 +120,10 @@ pub struct GenerateSettings {
     /// Classifier-free guidance scale `w` (LLaDA's `cfg_scale`; 0: none): full-attention models
     /// without a cache.
     pub cfg_scale: f64,
+    /// Token editing (LLaDA 2.1's token-to-token rule): decoded tokens whose current prediction
+    /// differs with probability above this are replaced, with up to 16 edit-only calls per block;
+    /// `None`: no editing.
+    pub edit_threshold: Option<f64>,
 }
 
 impl Default for GenerateSettings {
@@ -135,7 +139,34 @@ impl Default for GenerateSettings {
             seed: 0,
             gen_length: 128,
             cfg_scale: 0.0,
+            edit_threshold: None,
         }
+    }
+}
+
+impl GenerateSettings {
+    /// The most model calls a generation with these settings makes, for a model that decodes in
+    /// blocks of `block_size` (block-causal) or in any block (`None`): per block, the policy's
+    /// steps (a time grid walks all of them; even shares and the rules stop once the block is
+    /// decoded, which takes at most one step per position), the edit-only calls of token
+    /// editing and, for the block-causal sampler, one cache update (with one block more for a
+    /// prompt that ends inside a block); then the final noise removal. What a server bounds
+    /// before it accepts a request.
+    pub fn max_model_calls(&self, block_size: Option<usize>) -> usize {
+        let gen_length = self.gen_length.max(1);
+        let block = block_size.or(self.block_length).unwrap_or(gen_length).clamp(1, gen_length);
+        let blocks = gen_length.div_ceil(block) + usize::from(block_size.is_some());
+        let per_block = match self.policy {
+            Policy::Ancestral => self.steps,
+            Policy::TopK | Policy::Random => self.steps.min(block),
+            Policy::Threshold | Policy::EntropyBound | Policy::SlowFast => block,
+        };
+        let edits = match self.edit_threshold {
+            Some(_) => TokenEditing::default().max_post_steps(),
+            None => 0,
+        };
+        let cache_updates = usize::from(block_size.is_some());
+        blocks.saturating_mul(per_block.saturating_add(edits + cache_updates)).saturating_add(1)
     }
 }
 
@@ -505,6 +536,11 @@ impl Checkpoint {
         };
         let mut sampler = MaskedSampler::new(unmasking, settings.steps)?
             .with_proposal(TokenSampler::new(settings.temperature)?);
+        if let Some(threshold) = settings.edit_threshold {
+            let paper = TokenEditing::default();
+            sampler =
+                sampler.with_editing(TokenEditing::new(threshold, paper.max_post_steps())?)?;
+        }
         // Semi-autoregressive blocks for the full-attention sampler; the block decoders take the
         // block length themselves.
         let full_attention = self.pretrained.config.architecture.block_size().is_none();

@@ -21,7 +21,7 @@ use dlm::core::tokenizer::{CharTokenizer, HfTokenizer, SpecialTokens};
 use dlm::core::train::{LrDecay, TrainConfig, Trainer};
 use dlm::discrete::d3pm::{D3pm, Transition, mutual_information_schedule};
 use dlm::discrete::sampler::{
-    MaskedSampler, ReMdm, ReMdmStrategy, SamplerState, SlowFast, Unmasking,
+    MaskedSampler, ReMdm, ReMdmStrategy, SamplerState, SlowFast, TokenEditing, Unmasking,
 };
 use dlm::discrete::{DiscreteError, MaskingProcess, Mdlm, Spindle, Subs};
 use dlm::sched::{
@@ -297,6 +297,8 @@ fn ids_and_lengths_against_the_model() {
     invalid!(SlowFast::new(6, 0.3, 0, 1.0, 0.9), "stability_window");
     invalid!(SlowFast::new(6, 0.3, 2, f64::NAN, 0.9), "stability_std");
     invalid!(SlowFast::new(6, 0.3, 2, 1.0, 1.5), "high_confidence");
+    invalid!(TokenEditing::new(1.0, 16), "threshold");
+    invalid!(TokenEditing::new(f64::NAN, 16), "threshold");
     invalid!(SamplerState::all_masked(&subs, 0, 8), "batch");
     invalid!(SamplerState::all_masked(&subs, 2, 0), "seq_len");
     invalid!(SamplerState::all_masked(&subs, 2, 17), "seq_len");

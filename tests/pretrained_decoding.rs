@@ -279,3 +279,63 @@ fn the_bd3lm_research_checkpoint_samples_with_its_exact_cache() {
     let out = top_k(8).sample(&subs, state, &mut StdRng::seed_from_u64(0)).unwrap();
     assert!(out.tokens.into_data().iter::<i64>().all(|t| t != 32));
 }
+
+#[test]
+fn no_generation_takes_more_model_calls_than_its_bound() {
+    use dlm::generate::{Cache, Checkpoint, GenerateSettings, Policy};
+    let device = Device::flex();
+    let llada = Checkpoint::load(&fixture_dir("llada"), &device, None).unwrap();
+    let sdar = Checkpoint::load(&fixture_dir("sdar"), &device, Some(63)).unwrap();
+    let policies = [
+        Policy::TopK,
+        Policy::Random,
+        Policy::Threshold,
+        Policy::Ancestral,
+        Policy::EntropyBound,
+        Policy::SlowFast,
+    ];
+    for policy in policies {
+        for edit_threshold in [None, Some(0.05)] {
+            let settings = GenerateSettings {
+                policy,
+                steps: 3,
+                gen_length: 8,
+                block_length: Some(4),
+                threshold: 0.99,
+                edit_threshold,
+                ..GenerateSettings::default()
+            };
+            let bound = settings.max_model_calls(None);
+            for cache in [Cache::None, Cache::Dual] {
+                if cache == Cache::Dual && policy == Policy::Ancestral {
+                    continue;
+                }
+                let settings = GenerateSettings { cache, ..settings.clone() };
+                let nfe = llada.generate("w5 w9", &settings, &mut |_| {}).unwrap().nfe;
+                assert!(nfe <= bound, "{policy:?} {cache:?} {edit_threshold:?}: {nfe} > {bound}");
+            }
+            if policy != Policy::Ancestral {
+                let block_causal = GenerateSettings { cache: Cache::Exact, ..settings.clone() };
+                let nfe = sdar.generate("w5 w9 w14", &block_causal, &mut |_| {}).unwrap().nfe;
+                let bound = block_causal.max_model_calls(Some(4));
+                assert!(nfe <= bound, "SDAR {policy:?} {edit_threshold:?}: {nfe} > {bound}");
+            }
+        }
+    }
+    // The closed forms: LLaDA's defaults take at most their 32 steps and the noise removal; a
+    // grid walks all its steps in every block.
+    assert_eq!(GenerateSettings::default().max_model_calls(None), 33);
+    let ancestral = GenerateSettings {
+        policy: Policy::Ancestral,
+        steps: 1000,
+        block_length: Some(32),
+        ..GenerateSettings::default()
+    };
+    assert_eq!(ancestral.max_model_calls(None), 4 * 1000 + 1);
+    let edits = GenerateSettings {
+        policy: Policy::Threshold,
+        edit_threshold: Some(0.9),
+        ..ancestral.clone()
+    };
+    assert_eq!(edits.max_model_calls(None), 4 * (32 + 16) + 1);
+}

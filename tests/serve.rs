@@ -233,6 +233,13 @@ async fn bad_requests_get_4xx_naming_the_field() {
         // Refused before anything of that size is allocated.
         ("/v1/completions", json!({"prompt": "w5", "max_tokens": 1_000_000_000_000u64}), 400, None),
         ("/v1/completions", json!({"prompt": "w5", "steps": 2_000_000}), 400, None),
+        // One request may not hold the only decoding thread for a million model calls.
+        (
+            "/v1/completions",
+            json!({"prompt": "w5", "policy": "ancestral", "steps": 1_000_000}),
+            400,
+            Some("steps"),
+        ),
         ("/v1/completions", json!({"prompt": "w5", "steps": 0, "stream": true}), 400, None),
         ("/v1/completions", json!({"prompt": "w5", "cache": "exact"}), 400, None),
         (

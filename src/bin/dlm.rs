@@ -65,6 +65,9 @@ enum Command {
         /// Requests that may wait while one is decoded; more get a 503.
         #[arg(long, default_value_t = 16)]
         queue: usize,
+        /// The most model calls one request may take (its settings' worst case); more get a 400.
+        #[arg(long, default_value_t = dlm::serve::Engine::DEFAULT_MAX_CALLS)]
+        max_calls: usize,
         /// The model name of the API (default: the directory's name).
         #[arg(long)]
         name: Option<String>,
@@ -121,6 +124,9 @@ struct SettingsArgs {
     /// Classifier-free guidance scale (LLaDA's cfg_scale; 0: none).
     #[arg(long)]
     cfg_scale: Option<f64>,
+    /// Token editing above this probability (LLaDA 2.1's token-to-token rule; off by default).
+    #[arg(long)]
+    edit_threshold: Option<f64>,
 }
 
 impl SettingsArgs {
@@ -162,6 +168,7 @@ impl SettingsArgs {
         settings.seed = self.seed.unwrap_or(settings.seed);
         settings.gen_length = self.gen_length.unwrap_or(settings.gen_length);
         settings.cfg_scale = self.cfg_scale.unwrap_or(settings.cfg_scale);
+        settings.edit_threshold = self.edit_threshold.or(settings.edit_threshold);
         Ok(settings)
     }
 }
@@ -243,14 +250,15 @@ fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
             );
         }
         #[cfg(feature = "serve")]
-        Command::Serve { model, settings, host, port, queue, name } => {
+        Command::Serve { model, settings, host, port, queue, max_calls, name } => {
             let settings = settings.settings()?;
             let name = name.unwrap_or_else(|| {
                 let dir = model.model.canonicalize().unwrap_or_else(|_| model.model.clone());
                 dir.file_name().map_or("dlm".into(), |n| n.to_string_lossy().into_owned())
             });
             let checkpoint = load(&model)?;
-            let engine = dlm::serve::Engine::start(checkpoint, name.clone(), settings, queue)?;
+            let engine = dlm::serve::Engine::start(checkpoint, name.clone(), settings, queue)?
+                .with_max_calls(max_calls);
             let runtime = tokio::runtime::Runtime::new()?;
             runtime.block_on(async {
                 let listener = tokio::net::TcpListener::bind((host.as_str(), port)).await?;

@@ -89,6 +89,8 @@ pub struct GenerationRequest {
     pub cache: Option<Cache>,
     /// Classifier-free guidance scale (LLaDA's `cfg_scale`).
     pub cfg_scale: Option<f64>,
+    /// Token editing above this probability (LLaDA 2.1).
+    pub edit_threshold: Option<f64>,
 }
 
 /// A chat message of a request.
@@ -157,6 +159,7 @@ impl GenerationRequest {
             seed: self.seed.unwrap_or(defaults.seed),
             gen_length: max_tokens.unwrap_or(defaults.gen_length),
             cfg_scale: self.cfg_scale.unwrap_or(defaults.cfg_scale),
+            edit_threshold: self.edit_threshold.or(defaults.edit_threshold),
         })
     }
 

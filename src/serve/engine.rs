@@ -60,6 +60,8 @@ pub struct Engine {
     chat_template: Option<ChatTemplate>,
     queue: usize,
     requests: AtomicU64,
+    block_size: Option<usize>,
+    max_calls: usize,
 }
 
 impl Engine {
@@ -76,6 +78,7 @@ impl Engine {
         queue: usize,
     ) -> Result<Self, ApiError> {
         let chat_template = checkpoint.chat_template.clone();
+        let block_size = checkpoint.pretrained.config.architecture.block_size();
         let (jobs, waiting) = sync_channel::<Job>(queue);
         thread::Builder::new()
             .name("dlm-engine".into())
@@ -98,7 +101,26 @@ impl Engine {
                 }
             })
             .map_err(|err| ApiError::internal(format!("cannot start the engine: {err}")))?;
-        Ok(Self { jobs, model_name, defaults, chat_template, queue, requests: AtomicU64::new(0) })
+        Ok(Self {
+            jobs,
+            model_name,
+            defaults,
+            chat_template,
+            queue,
+            requests: AtomicU64::new(0),
+            block_size,
+            max_calls: Self::DEFAULT_MAX_CALLS,
+        })
+    }
+
+    /// The default bound on one request's model calls ([`Engine::with_max_calls`]).
+    pub const DEFAULT_MAX_CALLS: usize = 4096;
+
+    /// Refuses requests whose settings may take more than `max_calls` model calls
+    /// ([`GenerateSettings::max_model_calls`]): one thread decodes every request in turn, so one
+    /// request of a million ancestral steps would hold up all the others.
+    pub fn with_max_calls(self, max_calls: usize) -> Self {
+        Self { max_calls, ..self }
     }
 
     /// The served model's name.
@@ -120,13 +142,25 @@ impl Engine {
     /// `steps` is set.
     ///
     /// # Errors
-    /// [`ApiError`] (503) when the queue is full or the engine has stopped.
+    /// [`ApiError`] (400) naming `steps` when the settings may take more model calls than this
+    /// server allows; (503) when the queue is full or the engine has stopped.
     pub fn submit(
         &self,
         prompt: String,
         settings: GenerateSettings,
         steps: bool,
     ) -> Result<UnboundedReceiver<Event>, ApiError> {
+        let calls = settings.max_model_calls(self.block_size);
+        if calls > self.max_calls {
+            return Err(ApiError::invalid(
+                "steps",
+                format!(
+                    "policy {:?} with steps = {} and max_tokens = {} may take {calls} model \
+                     calls; this server allows {} per request",
+                    settings.policy, settings.steps, settings.gen_length, self.max_calls
+                ),
+            ));
+        }
         let (events, receiver) = unbounded_channel();
         match self.jobs.try_send(Job { prompt, settings, steps, events }) {
             Ok(()) => Ok(receiver),

@@ -13,7 +13,9 @@
 //! `cache`, `cfg_scale`, and `stream_steps` for every step as an event); what a request leaves
 //! out comes from the server's defaults. Unknown fields, bad
 //! values and requests beyond the model (a prompt longer than its context) get a 400 whose JSON
-//! body names the field; a full queue gets a 503. A panic inside a generation fails that request
+//! body names the field, and so does a request whose settings may take more model calls than the
+//! server allows (`dlm serve --max-calls`, default 4096: one thread decodes every request, so a
+//! request of a million ancestral steps would stall the others); a full queue gets a 503. A panic inside a generation fails that request
 //! with a 500 and leaves the server running.
 //!
 //! # Streaming a diffusion model

@@ -6,7 +6,7 @@ use std::ops::Range;
 use burn::tensor::{Device, Int, Tensor};
 use dlm_core::backbone::{AttentionMask, DenoiserInput, KvCache, TokenModel};
 use dlm_discrete::sampler::{MaskedSampler, Observer, SamplerState};
-use dlm_discrete::{MaskedDenoiser, Subs, subs_log_probs};
+use dlm_discrete::{MaskedDenoiser, Subs, subs_log_probs, zero_masking_log_probs};
 use rand::rngs::StdRng;
 use serde::{Deserialize, Serialize};
 
@@ -156,7 +156,7 @@ struct ApproximatelyCached<'a, M: ?Sized> {
 
 impl<M: TokenModel + ?Sized> ApproximatelyCached<'_, M> {
     /// Runs `z_t` from `start` on (rotary positions from `start`) against `cache`, and returns
-    /// the SUBS log-probabilities of its first `n` positions.
+    /// the logits of its first `n` positions.
     ///
     /// # Shapes
     /// - `z_t`: `[batch, m]`, `t`: `[batch]` → `[batch, n, vocab_size]`
@@ -170,36 +170,27 @@ impl<M: TokenModel + ?Sized> ApproximatelyCached<'_, M> {
     ) -> Tensor<3> {
         let [batch, m] = z_t.dims();
         self.positions_processed.set(self.positions_processed.get() + batch * m);
-        let hidden = run_chunk(self.denoiser.model, z_t.clone(), start, cache, t);
-        self.head(hidden.narrow(1, 0, n), z_t.narrow(1, 0, n))
+        let hidden = run_chunk(self.denoiser.model, z_t, start, cache, t);
+        self.head(hidden.narrow(1, 0, n))
     }
 
-    /// The head and SUBS on hidden states.
+    /// The head on hidden states.
     ///
     /// # Shapes
-    /// - `hidden`: `[batch, n, width]`, `z_t`: `[batch, n]` → `[batch, n, vocab_size]`
-    fn head(&self, hidden: Tensor<3>, z_t: Tensor<2, Int>) -> Tensor<3> {
+    /// - `hidden`: `[batch, n, width]` → `[batch, n, vocab_size]`
+    fn head(&self, hidden: Tensor<3>) -> Tensor<3> {
         let [batch, n, width] = hidden.dims();
         let logits = self.denoiser.model.head_rows(hidden.reshape([batch * n, width]));
         let vocab_size = logits.dims()[1];
-        subs_log_probs(logits.reshape([batch, n, vocab_size]), z_t, self.denoiser.mask_id)
-    }
-}
-
-impl<M: TokenModel + ?Sized> MaskedDenoiser for ApproximatelyCached<'_, M> {
-    /// The exact full pass.
-    fn log_probs(&self, z_t: Tensor<2, Int>, t: Tensor<1>) -> Tensor<3> {
-        let [batch, len] = z_t.dims();
-        self.positions_processed.set(self.positions_processed.get() + batch * len);
-        self.denoiser.log_probs(z_t, t)
+        logits.reshape([batch, n, vocab_size])
     }
 
-    fn region_log_probs(
-        &self,
-        z_t: Tensor<2, Int>,
-        t: Tensor<1>,
-        region: Range<usize>,
-    ) -> Tensor<3> {
+    /// The logits of the positions `region`, through the cache where it holds the block (see
+    /// [`MaskedDenoiser::region_log_probs`] below).
+    ///
+    /// # Shapes
+    /// - `z_t`: `[batch, len]`, `t`: `[batch]` → `[batch, region.len(), vocab_size]`
+    fn region_logits(&self, z_t: Tensor<2, Int>, t: Tensor<1>, region: Range<usize>) -> Tensor<3> {
         let [batch, len] = z_t.dims();
         let (start, n) = (region.start, region.len());
         let mut kept = self.cache.borrow_mut();
@@ -220,16 +211,45 @@ impl<M: TokenModel + ?Sized> MaskedDenoiser for ApproximatelyCached<'_, M> {
             // No cache, or a new block: the whole sequence, keeping the cache for the block.
             _ => {
                 let mut input =
-                    DenoiserInput::tokens(z_t.clone()).with_mask(AttentionMask::Full).with_time(t);
+                    DenoiserInput::tokens(z_t).with_mask(AttentionMask::Full).with_time(t);
                 if self.mode != CacheMode::None {
                     input = input.keep_cache();
                 }
                 let out = self.denoiser.model.forward_hidden(input);
                 *kept = out.cache.map(|cache| (region, cache));
                 self.positions_processed.set(self.positions_processed.get() + batch * len);
-                self.head(out.output.narrow(1, start, n), z_t.narrow(1, start, n))
+                self.head(out.output.narrow(1, start, n))
             }
         }
+    }
+}
+
+impl<M: TokenModel + ?Sized> MaskedDenoiser for ApproximatelyCached<'_, M> {
+    /// The exact full pass.
+    fn log_probs(&self, z_t: Tensor<2, Int>, t: Tensor<1>) -> Tensor<3> {
+        let [batch, len] = z_t.dims();
+        self.positions_processed.set(self.positions_processed.get() + batch * len);
+        self.denoiser.log_probs(z_t, t)
+    }
+
+    fn region_log_probs(
+        &self,
+        z_t: Tensor<2, Int>,
+        t: Tensor<1>,
+        region: Range<usize>,
+    ) -> Tensor<3> {
+        let z_region = z_t.clone().narrow(1, region.start, region.len());
+        subs_log_probs(self.region_logits(z_t, t, region), z_region, self.denoiser.mask_id)
+    }
+
+    fn region_predictions(
+        &self,
+        z_t: Tensor<2, Int>,
+        t: Tensor<1>,
+        region: Range<usize>,
+    ) -> Option<Tensor<3>> {
+        let logits = self.region_logits(z_t, t, region);
+        Some(zero_masking_log_probs(logits, self.denoiser.mask_id))
     }
 
     fn is_time_conditioned(&self) -> bool {

@@ -39,6 +39,24 @@ pub trait MaskedDenoiser {
         self.log_probs(z_t, t).narrow(1, region.start, region.len())
     }
 
+    /// The model's own `log p_θ(x0 | z_t, t)` at every position of `region`, decoded positions
+    /// included: SUBS's zero masking without its carry-over ([`zero_masking_log_probs`]), equal to
+    /// [`MaskedDenoiser::region_log_probs`] at masked positions. Token editing
+    /// ([`crate::sampler::TokenEditing`]) reads it; `None` (the provided method) where the model
+    /// has no prediction at a decoded position (a closed-form posterior).
+    ///
+    /// # Shapes
+    /// - `z_t`: `[batch, seq_len]`, `t`: `[batch]` → `[batch, region.len(), vocab_size]`
+    fn region_predictions(
+        &self,
+        z_t: Tensor<2, Int>,
+        t: Tensor<1>,
+        region: Range<usize>,
+    ) -> Option<Tensor<3>> {
+        let _ = (z_t, t, region);
+        None
+    }
+
     /// Whether the output depends on `t`. Samplers that reuse a prediction when no token changed
     /// require that it does not.
     fn is_time_conditioned(&self) -> bool;
@@ -89,12 +107,7 @@ pub trait MaskedDenoiser {
 /// - `logits`: `[batch, seq_len, vocab_size]`, `z_t`: `[batch, seq_len]` → `[batch, seq_len, vocab_size]`
 pub fn subs_log_probs(logits: Tensor<3>, z_t: Tensor<2, Int>, mask_id: u32) -> Tensor<3> {
     let [batch, seq_len, vocab_size] = logits.dims();
-    let device = logits.device();
-    let is_mask_column = Tensor::<1, Int>::arange(0..vocab_size as i64, &device)
-        .equal_elem(mask_id as i64)
-        .reshape([1, 1, vocab_size])
-        .expand([batch, seq_len, vocab_size]);
-    let log_probs = log_softmax(logits.mask_fill(is_mask_column, NEG_INFINITY), 2);
+    let log_probs = zero_masking_log_probs(logits, mask_id);
     let is_unmasked: Tensor<3, Bool> = z_t
         .clone()
         .not_equal_elem(mask_id as i64)
@@ -102,6 +115,21 @@ pub fn subs_log_probs(logits: Tensor<3>, z_t: Tensor<2, Int>, mask_id: u32) -> T
         .expand([batch, seq_len, vocab_size]);
     let carried = z_t.one_hot::<3>(vocab_size).float().sub_scalar(1.0).mul_scalar(-NEG_INFINITY);
     log_probs.mask_where(is_unmasked, carried)
+}
+
+/// SUBS's first half alone, *zero masking probabilities*: the log-softmax of `logits` with the
+/// mask token's logit set to [`NEG_INFINITY`], at every position (the model's prediction even
+/// where the token is decoded, which [`subs_log_probs`] replaces by the token).
+///
+/// # Shapes
+/// - `logits`: `[batch, seq_len, vocab_size]` → `[batch, seq_len, vocab_size]`
+pub fn zero_masking_log_probs(logits: Tensor<3>, mask_id: u32) -> Tensor<3> {
+    let [batch, seq_len, vocab_size] = logits.dims();
+    let is_mask_column = Tensor::<1, Int>::arange(0..vocab_size as i64, &logits.device())
+        .equal_elem(mask_id as i64)
+        .reshape([1, 1, vocab_size])
+        .expand([batch, seq_len, vocab_size]);
+    log_softmax(logits.mask_fill(is_mask_column, NEG_INFINITY), 2)
 }
 
 /// SUBS's `−log p_θ(x0 | z_t)` at masked positions, from their logits alone: with the mask
@@ -163,17 +191,17 @@ impl<M: TokenModel + ?Sized> MaskedDenoiser for Subs<'_, M> {
         t: Tensor<1>,
         region: Range<usize>,
     ) -> Tensor<3> {
-        let hidden = self.model.forward_hidden(DenoiserInput::tokens(z_t.clone()).with_time(t));
-        let [batch, _, width] = hidden.output.dims();
-        let n = region.len();
-        let hidden = hidden.output.narrow(1, region.start, n).reshape([batch * n, width]);
-        let logits = self.model.head_rows(hidden);
-        let vocab_size = logits.dims()[1];
-        subs_log_probs(
-            logits.reshape([batch, n, vocab_size]),
-            z_t.narrow(1, region.start, n),
-            self.mask_id,
-        )
+        let logits = self.region_logits(z_t.clone(), t, region.clone());
+        subs_log_probs(logits, z_t.narrow(1, region.start, region.len()), self.mask_id)
+    }
+
+    fn region_predictions(
+        &self,
+        z_t: Tensor<2, Int>,
+        t: Tensor<1>,
+        region: Range<usize>,
+    ) -> Option<Tensor<3>> {
+        Some(zero_masking_log_probs(self.region_logits(z_t, t, region), self.mask_id))
     }
 
     fn is_time_conditioned(&self) -> bool {
@@ -205,6 +233,22 @@ impl<M: TokenModel + ?Sized> MaskedDenoiser for Subs<'_, M> {
 
     fn device(&self) -> Device {
         self.model.device()
+    }
+}
+
+impl<M: TokenModel + ?Sized> Subs<'_, M> {
+    /// The network's logits at the positions `region`, the head run on those rows only.
+    ///
+    /// # Shapes
+    /// - `z_t`: `[batch, seq_len]`, `t`: `[batch]` → `[batch, region.len(), vocab_size]`
+    fn region_logits(&self, z_t: Tensor<2, Int>, t: Tensor<1>, region: Range<usize>) -> Tensor<3> {
+        let hidden = self.model.forward_hidden(DenoiserInput::tokens(z_t).with_time(t));
+        let [batch, _, width] = hidden.output.dims();
+        let n = region.len();
+        let hidden = hidden.output.narrow(1, region.start, n).reshape([batch * n, width]);
+        let logits = self.model.head_rows(hidden);
+        let vocab_size = logits.dims()[1];
+        logits.reshape([batch, n, vocab_size])
     }
 }
 

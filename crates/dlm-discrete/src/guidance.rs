@@ -5,7 +5,7 @@ use std::ops::Range;
 use burn::tensor::{Bool, Device, Int, Tensor};
 use dlm_core::backbone::{DenoiserInput, TokenModel};
 
-use crate::denoiser::{MaskedDenoiser, Subs, subs_log_probs};
+use crate::denoiser::{MaskedDenoiser, Subs, subs_log_probs, zero_masking_log_probs};
 use crate::error::{DiscreteError, ensure_value};
 use crate::sampler::SamplerState;
 
@@ -46,6 +46,29 @@ impl<'a, M: TokenModel + ?Sized> Guided<'a, M> {
     }
 }
 
+impl<M: TokenModel + ?Sized> Guided<'_, M> {
+    /// `ℓ_u + (w + 1)(ℓ_c − ℓ_u)` at the positions `region`, from one call of twice the batch.
+    ///
+    /// # Shapes
+    /// - `z_t`: `[batch, seq_len]`, `t`: `[batch]` → `[batch, region.len(), vocab_size]`
+    fn guided_logits(&self, z_t: Tensor<2, Int>, t: Tensor<1>, region: Range<usize>) -> Tensor<3> {
+        let [batch, _] = z_t.dims();
+        let n = region.len();
+        let unconditional = z_t.clone().mask_fill(self.given.clone(), i64::from(self.subs.mask_id));
+        let both = Tensor::cat(vec![z_t.clone(), unconditional], 0);
+        let input = DenoiserInput::tokens(both).with_time(Tensor::cat(vec![t.clone(), t], 0));
+        let hidden = self.subs.model.forward_hidden(input).output;
+        let width = hidden.dims()[2];
+        let rows = hidden.narrow(1, region.start, n).reshape([2 * batch * n, width]);
+        let logits = self.subs.model.head_rows(rows);
+        let vocab_size = logits.dims()[1];
+        let logits = logits.reshape([2, batch, n, vocab_size]);
+        let conditional = logits.clone().narrow(0, 0, 1).squeeze_dim::<3>(0);
+        let unconditional = logits.narrow(0, 1, 1).squeeze_dim::<3>(0);
+        unconditional.clone() + (conditional - unconditional).mul_scalar(self.scale + 1.0)
+    }
+}
+
 impl<M: TokenModel + ?Sized> MaskedDenoiser for Guided<'_, M> {
     fn log_probs(&self, z_t: Tensor<2, Int>, t: Tensor<1>) -> Tensor<3> {
         let len = z_t.dims()[1];
@@ -67,22 +90,21 @@ impl<M: TokenModel + ?Sized> MaskedDenoiser for Guided<'_, M> {
         if self.scale == 0.0 {
             return self.subs.region_log_probs(z_t, t, region);
         }
-        let [batch, _] = z_t.dims();
-        let n = region.len();
-        let unconditional = z_t.clone().mask_fill(self.given.clone(), i64::from(self.subs.mask_id));
-        let both = Tensor::cat(vec![z_t.clone(), unconditional], 0);
-        let input = DenoiserInput::tokens(both).with_time(Tensor::cat(vec![t.clone(), t], 0));
-        let hidden = self.subs.model.forward_hidden(input).output;
-        let width = hidden.dims()[2];
-        let rows = hidden.narrow(1, region.start, n).reshape([2 * batch * n, width]);
-        let logits = self.subs.model.head_rows(rows);
-        let vocab_size = logits.dims()[1];
-        let logits = logits.reshape([2, batch, n, vocab_size]);
-        let conditional = logits.clone().narrow(0, 0, 1).squeeze_dim::<3>(0);
-        let unconditional = logits.narrow(0, 1, 1).squeeze_dim::<3>(0);
-        let guided =
-            unconditional.clone() + (conditional - unconditional).mul_scalar(self.scale + 1.0);
-        subs_log_probs(guided, z_t.narrow(1, region.start, n), self.subs.mask_id)
+        let z_region = z_t.clone().narrow(1, region.start, region.len());
+        subs_log_probs(self.guided_logits(z_t, t, region), z_region, self.subs.mask_id)
+    }
+
+    /// The guided logits with zero masking only: the predictions token editing reads.
+    fn region_predictions(
+        &self,
+        z_t: Tensor<2, Int>,
+        t: Tensor<1>,
+        region: Range<usize>,
+    ) -> Option<Tensor<3>> {
+        if self.scale == 0.0 {
+            return self.subs.region_predictions(z_t, t, region);
+        }
+        Some(zero_masking_log_probs(self.guided_logits(z_t, t, region), self.subs.mask_id))
     }
 
     fn is_time_conditioned(&self) -> bool {

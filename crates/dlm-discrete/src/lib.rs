@@ -32,7 +32,7 @@ pub use adaptive_parallel::{AdaptiveDecoded, AdaptiveParallelDecoder};
 pub use bert::BertSubs;
 pub use denoiser::{
     MaskedDenoiser, NEG_INFINITY, Subs, masked_rows, subs_log_probs, subs_masked_nll,
-    subs_nll_at_rows,
+    subs_nll_at_rows, zero_masking_log_probs,
 };
 pub use error::DiscreteError;
 pub use guidance::Guided;

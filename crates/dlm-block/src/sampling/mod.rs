@@ -1,11 +1,13 @@
 //! BD3LM sampling: block by block, a masked sampler inside each block, the clean blocks in an
 //! exact KV cache.
 
+use std::ops::Range;
+
 use burn::tensor::{Device, Int, Tensor};
 use dlm_core::backbone::{AttentionMask, Denoiser, DenoiserInput, KvCache, TokenModel};
 use dlm_core::host::{int_values, ints};
 use dlm_discrete::sampler::{BlockDone, MaskedSampler, SamplerState};
-use dlm_discrete::{MaskedDenoiser, Subs, subs_log_probs};
+use dlm_discrete::{MaskedDenoiser, Subs, subs_log_probs, zero_masking_log_probs};
 use rand::rngs::StdRng;
 
 use crate::error::{BlockError, ensure_size};
@@ -32,8 +34,12 @@ pub struct RecomputedBlock<'a, M: ?Sized = Denoiser> {
     mask_id: u32,
 }
 
-impl<M: TokenModel + ?Sized> MaskedDenoiser for CachedBlock<'_, M> {
-    fn log_probs(&self, z_block: Tensor<2, Int>, _t: Tensor<1>) -> Tensor<3> {
+impl<M: TokenModel + ?Sized> CachedBlock<'_, M> {
+    /// The block's logits against the cache.
+    ///
+    /// # Shapes
+    /// - `z_block`: `[batch, n]` → `[batch, n, vocab_size]`
+    fn logits(&self, z_block: Tensor<2, Int>) -> Tensor<3> {
         let device = z_block.device();
         let n = z_block.dims()[1];
         let positions =
@@ -44,7 +50,23 @@ impl<M: TokenModel + ?Sized> MaskedDenoiser for CachedBlock<'_, M> {
         if let Some(cache) = self.cache {
             input = input.with_cache(cache.clone());
         }
-        subs_log_probs(self.model.forward(input).output, z_block, self.mask_id)
+        self.model.forward(input).output
+    }
+}
+
+impl<M: TokenModel + ?Sized> MaskedDenoiser for CachedBlock<'_, M> {
+    fn log_probs(&self, z_block: Tensor<2, Int>, _t: Tensor<1>) -> Tensor<3> {
+        subs_log_probs(self.logits(z_block.clone()), z_block, self.mask_id)
+    }
+
+    fn region_predictions(
+        &self,
+        z_block: Tensor<2, Int>,
+        _t: Tensor<1>,
+        region: Range<usize>,
+    ) -> Option<Tensor<3>> {
+        let logits = self.logits(z_block).narrow(1, region.start, region.len());
+        Some(zero_masking_log_probs(logits, self.mask_id))
     }
 
     fn is_time_conditioned(&self) -> bool {
@@ -68,8 +90,12 @@ impl<M: TokenModel + ?Sized> MaskedDenoiser for CachedBlock<'_, M> {
     }
 }
 
-impl<M: TokenModel + ?Sized> MaskedDenoiser for RecomputedBlock<'_, M> {
-    fn log_probs(&self, z_block: Tensor<2, Int>, _t: Tensor<1>) -> Tensor<3> {
+impl<M: TokenModel + ?Sized> RecomputedBlock<'_, M> {
+    /// The block's logits after the recomputed prefix.
+    ///
+    /// # Shapes
+    /// - `z_block`: `[batch, n]` → `[batch, n, vocab_size]`
+    fn logits(&self, z_block: Tensor<2, Int>) -> Tensor<3> {
         let n = z_block.dims()[1];
         let input = match self.prefix {
             Some(prefix) => Tensor::cat(vec![prefix.clone(), z_block.clone()], 1),
@@ -77,12 +103,27 @@ impl<M: TokenModel + ?Sized> MaskedDenoiser for RecomputedBlock<'_, M> {
         };
         let total = input.dims()[1];
         let mask = AttentionMask::BlockCausal { block_size: self.block_size };
-        let logits = self
-            .model
-            .forward(DenoiserInput::tokens(input).with_mask(mask))
-            .output
-            .narrow(1, total - n, n);
-        subs_log_probs(logits, z_block, self.mask_id)
+        self.model.forward(DenoiserInput::tokens(input).with_mask(mask)).output.narrow(
+            1,
+            total - n,
+            n,
+        )
+    }
+}
+
+impl<M: TokenModel + ?Sized> MaskedDenoiser for RecomputedBlock<'_, M> {
+    fn log_probs(&self, z_block: Tensor<2, Int>, _t: Tensor<1>) -> Tensor<3> {
+        subs_log_probs(self.logits(z_block.clone()), z_block, self.mask_id)
+    }
+
+    fn region_predictions(
+        &self,
+        z_block: Tensor<2, Int>,
+        _t: Tensor<1>,
+        region: Range<usize>,
+    ) -> Option<Tensor<3>> {
+        let logits = self.logits(z_block).narrow(1, region.start, region.len());
+        Some(zero_masking_log_probs(logits, self.mask_id))
     }
 
     fn is_time_conditioned(&self) -> bool {

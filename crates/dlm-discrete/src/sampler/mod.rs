@@ -3,6 +3,7 @@
 //! bound, SlowFast) and an
 //! optional semi-autoregressive block length.
 
+mod editing;
 mod observer;
 mod remdm;
 mod slow_fast;
@@ -14,18 +15,19 @@ use std::ops::Range;
 
 use burn::tensor::{Int, Tensor};
 use dlm_core::host::{floats, int_values, ints};
-use dlm_core::sampling::TokenSampler;
+use dlm_core::sampling::{Confidence, TokenSampler};
 use rand::RngExt;
 use rand::rngs::StdRng;
 use serde::{Deserialize, Serialize};
 
+pub use editing::TokenEditing;
 pub use observer::{BlockDone, Observer, Start};
 pub use remdm::{ReMdm, ReMdmStrategy};
 pub use slow_fast::SlowFast;
 pub use state::SamplerState;
 pub use trajectory::{Commit, RowChanges, StepKind, Trajectory, TrajectoryStep};
-use unmasking::RowStep;
 pub use unmasking::{Clock, RowMemory, Tick, Unmasking, tokens_per_step};
+use unmasking::{RowSelection, RowStep};
 
 use crate::denoiser::MaskedDenoiser;
 use crate::error::{DiscreteError, ensure_size};
@@ -98,6 +100,8 @@ pub struct MaskedSampler {
     block_length: Option<usize>,
     #[serde(default)]
     stop_tokens: Vec<u32>,
+    #[serde(default)]
+    editing: Option<TokenEditing>,
 }
 
 dlm_sched::serde_validated!(MaskedSampler);
@@ -117,6 +121,7 @@ impl MaskedSampler {
             steps,
             block_length: None,
             stop_tokens: Vec::new(),
+            editing: None,
         })
     }
 
@@ -125,7 +130,11 @@ impl MaskedSampler {
     fn validate(&self) -> Result<(), DiscreteError> {
         let sampler = Self::new(self.unmasking.clone(), self.steps)?;
         if let Some(block_length) = self.block_length {
-            sampler.with_block_length(block_length)?;
+            sampler.clone().with_block_length(block_length)?;
+        }
+        if let Some(editing) = &self.editing {
+            editing.validate()?;
+            sampler.with_editing(editing.clone())?;
         }
         Ok(())
     }
@@ -162,6 +171,23 @@ impl MaskedSampler {
     /// Stop tokens inside the prompt end nothing.
     pub fn with_stop_tokens(self, stop_tokens: Vec<u32>) -> Self {
         Self { stop_tokens, ..self }
+    }
+
+    /// Also edits decoded tokens (LLaDA 2.1's token-to-token rule, [`TokenEditing`]), with the
+    /// policy as the mask-to-token rule. Sampling then needs a model with predictions at decoded
+    /// positions ([`MaskedDenoiser::region_predictions`]); stop tokens end a row only at the end of
+    /// a block, as an edit may replace them.
+    ///
+    /// # Errors
+    /// [`DiscreteError::Unsupported`] with a policy that masks decoded tokens again (ReMDM): both
+    /// would rewrite the same positions.
+    pub fn with_editing(self, editing: TokenEditing) -> Result<Self, DiscreteError> {
+        if self.unmasking.remasks() {
+            return Err(DiscreteError::Unsupported {
+                what: "token editing with a remasking policy (ReMDM)",
+            });
+        }
+        Ok(Self { editing: Some(editing), ..self })
     }
 
     /// The unmasking policy.
@@ -264,8 +290,9 @@ impl MaskedSampler {
                     ended_at(&tokens[row.clone()], &fixed[row], mask, &stops).is_some()
                 })
         };
-        // Decoded positions change only under ReMDM, and then only inside the current block.
-        let check_every_step = !self.unmasking.remasks();
+        // Decoded positions change only under ReMDM and editing, and then only inside the
+        // current block.
+        let check_every_step = !self.unmasking.remasks() && self.editing.is_none();
         let mut ended = false;
         let clock = self.unmasking.clock(self.steps);
         let mut last: Option<(Vec<i64>, Range<usize>, Tensor<3>)> = None;
@@ -289,15 +316,26 @@ impl MaskedSampler {
                 })
                 .collect();
             let mut memories = vec![RowMemory::default(); batch];
-            for step in 0..clock.max_steps(n) {
+            let (mut post_steps, mut changed_last) = (0, false);
+            for step in 0.. {
                 let mut block_tokens = in_region(&tokens, seq_len, &region);
                 let candidates: Vec<bool> =
                     block_tokens.iter().zip(&block_fixed).map(|(&v, &f)| v == mask && !f).collect();
-                if !candidates.iter().any(|&c| c) {
-                    break;
-                }
-                let ticks: Vec<Tick> =
-                    masked_at_start.iter().map(|&masked| clock.tick(step, masked)).collect();
+                let ticks: Vec<Tick> = if candidates.iter().any(|&c| c) {
+                    if step == clock.max_steps(n) {
+                        break;
+                    }
+                    masked_at_start.iter().map(|&masked| clock.tick(step, masked)).collect()
+                } else {
+                    // No mask left: edit-only steps, while the last step changed something.
+                    match &self.editing {
+                        Some(editing) if changed_last && post_steps < editing.max_post_steps() => {
+                            post_steps += 1;
+                            vec![Tick::Post; batch]
+                        }
+                        _ => break,
+                    }
+                };
                 // A grid step gives the model its time; otherwise the row's masked fraction.
                 let row_times: Vec<f64> = (0..batch)
                     .map(|b| {
@@ -319,11 +357,17 @@ impl MaskedSampler {
                     _ => {
                         state.nfe += 1;
                         let z_t = ints(tokens.clone(), [batch, seq_len], &device);
-                        let log_probs = model.region_log_probs(
-                            z_t,
-                            floats(&row_times, &device),
-                            region.clone(),
-                        );
+                        let t = floats(&row_times, &device);
+                        let log_probs = if self.editing.is_some() {
+                            model.region_predictions(z_t, t, region.clone()).ok_or(
+                                DiscreteError::Unsupported {
+                                    what: "token editing on a model without predictions at \
+                                           decoded positions",
+                                },
+                            )?
+                        } else {
+                            model.region_log_probs(z_t, t, region.clone())
+                        };
                         last = Some((tokens.clone(), region.clone(), log_probs.clone()));
                         log_probs
                     }
@@ -340,12 +384,15 @@ impl MaskedSampler {
                     mask_id: model.mask_id(),
                 };
                 let mut rows = self.step_region(log_probs, step_region, rng);
+                changed_last =
+                    rows.iter().any(|row| !row.committed.is_empty() || !row.edited.is_empty());
                 for (b, row) in block_tokens.chunks(n).enumerate() {
                     tokens[b * seq_len + region.start..b * seq_len + region.end]
                         .copy_from_slice(row);
                 }
                 for changes in &mut rows {
                     changes.committed.iter_mut().for_each(|c| c.position += region.start);
+                    changes.edited.iter_mut().for_each(|c| c.position += region.start);
                     changes.remasked.iter_mut().for_each(|p| *p += region.start);
                 }
                 observer.step_done(&TrajectoryStep {
@@ -467,6 +514,7 @@ fn changed(
                 .map(|i| Commit { position: i, token: after[i], confidence: None })
                 .collect(),
             remasked: Vec::new(),
+            edited: Vec::new(),
         })
         .collect();
     TrajectoryStep { kind, block, nfe, rows }
@@ -499,7 +547,9 @@ fn in_region<T: Copy>(values: &[T], len: usize, region: &Range<usize>) -> Vec<T>
 impl MaskedSampler {
     /// One step on a region of `n` positions per row (the whole sequence, or a block): proposals
     /// from `log_probs`, then the policy's choice among the region's candidates, committed into
-    /// its tokens; ReMDM may also mask decoded positions again.
+    /// its tokens; ReMDM may also mask decoded positions again, and token editing replace them
+    /// (for which `log_probs` must be the model's predictions, not SUBS's: under SUBS a decoded
+    /// position proposes its own token, and nothing is edited).
     ///
     /// # Shapes
     /// - `log_probs`: `[batch, n, vocab_size]`; the region's slices have `batch · n` entries
@@ -526,6 +576,7 @@ impl MaskedSampler {
             "one entry per position of the region, one tick and one memory per row"
         );
         let proposals = self.propose(log_probs.clone(), rng);
+        let log_probs_for_edits = log_probs.clone();
         let confidence: Vec<f32> = match self.unmasking.confidence() {
             Some(measure) => {
                 let scored = if self.unmasking.scores_the_sampling_distribution() {
@@ -536,6 +587,14 @@ impl MaskedSampler {
                 measure.score(scored, proposals.clone()).into_data().iter::<f32>().collect()
             }
             None => vec![0.0; batch * n],
+        };
+        let edit_probability: Vec<f32> = match &self.editing {
+            Some(_) => Confidence::TokenProbability
+                .score(log_probs_for_edits, proposals.clone())
+                .into_data()
+                .iter::<f32>()
+                .collect(),
+            None => Vec::new(),
         };
         let proposals: Vec<i64> = int_values(proposals);
         let uniforms: Vec<f64> = (0..2 * batch * n).map(|_| rng.random::<f64>()).collect();
@@ -550,7 +609,19 @@ impl MaskedSampler {
                 uniforms: &uniforms[2 * row.start..2 * row.end],
                 tick,
             };
-            let selection = self.unmasking.select(&step, memory);
+            let selection = match tick {
+                Tick::Post => RowSelection { commit: vec![false; n], remask: vec![false; n] },
+                _ => self.unmasking.select(&step, memory),
+            };
+            let edits = match &self.editing {
+                Some(editing) => editing.select(
+                    &decoded[row.clone()],
+                    &tokens[row.clone()],
+                    &proposals[row.clone()],
+                    &edit_probability[row.clone()],
+                ),
+                None => vec![false; n],
+            };
             let mut row_changes = RowChanges::default();
             for (offset, (commit, remask)) in
                 selection.commit.iter().zip(&selection.remask).enumerate()
@@ -566,6 +637,13 @@ impl MaskedSampler {
                 } else if *remask {
                     tokens[i] = i64::from(mask_id);
                     row_changes.remasked.push(offset);
+                } else if edits[offset] {
+                    tokens[i] = proposals[i];
+                    row_changes.edited.push(Commit {
+                        position: offset,
+                        token: proposals[i],
+                        confidence: Some(edit_probability[i]),
+                    });
                 }
             }
             changes.push(row_changes);

@@ -440,3 +440,144 @@ fn every_sampler_records_a_trajectory_that_replays_to_its_tokens() {
         }
     }
 }
+
+/// A model sure of one sequence: probability `sure` on `target[i]` at every position, the rest
+/// spread evenly over the other non-mask tokens; its predictions at decoded positions are those
+/// too (SUBS carries the token over instead).
+struct SureOf {
+    target: Vec<i64>,
+    sure: f32,
+    predicts_decoded: bool,
+}
+
+impl SureOf {
+    /// `[batch, region.len(), VOCAB]`, zero-masked.
+    fn predictions(&self, batch: usize, region: Range<usize>) -> Tensor<3> {
+        let rest = (1.0 - self.sure) / (VOCAB - 2) as f32;
+        let mut values = Vec::new();
+        for _ in 0..batch {
+            for i in region.clone() {
+                for v in 0..VOCAB as i64 {
+                    let p = match v {
+                        v if v == i64::from(MASK) => 0.0,
+                        v if v == self.target[i] => self.sure,
+                        _ => rest,
+                    };
+                    values.push(p.max(1e-30).ln());
+                }
+            }
+        }
+        let shape = [batch, region.len(), VOCAB];
+        Tensor::from_data(burn::tensor::TensorData::new(values, shape), &Device::flex())
+    }
+}
+
+impl MaskedDenoiser for SureOf {
+    fn log_probs(&self, z_t: Tensor<2, Int>, _t: Tensor<1>) -> Tensor<3> {
+        let [batch, len] = z_t.dims();
+        crate::subs_log_probs(self.predictions(batch, 0..len), z_t, MASK)
+    }
+    fn region_predictions(
+        &self,
+        z_t: Tensor<2, Int>,
+        _t: Tensor<1>,
+        region: Range<usize>,
+    ) -> Option<Tensor<3>> {
+        self.predicts_decoded.then(|| self.predictions(z_t.dims()[0], region))
+    }
+    fn is_time_conditioned(&self) -> bool {
+        false
+    }
+    fn mask_id(&self) -> u32 {
+        MASK
+    }
+    fn vocab_size(&self) -> usize {
+        VOCAB
+    }
+    fn max_seq_len(&self) -> Option<usize> {
+        None
+    }
+    fn device(&self) -> Device {
+        Device::flex()
+    }
+}
+
+#[test]
+fn token_editing_replaces_decoded_tokens_the_model_now_rejects() {
+    let device = Device::flex();
+    let model = SureOf { target: vec![5, 6, 7, 8, 9, 10], sure: 0.97, predicts_decoded: true };
+    // Position 0 is a fixed prompt; position 1 holds a wrong token, decoded but free.
+    let mask = i64::from(MASK);
+    let start = || SamplerState {
+        tokens: ints(vec![5, 4, mask, mask, mask, mask], [1, 6], &device),
+        fixed: Tensor::<2, Int>::from_ints([[1, 0, 0, 0, 0, 0]], &device).equal_elem(1),
+        nfe: 0,
+    };
+    let threshold = Unmasking::threshold(Confidence::TokenProbability, 0.5).unwrap();
+    let plain = MaskedSampler::new(threshold, 1).unwrap();
+    let sample = |sampler: &MaskedSampler, model: &SureOf| {
+        let mut trajectory = Trajectory::default();
+        let mut rng = StdRng::seed_from_u64(0);
+        let out = sampler.sample_observed(model, start(), &mut rng, &mut trajectory);
+        out.map(|out| (values(out.tokens), out.nfe, trajectory))
+    };
+    // Without editing, the wrong token stays: one call fills the four masks.
+    let (tokens, nfe, _) = sample(&plain, &model).unwrap();
+    assert_eq!((tokens, nfe), (vec![5, 4, 7, 8, 9, 10], 1));
+    // With editing at 0.9 (0.97 > 0.9), the first call also edits position 1, which was decoded
+    // when the step began; one post call then finds nothing to change and ends the block.
+    let editing = plain.clone().with_editing(TokenEditing::new(0.9, 16).unwrap()).unwrap();
+    let (tokens, nfe, trajectory) = sample(&editing, &model).unwrap();
+    assert_eq!((tokens.clone(), nfe), (vec![5, 6, 7, 8, 9, 10], 2));
+    let first = &trajectory.steps[0].rows[0];
+    assert_eq!(first.committed.len(), 4);
+    assert_eq!(first.edited.len(), 1);
+    assert_eq!((first.edited[0].position, first.edited[0].token), (1, 6));
+    assert!((first.edited[0].confidence.unwrap() - 0.97).abs() < 1e-5);
+    assert_eq!(trajectory.replay(), tokens, "edits replay");
+    // Above the model's probability nothing is edited (and the post call changes nothing).
+    let strict = plain.clone().with_editing(TokenEditing::new(0.98, 16).unwrap()).unwrap();
+    assert_eq!(sample(&strict, &model).unwrap().0, [5, 4, 7, 8, 9, 10]);
+    // No post steps: the edit in the filling step remains, no extra call.
+    let no_post = plain.clone().with_editing(TokenEditing::new(0.9, 0).unwrap()).unwrap();
+    let (tokens, nfe, _) = sample(&no_post, &model).unwrap();
+    assert_eq!((tokens, nfe), (vec![5, 6, 7, 8, 9, 10], 1));
+    // A model without predictions at decoded positions cannot edit: a typed error.
+    let subs_only = SureOf { predicts_decoded: false, ..model };
+    let err = sample(&editing, &subs_only).unwrap_err();
+    assert!(matches!(err, DiscreteError::Unsupported { .. }), "{err}");
+    // ReMDM rewrites decoded tokens itself.
+    let remdm =
+        ReMdm::new(ScheduleKind::LogLinear(LogLinear::default()), ReMdmStrategy::Cap { eta: 0.01 })
+            .unwrap();
+    let remasking = MaskedSampler::new(Unmasking::ReMdm(remdm), 4).unwrap();
+    assert!(remasking.with_editing(TokenEditing::default()).is_err());
+}
+
+#[test]
+fn edits_keep_going_after_the_last_mask_until_nothing_changes() {
+    // A block already decoded, all wrong: the first post steps edit, and stop when a call changes
+    // nothing; with the whole block decoded at the start, no call is made at all.
+    let device = Device::flex();
+    let model = SureOf { target: vec![5, 6, 7], sure: 0.97, predicts_decoded: true };
+    let decoded = SamplerState {
+        tokens: ints(vec![4, 4, 4], [1, 3], &device),
+        fixed: Tensor::<2, Int>::zeros([1, 3], &device).equal_elem(1),
+        nfe: 0,
+    };
+    let editing = MaskedSampler::new(Unmasking::Random, 2)
+        .unwrap()
+        .with_editing(TokenEditing::default())
+        .unwrap();
+    let out = editing.sample(&model, decoded, &mut StdRng::seed_from_u64(0)).unwrap();
+    assert_eq!((values(out.tokens), out.nfe), (vec![4, 4, 4], 0), "nothing changed last");
+    // One mask: the call that fills it edits the rest, the next changes nothing.
+    let mask = i64::from(MASK);
+    let one_mask = SamplerState {
+        tokens: ints(vec![4, mask, 4], [1, 3], &device),
+        fixed: Tensor::<2, Int>::zeros([1, 3], &device).equal_elem(1),
+        nfe: 0,
+    };
+    let out = editing.sample(&model, one_mask, &mut StdRng::seed_from_u64(0)).unwrap();
+    assert_eq!((values(out.tokens), out.nfe), (vec![5, 6, 7], 2));
+}

@@ -26,6 +26,10 @@ pub struct RowChanges {
     /// Positions masked again (ReMDM).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub remasked: Vec<usize>,
+    /// Decoded positions given another token ([`super::TokenEditing`]), with the proposal's
+    /// probability as the confidence.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub edited: Vec<Commit>,
 }
 
 /// Why the tokens changed.
@@ -65,12 +69,13 @@ struct Header {
 
 /// Everything a sampler did, step by step (record one by passing `&mut Trajectory::default()`
 /// as the [`super::Observer`] of [`super::MaskedSampler::sample_observed`]): the starting tokens and, per step, the positions each
-/// row committed (with the token and the policy's confidence) or masked again. Replaying it
+/// row committed (with the token and the policy's confidence), edited or masked again. Replaying it
 /// ([`Trajectory::replay`]) gives the sampler's tokens, with no model.
 ///
 /// As JSON Lines ([`Trajectory::to_jsonl`]): a first line `{"batch", "seq_len", "mask_id",
 /// "initial"}`, then one line per step `{"kind", "block", "nfe", "rows": [{"committed":
-/// [{"position", "token", "confidence"}], "remasked": [...]}]}`.
+/// [{"position", "token", "confidence"}], "remasked": [...], "edited": [...]}]}` (empty lists
+/// left out).
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct Trajectory {
     header: Header,
@@ -109,7 +114,7 @@ impl Trajectory {
         let (len, mask) = (self.header.seq_len, i64::from(self.header.mask_id));
         for step in &self.steps {
             for (row, changes) in tokens.chunks_mut(len).zip(&step.rows) {
-                for commit in &changes.committed {
+                for commit in changes.committed.iter().chain(&changes.edited) {
                     row[commit.position] = commit.token;
                 }
                 for &position in &changes.remasked {
@@ -170,7 +175,8 @@ impl Trajectory {
                 format!("batch = {batch} (line {})", number + 1),
             )?;
             let positions = step.rows.iter().flat_map(|row| {
-                row.committed.iter().map(|c| c.position).chain(row.remasked.iter().copied())
+                let changed = row.committed.iter().chain(&row.edited).map(|c| c.position);
+                changed.chain(row.remasked.iter().copied())
             });
             for position in positions {
                 ensure_size(
@@ -201,6 +207,7 @@ mod tests {
             rows: vec![RowChanges {
                 committed: vec![Commit { position: 2, token: 4, confidence: Some(0.5) }],
                 remasked: vec![],
+                edited: vec![],
             }],
         });
         trajectory.steps.push(TrajectoryStep {
@@ -208,19 +215,33 @@ mod tests {
             block: [0, 3],
             nfe: 2,
             rows: vec![RowChanges {
+                committed: vec![Commit { position: 1, token: 6, confidence: Some(0.7) }],
+                remasked: vec![],
+                edited: vec![Commit { position: 2, token: 8, confidence: Some(0.95) }],
+            }],
+        });
+        trajectory.steps.push(TrajectoryStep {
+            kind: StepKind::Denoise,
+            block: [0, 3],
+            nfe: 3,
+            rows: vec![RowChanges {
                 committed: vec![Commit { position: 0, token: 5, confidence: None }],
                 remasked: vec![2],
+                edited: vec![],
             }],
         });
         let text = trajectory.to_jsonl();
-        assert_eq!(text.lines().count(), 3);
+        assert_eq!(text.lines().count(), 4);
         assert_eq!(Trajectory::from_jsonl(&text).unwrap(), trajectory);
-        assert_eq!(trajectory.replay(), [5, 9, 9], "committed, then masked again");
-        assert_eq!(trajectory.nfe(), 2);
+        assert_eq!(trajectory.replay(), [5, 6, 9], "committed, edited, then masked again");
+        assert_eq!(trajectory.nfe(), 3);
 
-        let bad_line = text.replace("\"nfe\":2", "\"nfe\":\"two\"");
+        let bad_line = text.replace("\"nfe\":3", "\"nfe\":\"three\"");
         let err = Trajectory::from_jsonl(&bad_line).unwrap_err();
-        assert!(matches!(err, DiscreteError::Trajectory { line: 3, .. }), "{err}");
+        assert!(matches!(err, DiscreteError::Trajectory { line: 4, .. }), "{err}");
+        let edited_outside =
+            text.replace("\"position\":2,\"token\":8", "\"position\":7,\"token\":8");
+        assert!(Trajectory::from_jsonl(&edited_outside).is_err(), "edits are checked too");
         let outside = text.replace("\"position\":2", "\"position\":3");
         assert!(Trajectory::from_jsonl(&outside).unwrap_err().to_string().contains("position"));
         let short = text.replace("[9,9,9]", "[9,9]");

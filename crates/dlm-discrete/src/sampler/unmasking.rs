@@ -256,6 +256,9 @@ pub enum Tick {
     Count(usize),
     /// Commit what the policy's rule accepts (threshold, factor, entropy bound, SlowFast).
     Rule,
+    /// A step after the block's last mask, which only edits ([`super::TokenEditing`]): the
+    /// policy is not asked.
+    Post,
 }
 
 impl Tick {
@@ -263,7 +266,7 @@ impl Tick {
     pub fn time(&self) -> Option<f64> {
         match self {
             Self::Time { t, .. } => Some(*t),
-            Self::Count(_) | Self::Rule => None,
+            Self::Count(_) | Self::Rule | Self::Post => None,
         }
     }
 
@@ -272,7 +275,9 @@ impl Tick {
     fn interval(&self) -> (f64, f64) {
         match self {
             Self::Time { t, s } => (*t, *s),
-            Self::Count(_) | Self::Rule => unreachable!("a grid policy steps on its grid"),
+            Self::Count(_) | Self::Rule | Self::Post => {
+                unreachable!("a grid policy steps on its grid")
+            }
         }
     }
 
@@ -280,7 +285,9 @@ impl Tick {
     fn count(&self) -> usize {
         match self {
             Self::Count(k) => *k,
-            Self::Time { .. } | Self::Rule => unreachable!("a count policy steps on its shares"),
+            Self::Time { .. } | Self::Rule | Self::Post => {
+                unreachable!("a count policy steps on its shares")
+            }
         }
     }
 }
