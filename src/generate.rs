@@ -181,9 +181,9 @@ pub struct Generated {
     pub nfe: usize,
     /// Wall time in seconds.
     pub seconds: f64,
-    /// Every step of the decoding, replayable ([`Trajectory::replay`]) and writable as JSON
-    /// Lines; `None` for a block-causal model, whose block sampler reports finished blocks only.
-    pub trajectory: Option<Trajectory>,
+    /// Every step of the decoding (prompt and generation), replayable ([`Trajectory::replay`])
+    /// and writable as JSON Lines.
+    pub trajectory: Trajectory,
 }
 
 impl Generated {
@@ -352,20 +352,15 @@ impl Checkpoint {
                 streamed = text;
             }
         };
-        let (tokens, nfe, trajectory) = match self.pretrained.config.architecture.block_size() {
+        let mut recorder =
+            Recorder { stream: &mut stream, on_step, trajectory: Trajectory::default() };
+        let (tokens, nfe) = match self.pretrained.config.architecture.block_size() {
             Some(block_size) => {
-                let (tokens, nfe) =
-                    self.decode_block_causal(block_size, prompt, settings, &mut rng, &mut stream)?;
-                (tokens, nfe, None)
+                self.decode_block_causal(block_size, prompt, settings, &mut rng, &mut recorder)?
             }
-            None => {
-                let mut recorder =
-                    Recorder { stream: &mut stream, on_step, trajectory: Trajectory::default() };
-                let (tokens, nfe) =
-                    self.decode_full_attention(prompt, settings, &mut rng, &mut recorder)?;
-                (tokens, nfe, Some(recorder.trajectory))
-            }
+            None => self.decode_full_attention(prompt, settings, &mut rng, &mut recorder)?,
         };
+        let trajectory = recorder.trajectory;
         // Blocks may run past the requested length (a block-causal model fills its last block).
         let end = tokens.len().min(prompt_len + settings.gen_length);
         let tokens = self.cut_at_eos(&tokens[prompt_len..end]);
@@ -414,7 +409,7 @@ impl Checkpoint {
         prompt: Tensor<2, Int>,
         settings: &GenerateSettings,
         rng: &mut StdRng,
-        stream: &mut dyn FnMut(BlockDone<'_>),
+        stream: &mut dyn Observer,
     ) -> Result<(Vec<i64>, usize), GenerateError> {
         if settings.cfg_scale != 0.0 {
             return Err(GenerateError::Unsupported(

@@ -142,6 +142,41 @@ fn bd3lm_s_exact_cache_runs_on_sdar_and_equals_recomputation() {
 }
 
 #[test]
+fn the_block_samplers_trajectory_replays_its_generation() {
+    use dlm::discrete::sampler::{StepKind, Trajectory};
+    let device = Device::flex();
+    let pretrained = Pretrained::from_dir(fixture_dir("sdar"), &device).unwrap();
+    let block = pretrained.config.architecture.block_size().unwrap();
+    let sampler = BlockSampler::new(top_k(2), block, 63).unwrap();
+    // One whole prompt block and two positions that open the first decoded block.
+    let prompt = Tensor::<2, Int>::from_ints([[5, 9, 14, 20, 3, 8], [33, 2, 41, 7, 1, 4]], &device);
+    for prefix in [Prefix::Cached { window: None }, Prefix::Recomputed] {
+        let mut trajectory = Trajectory::default();
+        let mut rng = StdRng::seed_from_u64(0);
+        let prompt = Some(prompt.clone());
+        let out = sampler
+            .generate_observed(&pretrained, prompt, 2, 3, None, prefix, &mut rng, &mut trajectory)
+            .unwrap();
+        let tokens: Vec<i64> = out.tokens.into_data().iter::<i64>().collect();
+        assert_eq!((trajectory.batch(), trajectory.seq_len()), (2, 4 + 3 * block));
+        assert_eq!(trajectory.replay(), tokens, "{prefix:?}: the replay is the generation");
+        assert_eq!(trajectory.nfe(), out.nfe, "{prefix:?}: every call, cache updates included");
+        let denoising = trajectory.steps.iter().filter(|s| s.kind == StepKind::Denoise).count();
+        assert_eq!(denoising, 3 * 2, "{prefix:?}: two top-k steps per block");
+        let updates = trajectory.steps.iter().filter(|s| s.kind == StepKind::CacheUpdate).count();
+        let expected = if prefix == Prefix::Recomputed { 0 } else { 1 + 3 };
+        assert_eq!(updates, expected, "{prefix:?}: the prompt's and each block's");
+        // Each block's steps sit at its place in the sequence, after the prompt's 6 positions.
+        let second =
+            trajectory.steps.iter().filter(|s| s.kind == StepKind::Denoise).nth(2).unwrap();
+        assert_eq!(second.block, [4 + block, 4 + 2 * block]);
+        let positions = second.rows.iter().flat_map(|r| r.committed.iter().map(|c| c.position));
+        assert!(positions.clone().count() > 0);
+        assert!(positions.into_iter().all(|p| (4 + block..4 + 2 * block).contains(&p)));
+    }
+}
+
+#[test]
 fn dream_s_shifted_logits_refuse_kv_caches() {
     let device = Device::flex();
     let pretrained = Pretrained::from_dir(fixture_dir("dream"), &device).unwrap();

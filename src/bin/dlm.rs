@@ -234,11 +234,7 @@ fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
             println!();
             stdout.flush()?;
             if let Some(path) = trajectory {
-                let steps = generated
-                    .trajectory
-                    .as_ref()
-                    .ok_or("this model is block-causal: its block sampler records no trajectory")?;
-                std::fs::write(&path, steps.to_jsonl())
+                std::fs::write(&path, generated.trajectory.to_jsonl())
                     .map_err(|e| format!("{}: {e}", path.display()))?;
             }
             eprintln!(

@@ -6,7 +6,10 @@ use std::ops::Range;
 use burn::tensor::{Device, Int, Tensor};
 use dlm_core::backbone::{AttentionMask, Denoiser, DenoiserInput, KvCache, TokenModel};
 use dlm_core::host::{int_values, ints};
-use dlm_discrete::sampler::{BlockDone, MaskedSampler, SamplerState};
+use dlm_discrete::sampler::{
+    BlockDone, Commit, MaskedSampler, Observer, RowChanges, SamplerState, Start, StepKind,
+    TrajectoryStep,
+};
 use dlm_discrete::{MaskedDenoiser, Subs, subs_log_probs, zero_masking_log_probs};
 use rand::rngs::StdRng;
 
@@ -147,6 +150,30 @@ impl<M: TokenModel + ?Sized> MaskedDenoiser for RecomputedBlock<'_, M> {
     }
 }
 
+/// The inner sampler's observer for one block: its steps shifted to the block's place in the
+/// whole sequence, its model calls counted from the generation's start; its start and its own
+/// end of block are the block sampler's to report.
+struct InBlock<'a> {
+    outer: &'a mut dyn Observer,
+    offset: usize,
+    nfe_before: usize,
+}
+
+impl Observer for InBlock<'_> {
+    fn step_done(&mut self, step: &TrajectoryStep) {
+        let mut step = step.clone();
+        step.block = step.block.map(|p| p + self.offset);
+        step.nfe += self.nfe_before;
+        for row in &mut step.rows {
+            for commit in row.committed.iter_mut().chain(&mut row.edited) {
+                commit.position += self.offset;
+            }
+            row.remasked.iter_mut().for_each(|p| *p += self.offset);
+        }
+        self.outer.step_done(&step);
+    }
+}
+
 /// How the clean blocks are given to the model.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Prefix {
@@ -218,11 +245,17 @@ impl BlockSampler {
         prefix: Prefix,
         rng: &mut StdRng,
     ) -> Result<Generation, BlockError> {
-        self.run(model, prompt, batch, max_blocks, eos, prefix, rng, None)
+        self.run(model, prompt, batch, max_blocks, eos, prefix, rng, &mut ())
     }
 
-    /// As [`BlockSampler::generate`], calling `observe` after every block (the prompt and the
-    /// blocks so far, before any padding after `eos`): what a caller streams.
+    /// As [`BlockSampler::generate`], telling `observer` of every step and block in the
+    /// coordinates of the whole sequence: it starts from the prompt followed by `max_blocks`
+    /// blocks of masks (the most the generation can fill; blocks not reached when every row met
+    /// `eos` stay masked in it), sees each block's steps with their positions and model calls
+    /// counted from the start (the cache updates as [`StepKind::CacheUpdate`] steps, the padding
+    /// after `eos` as a [`StepKind::Padding`] one), and each finished block with the prompt and the
+    /// blocks so far (before any padding): what a caller streams, or records as a
+    /// [`dlm_discrete::sampler::Trajectory`].
     ///
     /// # Errors
     /// As [`BlockSampler::generate`].
@@ -236,9 +269,9 @@ impl BlockSampler {
         eos: Option<u32>,
         prefix: Prefix,
         rng: &mut StdRng,
-        observe: &mut dyn FnMut(BlockDone<'_>),
+        observer: &mut dyn Observer,
     ) -> Result<Generation, BlockError> {
-        self.run(model, prompt, batch, max_blocks, eos, prefix, rng, Some(observe))
+        self.run(model, prompt, batch, max_blocks, eos, prefix, rng, observer)
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -251,7 +284,7 @@ impl BlockSampler {
         eos: Option<u32>,
         prefix: Prefix,
         rng: &mut StdRng,
-        mut observe: Option<&mut dyn FnMut(BlockDone<'_>)>,
+        observer: &mut dyn Observer,
     ) -> Result<Generation, BlockError> {
         let bs = self.block_size;
         ensure_size(max_blocks > 0, "block sampler", "max_blocks", max_blocks, "at least 1")?;
@@ -301,11 +334,30 @@ impl BlockSampler {
             cache = Some(self.extend(model, None, p.clone(), 0, window));
         }
         let prompt_len = prompt.as_ref().map_or(0, |p| p.dims()[1]);
+        let whole_prompt = tokens.as_ref().map_or(0, |t| t.dims()[1]);
+        let canvas_len = whole_prompt + max_blocks * bs;
+        let mut canvas = vec![i64::from(mask_id); batch * canvas_len];
+        if let Some(p) = &prompt {
+            for (row, values) in int_values(p.clone()).chunks(prompt_len).enumerate() {
+                canvas[row * canvas_len..row * canvas_len + prompt_len].copy_from_slice(values);
+            }
+        }
+        observer.started(Start { tokens: &canvas, batch, len: canvas_len, mask_id });
+        let cache_update = |nfe: usize, block: [usize; 2]| TrajectoryStep {
+            kind: StepKind::CacheUpdate,
+            block,
+            nfe,
+            rows: vec![RowChanges::default(); batch],
+        };
+        if nfe > 0 {
+            observer.step_done(&cache_update(nfe, [0, whole_prompt]));
+        }
         let mut finished = vec![false; batch];
         let mut blocks = 0;
         while blocks < max_blocks && !finished.iter().all(|&f| f) {
             let start = tokens.as_ref().map_or(0, |t| t.dims()[1]);
             let fixed = remainder.as_ref().map_or(0, |r| r.dims()[1]);
+            let mut in_block = InBlock { outer: &mut *observer, offset: start, nfe_before: nfe };
             let decoded = match prefix {
                 Prefix::Cached { .. } => {
                     let view = CachedBlock {
@@ -319,7 +371,7 @@ impl BlockSampler {
                         Some(rest) => SamplerState::with_prompt(&view, rest, bs - fixed)?,
                         None => SamplerState::all_masked(&view, batch, bs)?,
                     };
-                    self.inner.sample(&view, start_state, rng)?
+                    self.inner.sample_observed(&view, start_state, rng, &mut in_block)?
                 }
                 Prefix::Recomputed => {
                     let view =
@@ -328,7 +380,7 @@ impl BlockSampler {
                         Some(rest) => SamplerState::with_prompt(&view, rest, bs - fixed)?,
                         None => SamplerState::all_masked(&view, batch, bs)?,
                     };
-                    self.inner.sample(&view, start_state, rng)?
+                    self.inner.sample_observed(&view, start_state, rng, &mut in_block)?
                 }
             };
             nfe += decoded.nfe;
@@ -336,6 +388,7 @@ impl BlockSampler {
             if let Prefix::Cached { window } = prefix {
                 nfe += 1;
                 cache = Some(self.extend(model, cache.take(), block.clone(), start, window));
+                observer.step_done(&cache_update(nfe, [start, start + bs]));
             }
             if let Some(eos) = eos {
                 let values: Vec<i64> = int_values(block.clone());
@@ -347,23 +400,46 @@ impl BlockSampler {
                 Some(t) => Tensor::cat(vec![t, block], 1),
                 None => block,
             };
-            // Only an observer needs the tokens on the host.
-            if let Some(observe) = observe.as_mut() {
-                let len = joined.dims()[1];
-                observe(BlockDone {
-                    tokens: &int_values(joined.clone()),
-                    batch,
-                    len,
-                    end: len,
-                    nfe,
-                });
-            }
+            let len = joined.dims()[1];
+            observer.block_done(BlockDone {
+                tokens: &int_values(joined.clone()),
+                batch,
+                len,
+                end: len,
+                nfe,
+            });
             tokens = Some(joined);
             blocks += 1;
         }
         let tokens = tokens.expect("at least one block");
         let tokens = match eos {
-            Some(eos) => pad_after_eos(tokens, eos, prompt_len),
+            Some(eos) => {
+                let before = int_values(tokens.clone());
+                let padded = pad_after_eos(tokens, eos, prompt_len);
+                let after = int_values(padded.clone());
+                let len = padded.dims()[1];
+                let rows: Vec<RowChanges> = before
+                    .chunks(len)
+                    .zip(after.chunks(len))
+                    .map(|(before, after)| RowChanges {
+                        committed: (0..len)
+                            .filter(|&i| before[i] != after[i])
+                            .map(|i| Commit { position: i, token: after[i], confidence: None })
+                            .collect(),
+                        ..RowChanges::default()
+                    })
+                    .collect();
+                if rows.iter().any(|row| !row.committed.is_empty()) {
+                    let kind = StepKind::Padding;
+                    observer.step_done(&TrajectoryStep {
+                        kind,
+                        block: [prompt_len, len],
+                        nfe,
+                        rows,
+                    });
+                }
+                padded
+            }
             None => tokens,
         };
         Ok(Generation { tokens, nfe, blocks })

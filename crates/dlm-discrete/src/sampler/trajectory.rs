@@ -43,6 +43,9 @@ pub enum StepKind {
     /// Positions after a row's stop token set to the padding
     /// ([`super::MaskedSampler::with_stop_tokens`]).
     Padding,
+    /// A model call that writes a finished block into a KV cache and changes no token (BD3LM's
+    /// block sampler).
+    CacheUpdate,
 }
 
 /// One step of a trajectory.
