@@ -23,6 +23,7 @@ pub mod data;
 mod device;
 mod error;
 pub mod eval;
+pub mod front;
 pub mod hf;
 pub mod host;
 pub mod llama;

@@ -27,6 +27,7 @@ mod mdlm;
 pub mod sampler;
 mod speculative;
 mod spindle;
+pub mod sweep;
 
 pub use adaptive_parallel::{AdaptiveDecoded, AdaptiveParallelDecoder};
 pub use bert::BertSubs;
