@@ -39,6 +39,7 @@ pub struct Mdlm<S> {
     process: MaskingProcess<S>,
     time_sampler: TimeSampler,
     conditioning: Conditioning,
+    complementary: bool,
 }
 
 impl<S: NoiseSchedule> Mdlm<S> {
@@ -52,7 +53,33 @@ impl<S: NoiseSchedule> Mdlm<S> {
             process,
             time_sampler: TimeSampler::antithetic(t_min)?,
             conditioning: Conditioning::None,
+            complementary: false,
         })
+    }
+
+    /// Complementary masking (LaViDa, Li et al. 2025, arXiv 2505.16839, §3.2; methods_2 §C6):
+    /// each training sequence is scored twice per step, masked with `M` at its time `t` and with
+    /// the complement of `M` (the positions `M` leaves clean, a prompt still kept), so that every
+    /// scored token takes part in the loss once per step instead of a fraction `1 − α(t)` of
+    /// them. Position by position the complement of a mask at rate `1 − α(t)` is a mask at rate
+    /// `α(t)`, drawn independently per position: exactly the forward process at the time `t′`
+    /// with `1 − α(t′) = α(t)` ([`NoiseSchedule::time_of_alpha`]; `t′ = 1 − t` for MDLM's
+    /// log-linear schedule as `ε → 0`), so the second copy carries MDLM's weight `w(t′)` (and the
+    /// time `t′` for a time-conditioned model) and each copy is an unbiased estimate of the same
+    /// NELBO, their mean a lower-variance one (an antithetic pair). LaViDa itself drops the weight
+    /// (its SFT loss is a plain token mean); this keeps the bound. Only the training loss changes:
+    /// [`Mdlm::evaluate`] still scores one mask per time.
+    ///
+    /// # Errors
+    /// [`DiscreteError::Unsupported`] for a process with a [`crate::Spindle`]: with
+    /// token-dependent rates the complement is not the process at any one time.
+    pub fn with_complementary_masking(self) -> Result<Self, DiscreteError> {
+        if self.process.has_spindle() {
+            return Err(DiscreteError::Unsupported {
+                what: "complementary masking with a spindle (token-dependent mask rates)",
+            });
+        }
+        Ok(Self { complementary: true, ..self })
     }
 
     /// Uses another time sampler (e.g. BD3LM's clipped one).
@@ -128,11 +155,32 @@ impl<S: NoiseSchedule> Mdlm<S> {
         let device = x0.device();
         let t = floats(times, &device);
         let keep = self.keep(batch, seq_len, &device);
-        let masked = self.process.mask(x0.clone(), t.clone(), keep, rng);
+        let masked = self.process.mask(x0.clone(), t.clone(), keep.clone(), rng);
         let weight = self.process.elbo_weights(x0.clone(), t.clone());
-        let Masked { z_t, is_masked } = masked;
+        let Masked { mut z_t, mut is_masked } = masked;
+        let (mut x0, mut t, mut weight, mut copies) = (x0, t, weight, 1);
+        if self.complementary {
+            // The second copy: the complement of the mask, at the time whose mask rate it has.
+            let schedule = self.process.schedule();
+            let complement_times: Vec<f64> =
+                times.iter().map(|&t| schedule.time_of_alpha(1.0 - schedule.alpha(t))).collect();
+            let t_complement = floats(&complement_times, &device);
+            let mut complement = is_masked.clone().bool_not();
+            if let Some(keep) = keep {
+                complement = complement.bool_and(keep.bool_not());
+            }
+            let z_complement =
+                x0.clone().mask_fill(complement.clone(), self.process.mask_id() as i64);
+            let weight_complement = self.process.elbo_weights(x0.clone(), t_complement.clone());
+            z_t = Tensor::cat(vec![z_t, z_complement], 0);
+            is_masked = Tensor::cat(vec![is_masked, complement], 0);
+            weight = Tensor::cat(vec![weight, weight_complement], 0);
+            x0 = Tensor::cat(vec![x0.clone(), x0], 0);
+            t = Tensor::cat(vec![t, t_complement], 0);
+            copies = 2;
+        }
         let sum = masked_nelbo_sum(is_masked, weight, |rows| model.masked_nll(z_t, t, x0, rows));
-        LossSum { sum, count: batch * self.scored_per_sequence(seq_len) }
+        LossSum { sum, count: copies * batch * self.scored_per_sequence(seq_len) }
     }
 
     /// The NELBO's integrand at one time `t`, per scored token:
@@ -369,6 +417,51 @@ mod tests {
                 assert!(mdlm.integrand_at(&subs, x0.clone(), bad, &mut rng).is_err());
             }
         }
+    }
+
+    #[test]
+    fn complementary_masking_scores_every_token_once_at_the_complements_time() {
+        // A uniform denoiser costs ln(V − 1) at every masked token. Under the log-linear schedule
+        // w(t) = 1/t, and the complement of a mask at t is a mask at t′ ≈ 1 − t.
+        let device = Device::flex();
+        let model = uniform_denoiser(&device);
+        let subs = Subs { model: &model, mask_id: MASK };
+        let x0 =
+            Tensor::<2>::random([64, 16], Distribution::Uniform(4.0, VOCAB as f64), &device).int();
+        let ln_v = ((VOCAB - 1) as f64).ln();
+        let process = MaskingProcess::new(LogLinear::new(1e-4).unwrap(), MASK);
+        let plain = Mdlm::new(process.clone(), 1e-3).unwrap();
+        let pair = plain.clone().with_complementary_masking().unwrap();
+        let at = |mdlm: &Mdlm<LogLinear>, t: f64, seed: u64| {
+            let mut rng = StdRng::seed_from_u64(seed);
+            mdlm.integrand_at(&subs, x0.clone(), t, &mut rng).unwrap() / ln_v
+        };
+        // At t = 1/2 both copies weigh 2: whatever the mask, the pair scores every token once
+        // at weight 2 over two copies, ln(V − 1) per token with no sampling noise (up to ε).
+        // One mask alone counts |M| of the tokens, which varies from mask to mask.
+        let pairs: Vec<f64> = (0..4).map(|seed| at(&pair, 0.5, seed)).collect();
+        assert!(pairs.iter().all(|v| (v - 1.0).abs() < 1e-3), "{pairs:?}");
+        let singles: Vec<f64> = (0..4).map(|seed| at(&plain, 0.5, seed)).collect();
+        let spread = singles.iter().fold(0.0_f64, |m, v| m.max((v - singles[0]).abs()));
+        assert!(spread > 1e-3, "one mask's score depends on the mask: {singles:?}");
+        // At t = 0.2 the complement (80 % masked) must carry w(t′) = 1/0.8, not w(t) = 5 (which
+        // would give 0.2·5 + 0.8·5 = 5 halves: 2.5 ln(V − 1) per token).
+        let skewed = at(&pair, 0.2, 0);
+        assert!((skewed - 1.0).abs() < 0.05, "{skewed}");
+        // With a prompt, every response token of both copies is counted.
+        let prompted = pair.clone().with_conditioning(Conditioning::Prompt { length: 5 });
+        let mut rng = StdRng::seed_from_u64(0);
+        let loss = prompted.loss_at(&subs, x0.clone(), &[0.3; 64], &mut rng);
+        assert_eq!(loss.count, 2 * 64 * (16 - 5));
+        let per_token = loss.sum.into_scalar::<f64>() / loss.count as f64 / ln_v;
+        assert!((per_token - 1.0).abs() < 0.05, "{per_token}");
+        // A spindle's rates depend on the token: its complement is no time of the process.
+        let linear = Polynomial::new(1.0).unwrap();
+        let counts = [0.0, 0.0, 0.0, 0.0, 5.0, 1.0, 3.0, 2.0, 1.0, 1.0];
+        let spindle = crate::Spindle::new(0.05, &counts, &linear).unwrap();
+        let spindled = MaskingProcess::new(linear, MASK).with_spindle(spindle).unwrap();
+        let refused = Mdlm::new(spindled, 1e-3).unwrap().with_complementary_masking();
+        assert!(matches!(refused, Err(DiscreteError::Unsupported { .. })));
     }
 
     #[test]

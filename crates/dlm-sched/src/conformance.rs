@@ -17,7 +17,8 @@ use crate::NoiseSchedule;
 /// 3. `α′(t)` matches a central finite difference with step `fd_step` within `rel_tol`
 ///    (relative, with an absolute floor of `1e-9`) at every point of `times`;
 /// 4. the provided quantities agree with their definitions at `times`: `1 − α`, `σ = −ln α`,
-///    `σ′ = −α′/α ≥ 0`, `log-SNR = ln(α/(1 − α))`, and the weight `−α′/(1 − α) ≥ 0`;
+///    `σ′ = −α′/α ≥ 0`, `log-SNR = ln(α/(1 − α))`, the weight `−α′/(1 − α) ≥ 0`, and
+///    `α(time_of_alpha(α(t))) = α(t)`;
 /// 5. (with a device) the tensor path, run in `tensor_dtype`, agrees with the `f64` path at
 ///    `times` and at both endpoints within `tensor_tol`, as `|a − b| ≤ tensor_tol·max(1, |b|)`.
 ///    The default dtype is `f64`, so that the check tests the formulas rather than `f32`
@@ -109,6 +110,8 @@ impl Conformance {
                 ("sigma_prime", schedule.sigma_prime(t), -da / a, 0.0),
                 ("log_snr", schedule.log_snr(t), a.ln() - one_minus_alpha.ln(), 1e-12),
                 ("masked_elbo_weight", schedule.masked_elbo_weight(t), -da / one_minus_alpha, 0.0),
+                // The inverse, where α is strictly decreasing (compared through α itself).
+                ("time_of_alpha", schedule.alpha(schedule.time_of_alpha(a)), a, 1e-12),
             ];
             for (name, value, definition, abs_floor) in checks {
                 if !close(value, definition, self.rel_tol, abs_floor) {

@@ -115,6 +115,17 @@ mod tests {
     use crate::InvalidInput;
 
     #[test]
+    fn the_time_of_a_signal_level_inverts_alpha() {
+        // α(t) = 1 − (1 − ε)t, so t = (1 − α)/(1 − ε); outside [α(1), α(0)] the ends.
+        let s = LogLinear::new(1e-3).unwrap();
+        for alpha in [0.9, 0.5, 0.25, 0.01] {
+            let t = (1.0 - alpha) / (1.0 - 1e-3);
+            assert!((s.time_of_alpha(alpha) - t).abs() < 1e-12, "{alpha}");
+        }
+        assert_eq!((s.time_of_alpha(1.5), s.time_of_alpha(1e-4)), (0.0, 1.0));
+    }
+
+    #[test]
     fn weight_is_one_over_t() {
         let s = LogLinear::default();
         for t in [1e-6, 1e-3, 0.1, 0.37, 0.5, 0.999, 1.0] {

@@ -74,6 +74,28 @@ pub trait NoiseSchedule {
         -self.alpha_prime(t) / self.one_minus_alpha(t)
     }
 
+    /// The time at which the signal is `alpha`: `t ∈ [0, 1]` with `α(t) = alpha`, by bisection
+    /// (`α` is non-increasing) to the precision of `f64`; `0` for `alpha ≥ α(0)` and `1` for
+    /// `alpha ≤ α(1)`. Complementary masking reads the time of a mask's complement from it.
+    fn time_of_alpha(&self, alpha: f64) -> f64 {
+        if alpha >= self.alpha(0.0) {
+            return 0.0;
+        }
+        if alpha <= self.alpha(1.0) {
+            return 1.0;
+        }
+        let (mut lo, mut hi) = (0.0_f64, 1.0_f64);
+        for _ in 0..64 {
+            let mid = 0.5 * (lo + hi);
+            if self.alpha(mid) > alpha {
+                lo = mid;
+            } else {
+                hi = mid;
+            }
+        }
+        0.5 * (lo + hi)
+    }
+
     /// [`one_minus_alpha`](Self::one_minus_alpha) on a device tensor.
     ///
     /// # Shapes
@@ -144,6 +166,9 @@ impl<S: NoiseSchedule + ?Sized> NoiseSchedule for &S {
     }
     fn masked_elbo_weight(&self, t: f64) -> f64 {
         (**self).masked_elbo_weight(t)
+    }
+    fn time_of_alpha(&self, alpha: f64) -> f64 {
+        (**self).time_of_alpha(alpha)
     }
     fn one_minus_alpha_tensor(&self, t: Tensor<1>) -> Tensor<1> {
         (**self).one_minus_alpha_tensor(t)
