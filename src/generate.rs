@@ -148,15 +148,14 @@ impl GenerateSettings {
     /// The most model calls a generation with these settings makes, for a model that decodes in
     /// blocks of `block_size` (block-causal) or in any block (`None`): per block, the policy's
     /// steps (a time grid walks all of them; even shares and the rules stop once the block is
-    /// decoded, which takes at most one step per position), the edit-only calls of token
-    /// editing and, for the block-causal sampler, one cache update (with one block more for a
-    /// prompt that ends inside a block); then the final noise removal. What a server bounds
-    /// before it accepts a request.
+    /// decoded, which takes at most one step per position) and the edit-only calls of token
+    /// editing, then the final noise removal; the block-causal sampler decodes whole blocks of
+    /// `block_size` (the first may start with up to `block_size − 1` prompt positions), each with
+    /// its own noise removal and cache update, after one call that caches the prompt. What a
+    /// server bounds before it accepts a request.
     pub fn max_model_calls(&self, block_size: Option<usize>) -> usize {
         let gen_length = self.gen_length.max(1);
-        let block = block_size.or(self.block_length).unwrap_or(gen_length).clamp(1, gen_length);
-        let blocks = gen_length.div_ceil(block) + usize::from(block_size.is_some());
-        let per_block = match self.policy {
+        let steps_per_block = |block: usize| match self.policy {
             Policy::Ancestral => self.steps,
             Policy::TopK | Policy::Random => self.steps.min(block),
             Policy::Threshold | Policy::EntropyBound | Policy::SlowFast => block,
@@ -165,8 +164,22 @@ impl GenerateSettings {
             Some(_) => TokenEditing::default().max_post_steps(),
             None => 0,
         };
-        let cache_updates = usize::from(block_size.is_some());
-        blocks.saturating_mul(per_block.saturating_add(edits + cache_updates)).saturating_add(1)
+        match block_size {
+            // Whole blocks of `bs`, the first shared with up to `bs − 1` prompt positions; per
+            // block its steps, its noise removal and its cache update; one call for the prompt.
+            Some(bs) => {
+                let bs = bs.max(1);
+                let blocks = (bs - 1).saturating_add(gen_length).div_ceil(bs);
+                let per_block = steps_per_block(bs).saturating_add(edits + 2);
+                blocks.saturating_mul(per_block).saturating_add(1)
+            }
+            // Blocks of the block length within the generation, then one noise removal.
+            None => {
+                let block = self.block_length.unwrap_or(gen_length).clamp(1, gen_length);
+                let per_block = steps_per_block(block).saturating_add(edits);
+                gen_length.div_ceil(block).saturating_mul(per_block).saturating_add(1)
+            }
+        }
     }
 }
 
@@ -321,9 +334,9 @@ impl Checkpoint {
         self.generate_stepwise(prompt, settings, on_text, &mut |_| {})
     }
 
-    /// As [`Checkpoint::generate`], also calling `on_step` with every step of a full-attention
-    /// model's decoding (positions count from the start of the prompt): what a live view of the
-    /// canvas draws.
+    /// As [`Checkpoint::generate`], also calling `on_step` with every step of the decoding, a
+    /// block-causal model's cache updates included (positions count from the start of the
+    /// prompt): what a live view of the canvas draws.
     ///
     /// # Errors
     /// As [`Checkpoint::generate`].

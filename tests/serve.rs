@@ -152,6 +152,29 @@ async fn the_page_and_its_step_events() {
     let (chunks, done) = events(&stream);
     assert!(done);
     assert_eq!(chunks.last().unwrap()["dlm"]["nfe"], 4);
+    // Token editing's replacements come as `edited`, and the canvas ends as the text does.
+    let request = json!({
+        "prompt": "w5 w6 w7", "max_tokens": 8, "policy": "threshold", "threshold": 0.05,
+        "edit_threshold": 0.05, "stream": true, "stream_steps": true,
+    });
+    let (status, stream) = call(&engine, "POST", "/v1/completions", Some(request)).await;
+    assert_eq!(status, StatusCode::OK, "{stream}");
+    let mut canvas = vec![String::new(); 8];
+    let mut edits = 0;
+    for data in stream.split("\n\n").filter_map(|e| e.strip_prefix("event: step\ndata: ")) {
+        let step: Value = serde_json::from_str(data).unwrap();
+        for change in
+            step["committed"].as_array().unwrap().iter().chain(step["edited"].as_array().unwrap())
+        {
+            let position = change["position"].as_u64().unwrap() as usize;
+            canvas[position] = change["text"].as_str().unwrap().to_string();
+        }
+        edits += step["edited"].as_array().unwrap().len();
+    }
+    assert!(edits > 0, "a random model at threshold 0.05 edits: {stream}");
+    let (chunks, _) = events(&stream);
+    let text: String = chunks.iter().filter_map(|c| c["choices"][0]["text"].as_str()).collect();
+    assert_eq!(canvas.concat(), text.replace(' ', ""), "the canvas is the text");
     // Steps without a stream are refused.
     let request = json!({"prompt": "w5", "stream_steps": true});
     let (status, error) = json_call(&engine, "/v1/completions", request).await;

@@ -6,12 +6,12 @@ use std::sync::mpsc::{SyncSender, TrySendError, sync_channel};
 use std::thread;
 
 use dlm_core::tokenizer::{ChatMessage, ChatTemplate};
-use dlm_discrete::sampler::TrajectoryStep;
+use dlm_discrete::sampler::{Commit, TrajectoryStep};
 use serde_json::json;
 use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender, unbounded_channel};
 
 use super::error::ApiError;
-use crate::generate::{Checkpoint, GenerateSettings, Generated};
+use crate::generate::{Checkpoint, GenerateSettings, Generated, Policy};
 
 /// What the engine reports about one request, in order: pieces of text as blocks become final,
 /// then the end.
@@ -142,8 +142,9 @@ impl Engine {
     /// `steps` is set.
     ///
     /// # Errors
-    /// [`ApiError`] (400) naming `steps` when the settings may take more model calls than this
-    /// server allows; (503) when the queue is full or the engine has stopped.
+    /// [`ApiError`] (400) naming `steps` (a time grid) or `max_tokens` (the other policies) when
+    /// the settings may take more model calls than this server allows; (503) when the queue is
+    /// full or the engine has stopped.
     pub fn submit(
         &self,
         prompt: String,
@@ -152,8 +153,13 @@ impl Engine {
     ) -> Result<UnboundedReceiver<Event>, ApiError> {
         let calls = settings.max_model_calls(self.block_size);
         if calls > self.max_calls {
+            // A time grid's calls grow with its steps; the other policies' with the length.
+            let field = match settings.policy {
+                Policy::Ancestral => "steps",
+                _ => "max_tokens",
+            };
             return Err(ApiError::invalid(
-                "steps",
+                field,
                 format!(
                     "policy {:?} with steps = {} and max_tokens = {} may take {calls} model \
                      calls; this server allows {} per request",
@@ -200,21 +206,28 @@ fn step_view(
     prompt_len: usize,
 ) -> serde_json::Value {
     let row = step.rows.first().cloned().unwrap_or_default();
-    let committed: Vec<serde_json::Value> = row
-        .committed
-        .iter()
-        .filter(|c| c.position >= prompt_len)
-        .map(|c| {
-            let text = u32::try_from(c.token)
-                .ok()
-                .and_then(|id| checkpoint.tokenizer.decode(&[id]).ok())
-                .unwrap_or_default();
-            json!({"position": c.position - prompt_len, "text": text, "confidence": c.confidence})
-        })
-        .collect();
+    let view = |commits: &[Commit]| -> Vec<serde_json::Value> {
+        commits
+            .iter()
+            .filter(|c| c.position >= prompt_len)
+            .map(|c| {
+                let text = u32::try_from(c.token)
+                    .ok()
+                    .and_then(|id| checkpoint.tokenizer.decode(&[id]).ok())
+                    .unwrap_or_default();
+                json!({"position": c.position - prompt_len, "text": text, "confidence": c.confidence})
+            })
+            .collect()
+    };
     let remasked: Vec<usize> =
         row.remasked.iter().filter(|&&p| p >= prompt_len).map(|p| p - prompt_len).collect();
-    json!({"kind": step.kind, "nfe": step.nfe, "committed": committed, "remasked": remasked})
+    json!({
+        "kind": step.kind,
+        "nfe": step.nfe,
+        "committed": view(&row.committed),
+        "remasked": remasked,
+        "edited": view(&row.edited),
+    })
 }
 
 /// Runs one job, sending text as blocks become final.

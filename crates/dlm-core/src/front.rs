@@ -21,8 +21,8 @@ pub fn pareto_front(points: &[(f64, f64)]) -> Vec<usize> {
     front
 }
 
-/// Every point of `points` (`(cost, quality)`, one per entry of `labels`) on a log-scaled cost
-/// axis, the Pareto front joined by a line and labelled, as SVG.
+/// Every point of `labelled` (`(label, cost, quality)`) on a log-scaled cost axis, the Pareto
+/// front joined by a line and labelled, as SVG; `axes` names the cost and the quality.
 ///
 /// # Errors
 /// [`crate::CoreError::Io`] if the file cannot be written.
@@ -31,8 +31,7 @@ pub fn plot_front(
     path: &std::path::Path,
     caption: &str,
     axes: [&str; 2],
-    labels: &[String],
-    points: &[(f64, f64)],
+    labelled: &[(String, f64, f64)],
 ) -> Result<(), crate::CoreError> {
     use plotters::prelude::*;
 
@@ -43,6 +42,7 @@ pub fn plot_front(
     if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
         std::fs::create_dir_all(parent).map_err(|e| io(&e))?;
     }
+    let points: Vec<(f64, f64)> = labelled.iter().map(|&(_, cost, q)| (cost, q)).collect();
     let drawn: Vec<(f64, f64)> = points
         .iter()
         .copied()
@@ -58,7 +58,7 @@ pub fn plot_front(
         (cost_lo, cost_hi, quality_lo, quality_hi) = (1.0, 10.0, 0.0, 1.0);
     }
     let margin = 0.08 * (quality_hi - quality_lo).max(1e-3);
-    let front = pareto_front(points);
+    let front = pareto_front(&points);
     let root = SVGBackend::new(path, (900, 560)).into_drawing_area();
     let draw = || -> Result<(), Box<dyn std::error::Error + '_>> {
         root.fill(&WHITE)?;
@@ -76,7 +76,8 @@ pub fn plot_front(
         chart
             .draw_series(LineSeries::new(front.iter().map(|&i| points[i]), RED.stroke_width(2)))?;
         chart.draw_series(front.iter().map(|&i| {
-            Text::new(labels[i].clone(), points[i], ("sans-serif", 13).into_font().color(&BLACK))
+            let font = ("sans-serif", 13).into_font().color(&BLACK);
+            Text::new(labelled[i].0.clone(), points[i], font)
         }))?;
         root.present()?;
         Ok(())
@@ -110,15 +111,15 @@ mod tests {
     #[test]
     fn the_front_plots_even_when_degenerate() {
         let dir = std::env::temp_dir().join(format!("dlm-front-{}", std::process::id()));
-        let labels: Vec<String> = ["a", "b", "c"].map(String::from).to_vec();
+        let point = |label: &str, cost, quality| (label.to_string(), cost, quality);
+        let points = [point("a", 1.0, 0.5), point("b", 4.0, 0.9), point("c", 2.0, 0.2)];
         let path = dir.join("front.svg");
-        plot_front(&path, "t", ["calls", "q"], &labels, &[(1.0, 0.5), (4.0, 0.9), (2.0, 0.2)])
-            .unwrap();
+        plot_front(&path, "t", ["calls", "q"], &points).unwrap();
         let svg = std::fs::read_to_string(&path).unwrap();
         let has_text = |text: &str| svg.lines().any(|line| line.trim() == text);
         assert!(has_text("a") && has_text("b"), "the front's labels are drawn");
         assert!(!has_text("c"), "a point off the front is not labelled");
-        plot_front(&path, "t", ["calls", "q"], &labels[..1], &[(f64::NAN, 0.5)]).unwrap();
+        plot_front(&path, "t", ["calls", "q"], &[point("a", f64::NAN, 0.5)]).unwrap();
         std::fs::remove_dir_all(dir).unwrap();
     }
 }

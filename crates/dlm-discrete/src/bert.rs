@@ -5,10 +5,12 @@
 //! `p_θ(x0 | z_t)` that MDLM's samplers need (Sahoo et al. 2024, §3.2; LLaDA's mask predictor is
 //! the same object). Wrapped in SUBS, every sampler of [`crate::sampler`] runs on it unchanged.
 
+use std::ops::Range;
+
 use burn::tensor::{Device, Int, Tensor};
 use dlm_core::bert::BertMlm;
 
-use crate::denoiser::{MaskedDenoiser, NEG_INFINITY, subs_log_probs};
+use crate::denoiser::{MaskedDenoiser, NEG_INFINITY, subs_log_probs, zero_masking_log_probs};
 use crate::error::DiscreteError;
 use dlm_sched::InvalidInput;
 
@@ -56,14 +58,13 @@ impl<'a> BertSubs<'a> {
     pub fn model(&self) -> &BertMlm {
         self.model
     }
-}
 
-impl MaskedDenoiser for BertSubs<'_> {
+    /// The MLM's logits with the excluded tokens at [`NEG_INFINITY`].
+    ///
     /// # Shapes
-    /// - `z_t`: `[batch, seq_len]`, `seq_len ≤` the model's positions; `t` is not read
-    /// - returns `[batch, seq_len, vocab_size]`
-    fn log_probs(&self, z_t: Tensor<2, Int>, _t: Tensor<1>) -> Tensor<3> {
-        let mut logits = self.model.forward(z_t.clone(), None);
+    /// - `z_t`: `[batch, seq_len]` → `[batch, seq_len, vocab_size]`
+    fn logits(&self, z_t: Tensor<2, Int>) -> Tensor<3> {
+        let mut logits = self.model.forward(z_t, None);
         let [batch, seq_len, _] = logits.dims();
         let device = logits.device();
         for &token in &self.excluded {
@@ -71,7 +72,27 @@ impl MaskedDenoiser for BertSubs<'_> {
             let t = token as usize;
             logits = logits.slice_assign([0..batch, 0..seq_len, t..t + 1], column);
         }
-        subs_log_probs(logits, z_t, self.mask_id)
+        logits
+    }
+}
+
+impl MaskedDenoiser for BertSubs<'_> {
+    /// # Shapes
+    /// - `z_t`: `[batch, seq_len]`, `seq_len ≤` the model's positions; `t` is not read
+    /// - returns `[batch, seq_len, vocab_size]`
+    fn log_probs(&self, z_t: Tensor<2, Int>, _t: Tensor<1>) -> Tensor<3> {
+        subs_log_probs(self.logits(z_t.clone()), z_t, self.mask_id)
+    }
+
+    /// BERT predicts every position, the decoded ones too: token editing reads it.
+    fn region_predictions(
+        &self,
+        z_t: Tensor<2, Int>,
+        _t: Tensor<1>,
+        region: Range<usize>,
+    ) -> Option<Tensor<3>> {
+        let logits = self.logits(z_t).narrow(1, region.start, region.len());
+        Some(zero_masking_log_probs(logits, self.mask_id))
     }
 
     fn is_time_conditioned(&self) -> bool {

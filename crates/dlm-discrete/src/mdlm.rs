@@ -64,11 +64,13 @@ impl<S: NoiseSchedule> Mdlm<S> {
     /// them. Position by position the complement of a mask at rate `1 − α(t)` is a mask at rate
     /// `α(t)`, drawn independently per position: exactly the forward process at the time `t′`
     /// with `1 − α(t′) = α(t)` ([`NoiseSchedule::time_of_alpha`]; `t′ = 1 − t` for MDLM's
-    /// log-linear schedule as `ε → 0`), so the second copy carries MDLM's weight `w(t′)` (and the
-    /// time `t′` for a time-conditioned model) and each copy is an unbiased estimate of the same
-    /// NELBO, their mean a lower-variance one (an antithetic pair). LaViDa itself drops the weight
-    /// (its SFT loss is a plain token mean); this keeps the bound. Only the training loss changes:
-    /// [`Mdlm::evaluate`] still scores one mask per time.
+    /// log-linear schedule as `ε → 0`), which a time-conditioned model is given. As `t` runs
+    /// uniformly, `t′` does not (unless `α` is linear): the NELBO `∫ w(s) E[·](s) ds` read at
+    /// `s = t′(t)` carries the Jacobian, `w(t′)·|dt′/dt| = −α′(t)/α(t) = σ′(t)`, the weight of the
+    /// second copy (from `−α′(t′) dt′ = α′(t) dt`). Each copy is then an unbiased estimate of the
+    /// same NELBO, their mean a lower-variance one (an antithetic pair). LaViDa itself drops the
+    /// weights (its SFT loss is a plain token mean); this keeps the bound. Only the training loss
+    /// changes: [`Mdlm::evaluate`] and [`Mdlm::integrand_at`] score one mask per time.
     ///
     /// # Errors
     /// [`DiscreteError::Unsupported`] for a process with a [`crate::Spindle`]: with
@@ -140,7 +142,8 @@ impl<S: NoiseSchedule> Mdlm<S> {
         }
     }
 
-    /// The summed NELBO terms of one batch at the given times (one per sequence).
+    /// The summed NELBO terms of one batch at the given times (one per sequence): the training
+    /// loss, with the complementary copies when [`Mdlm::with_complementary_masking`] is on.
     ///
     /// # Shapes
     /// - `x0`: `[batch, seq_len]`; `times.len() == batch`
@@ -151,6 +154,19 @@ impl<S: NoiseSchedule> Mdlm<S> {
         times: &[f64],
         rng: &mut StdRng,
     ) -> LossSum {
+        self.nelbo_terms(model, x0, times, rng, self.complementary)
+    }
+
+    /// [`Mdlm::loss_at`] with one mask per time (`complementary == false`, what the evaluations
+    /// score) or with the complementary copies.
+    fn nelbo_terms(
+        &self,
+        model: &impl MaskedDenoiser,
+        x0: Tensor<2, Int>,
+        times: &[f64],
+        rng: &mut StdRng,
+        complementary: bool,
+    ) -> LossSum {
         let [batch, seq_len] = x0.dims();
         let device = x0.device();
         let t = floats(times, &device);
@@ -159,8 +175,9 @@ impl<S: NoiseSchedule> Mdlm<S> {
         let weight = self.process.elbo_weights(x0.clone(), t.clone());
         let Masked { mut z_t, mut is_masked } = masked;
         let (mut x0, mut t, mut weight, mut copies) = (x0, t, weight, 1);
-        if self.complementary {
-            // The second copy: the complement of the mask, at the time whose mask rate it has.
+        if complementary {
+            // The second copy: the complement of the mask, at the time whose mask rate it has,
+            // weighted σ′(t) (see `with_complementary_masking`).
             let schedule = self.process.schedule();
             let complement_times: Vec<f64> =
                 times.iter().map(|&t| schedule.time_of_alpha(1.0 - schedule.alpha(t))).collect();
@@ -171,7 +188,9 @@ impl<S: NoiseSchedule> Mdlm<S> {
             }
             let z_complement =
                 x0.clone().mask_fill(complement.clone(), self.process.mask_id() as i64);
-            let weight_complement = self.process.elbo_weights(x0.clone(), t_complement.clone());
+            let sigma_prime: Vec<f64> = times.iter().map(|&t| schedule.sigma_prime(t)).collect();
+            let weight_complement =
+                floats(&sigma_prime, &device).reshape([batch, 1]).expand([batch, seq_len]);
             z_t = Tensor::cat(vec![z_t, z_complement], 0);
             is_masked = Tensor::cat(vec![is_masked, complement], 0);
             weight = Tensor::cat(vec![weight, weight_complement], 0);
@@ -208,7 +227,7 @@ impl<S: NoiseSchedule> Mdlm<S> {
         self.check_seq_len(x0.dims()[1])?;
         self.check_mask(model, "MDLM integrand")?;
         let times = vec![t; x0.dims()[0]];
-        let loss = self.loss_at(model, x0, &times, rng);
+        let loss = self.nelbo_terms(model, x0, &times, rng, false);
         Ok(loss.sum.into_scalar::<f64>() / loss.count as f64)
     }
 
@@ -234,7 +253,7 @@ impl<S: NoiseSchedule> Mdlm<S> {
         let batches = EvalBatches { batch_size, max_batches: None, seed };
         let report = evaluate_bound(data, &model.device(), batches, time_samples, |x0, rng| {
             let times = self.time_sampler.sample(x0.dims()[0], rng);
-            self.loss_at(model, x0, &times, rng)
+            self.nelbo_terms(model, x0, &times, rng, false)
         })?;
         Ok(report)
     }
@@ -434,7 +453,8 @@ mod tests {
         let pair = plain.clone().with_complementary_masking().unwrap();
         let at = |mdlm: &Mdlm<LogLinear>, t: f64, seed: u64| {
             let mut rng = StdRng::seed_from_u64(seed);
-            mdlm.integrand_at(&subs, x0.clone(), t, &mut rng).unwrap() / ln_v
+            let loss = mdlm.loss_at(&subs, x0.clone(), &[t; 64], &mut rng);
+            loss.sum.into_scalar::<f64>() / loss.count as f64 / ln_v
         };
         // At t = 1/2 both copies weigh 2: whatever the mask, the pair scores every token once
         // at weight 2 over two copies, ln(V − 1) per token with no sampling noise (up to ε).
@@ -444,10 +464,29 @@ mod tests {
         let singles: Vec<f64> = (0..4).map(|seed| at(&plain, 0.5, seed)).collect();
         let spread = singles.iter().fold(0.0_f64, |m, v| m.max((v - singles[0]).abs()));
         assert!(spread > 1e-3, "one mask's score depends on the mask: {singles:?}");
-        // At t = 0.2 the complement (80 % masked) must carry w(t′) = 1/0.8, not w(t) = 5 (which
+        // At t = 0.2 the complement (80 % masked) must carry σ′(t) = 1/0.8, not w(t) = 5 (which
         // would give 0.2·5 + 0.8·5 = 5 halves: 2.5 ln(V − 1) per token).
         let skewed = at(&pair, 0.2, 0);
         assert!((skewed - 1.0).abs() < 0.05, "{skewed}");
+        // Evaluations score one mask per time, complementary training or not.
+        let mut rng = StdRng::seed_from_u64(0);
+        let single = pair.integrand_at(&subs, x0.clone(), 0.5, &mut rng).unwrap();
+        assert!((single / ln_v - singles[0]).abs() < 1e-9, "the plain estimator's draw");
+        // Under a schedule that is not linear in t the complement's time t′ does not run
+        // uniformly, and its weight carries the Jacobian: the pair's integrand is −α′(t)·ln(V − 1)
+        // like one mask's (α = 1 − t², at t = 1/2: 1; the weight w(t′) instead gives ≈ 1.37).
+        let square = Polynomial::new(2.0).unwrap();
+        let square_pair = Mdlm::new(MaskingProcess::new(square, MASK), 1e-3)
+            .unwrap()
+            .with_complementary_masking()
+            .unwrap();
+        let big =
+            Tensor::<2>::random([512, 16], Distribution::Uniform(4.0, VOCAB as f64), &device).int();
+        let mut rng = StdRng::seed_from_u64(2);
+        let loss = square_pair.loss_at(&subs, big, &[0.5; 512], &mut rng);
+        let per_token = loss.sum.into_scalar::<f64>() / loss.count as f64 / ln_v;
+        let expected = -square.alpha_prime(0.5);
+        assert!((per_token / expected - 1.0).abs() < 0.05, "{per_token} vs {expected}");
         // With a prompt, every response token of both copies is counted.
         let prompted = pair.clone().with_conditioning(Conditioning::Prompt { length: 5 });
         let mut rng = StdRng::seed_from_u64(0);

@@ -557,8 +557,8 @@ impl MaskedSampler {
     /// Returns what changed in each row, positions counted from the region's start.
     ///
     /// # Panics
-    /// If the region's slices do not have `batch · n` entries and `ticks` one per row, or a
-    /// tick is not of the policy's own clock ([`Unmasking::clock`]).
+    /// If the region's slices do not have `batch · n` entries and `ticks` and `memories` one per
+    /// row, or a tick is not of the policy's own clock ([`Unmasking::clock`]).
     pub fn step_region(
         &self,
         log_probs: Tensor<3>,
