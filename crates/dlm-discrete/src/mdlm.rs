@@ -34,12 +34,28 @@ pub enum Conditioning {
 ///
 /// averaged over the tokens (the scored ones, with a prompt). Under SUBS the unmasked positions
 /// contribute nothing. It is an upper bound on `−log p(x0)` per token (dropping `[0, ε]`).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Mdlm<S> {
     process: MaskingProcess<S>,
     time_sampler: TimeSampler,
     conditioning: Conditioning,
     complementary: bool,
+}
+
+/// A checkpoint names its run by this text ([`dlm_core::train::Trainer::resume_or_new`] refuses
+/// another run's): complementary masking appears only when it is on, so that checkpoints of runs
+/// from before it existed still resume.
+impl<S: std::fmt::Debug> std::fmt::Debug for Mdlm<S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut out = f.debug_struct("Mdlm");
+        out.field("process", &self.process)
+            .field("time_sampler", &self.time_sampler)
+            .field("conditioning", &self.conditioning);
+        if self.complementary {
+            out.field("complementary", &true);
+        }
+        out.finish()
+    }
 }
 
 impl<S: NoiseSchedule> Mdlm<S> {
@@ -494,6 +510,15 @@ mod tests {
         assert_eq!(loss.count, 2 * 64 * (16 - 5));
         let per_token = loss.sum.into_scalar::<f64>() / loss.count as f64 / ln_v;
         assert!((per_token - 1.0).abs() < 0.05, "{per_token}");
+        // Checkpoints name their run by the objective's text: a plain run's is what it was before
+        // complementary masking existed, so its checkpoints still resume.
+        let plain = Mdlm::new(MaskingProcess::new(LogLinear::default(), MASK), 1e-3).unwrap();
+        let before = "Mdlm { process: MaskingProcess { schedule: LogLinear { eps: 0.001 }, \
+                      mask_id: 3, spindle: None }, time_sampler: TimeSampler { low: 0.001, \
+                      high: 1.0, stratification: Antithetic }, conditioning: None }";
+        assert_eq!(format!("{plain:?}"), before);
+        let pair = plain.with_complementary_masking().unwrap();
+        assert!(format!("{pair:?}").ends_with("conditioning: None, complementary: true }"));
         // A spindle's rates depend on the token: its complement is no time of the process.
         let linear = Polynomial::new(1.0).unwrap();
         let counts = [0.0, 0.0, 0.0, 0.0, 5.0, 1.0, 3.0, 2.0, 1.0, 1.0];
