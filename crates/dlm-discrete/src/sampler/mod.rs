@@ -1,7 +1,7 @@
 //! Masked-diffusion samplers: one driver, composed of a token proposal ([`TokenSampler`]), an
 //! [`Unmasking`] policy (ancestral, ReMDM, top-k confidence, random, threshold, factor, entropy
-//! bound, SlowFast) and an
-//! optional semi-autoregressive block length.
+//! bound, SlowFast), an optional semi-autoregressive block length, optional token editing and
+//! stop tokens.
 
 mod editing;
 mod observer;
