@@ -7,8 +7,7 @@ use burn::tensor::{Device, Int, Tensor};
 use dlm_core::backbone::{AttentionMask, Denoiser, DenoiserInput, KvCache, TokenModel};
 use dlm_core::host::{int_values, ints};
 use dlm_discrete::sampler::{
-    BlockDone, Commit, MaskedSampler, Observer, RowChanges, SamplerState, Start, StepKind,
-    TrajectoryStep,
+    BlockDone, MaskedSampler, Observer, RowChanges, SamplerState, Start, StepKind, TrajectoryStep,
 };
 use dlm_discrete::{MaskedDenoiser, Subs, subs_log_probs, zero_masking_log_probs};
 use rand::rngs::StdRng;
@@ -418,25 +417,11 @@ impl BlockSampler {
                 let padded = pad_after_eos(tokens, eos, prompt_len);
                 let after = int_values(padded.clone());
                 let len = padded.dims()[1];
-                let rows: Vec<RowChanges> = before
-                    .chunks(len)
-                    .zip(after.chunks(len))
-                    .map(|(before, after)| RowChanges {
-                        committed: (0..len)
-                            .filter(|&i| before[i] != after[i])
-                            .map(|i| Commit { position: i, token: after[i], confidence: None })
-                            .collect(),
-                        ..RowChanges::default()
-                    })
-                    .collect();
-                if rows.iter().any(|row| !row.committed.is_empty()) {
-                    let kind = StepKind::Padding;
-                    observer.step_done(&TrajectoryStep {
-                        kind,
-                        block: [prompt_len, len],
-                        nfe,
-                        rows,
-                    });
+                let kind = StepKind::Padding;
+                let step =
+                    TrajectoryStep::between(kind, [prompt_len, len], nfe, &before, &after, len);
+                if step.changes_anything() {
+                    observer.step_done(&step);
                 }
                 padded
             }

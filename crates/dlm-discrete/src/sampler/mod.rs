@@ -427,7 +427,7 @@ impl MaskedSampler {
             pad_after(&mut tokens, &fixed, seq_len, &stops, |row, fixed| {
                 ended_at(row, fixed, mask, &stops)
             });
-            observer.step_done(&changed(
+            observer.step_done(&TrajectoryStep::between(
                 StepKind::Padding,
                 whole,
                 state.nfe,
@@ -448,7 +448,14 @@ impl MaskedSampler {
                     tokens[i] = best[i];
                 }
             }
-            let step = changed(StepKind::NoiseRemoval, whole, state.nfe, &before, &tokens, seq_len);
+            let step = TrajectoryStep::between(
+                StepKind::NoiseRemoval,
+                whole,
+                state.nfe,
+                &before,
+                &tokens,
+                seq_len,
+            );
             observer.step_done(&step);
         }
         if !stops.is_empty() {
@@ -457,7 +464,14 @@ impl MaskedSampler {
                 first_stop(row, fixed, &stops)
             });
             if before != tokens {
-                let step = changed(StepKind::Padding, whole, state.nfe, &before, &tokens, seq_len);
+                let step = TrajectoryStep::between(
+                    StepKind::Padding,
+                    whole,
+                    state.nfe,
+                    &before,
+                    &tokens,
+                    seq_len,
+                );
                 observer.step_done(&step);
             }
         }
@@ -494,30 +508,6 @@ fn ended_at(row: &[i64], fixed: &[bool], mask: i64, stops: &[i64]) -> Option<usi
 /// last step, when every position is decoded, this is where the row ended).
 fn first_stop(row: &[i64], fixed: &[bool], stops: &[i64]) -> Option<usize> {
     row.iter().zip(fixed).position(|(token, &fixed)| !fixed && stops.contains(token))
-}
-
-/// The step that turned `before` into `after` (row-major `[batch, len]`), as committed positions.
-fn changed(
-    kind: StepKind,
-    block: [usize; 2],
-    nfe: usize,
-    before: &[i64],
-    after: &[i64],
-    len: usize,
-) -> TrajectoryStep {
-    let rows = before
-        .chunks(len)
-        .zip(after.chunks(len))
-        .map(|(before, after)| RowChanges {
-            committed: (0..len)
-                .filter(|&i| before[i] != after[i])
-                .map(|i| Commit { position: i, token: after[i], confidence: None })
-                .collect(),
-            remasked: Vec::new(),
-            edited: Vec::new(),
-        })
-        .collect();
-    TrajectoryStep { kind, block, nfe, rows }
 }
 
 /// Sets every free position after `end_of(row)` to the first stop token, in every row.

@@ -61,6 +61,40 @@ pub struct TrajectoryStep {
     pub rows: Vec<RowChanges>,
 }
 
+impl TrajectoryStep {
+    /// The step that turned `before` into `after` (row-major `[batch, len]`), every changed
+    /// position as a commit without a confidence: how the noise removal and the padding are
+    /// recorded.
+    pub fn between(
+        kind: StepKind,
+        block: [usize; 2],
+        nfe: usize,
+        before: &[i64],
+        after: &[i64],
+        len: usize,
+    ) -> Self {
+        let rows = before
+            .chunks(len)
+            .zip(after.chunks(len))
+            .map(|(before, after)| RowChanges {
+                committed: (0..len)
+                    .filter(|&i| before[i] != after[i])
+                    .map(|i| Commit { position: i, token: after[i], confidence: None })
+                    .collect(),
+                ..RowChanges::default()
+            })
+            .collect();
+        Self { kind, block, nfe, rows }
+    }
+
+    /// Whether the step changed any token.
+    pub fn changes_anything(&self) -> bool {
+        self.rows.iter().any(|row| {
+            !row.committed.is_empty() || !row.remasked.is_empty() || !row.edited.is_empty()
+        })
+    }
+}
+
 /// The start of a trajectory: the tokens decoding began from.
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 struct Header {
