@@ -35,13 +35,10 @@ pub fn plot_front(
 ) -> Result<(), crate::CoreError> {
     use plotters::prelude::*;
 
-    let io = |e: &dyn std::fmt::Display| crate::CoreError::Io {
-        path: path.to_path_buf(),
-        source: std::io::Error::other(e.to_string()),
-    };
-    if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-        std::fs::create_dir_all(parent).map_err(|e| io(&e))?;
-    }
+    use crate::train::plot::{create_parent, svg_error};
+
+    let io = |e: &dyn std::fmt::Display| svg_error(path, e);
+    create_parent(path)?;
     let points: Vec<(f64, f64)> = labelled.iter().map(|&(_, cost, q)| (cost, q)).collect();
     let drawn: Vec<(f64, f64)> = points
         .iter()

@@ -9,7 +9,7 @@ mod lr;
 mod objective;
 mod optimizer_state;
 #[cfg(feature = "plot")]
-mod plot;
+pub(crate) mod plot;
 mod run;
 mod trainer;
 

@@ -13,13 +13,8 @@ use crate::error::CoreError;
 /// # Errors
 /// [`CoreError::Io`] if the file cannot be written.
 pub fn plot_losses(rows: &[MetricsRow], path: &Path) -> Result<(), CoreError> {
-    let io = |e: &dyn std::fmt::Display| CoreError::Io {
-        path: path.to_path_buf(),
-        source: std::io::Error::other(e.to_string()),
-    };
-    if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-        fs::create_dir_all(parent).map_err(|e| io(&e))?;
-    }
+    let io = |e: &dyn std::fmt::Display| svg_error(path, e);
+    create_parent(path)?;
     let max_step = rows.iter().map(|r| r.step).max().unwrap_or(1).max(1) as f64;
     // Only finite losses are drawn: a diverged value would stretch the axis without end.
     let finite = |loss: &f64| loss.is_finite();
@@ -67,6 +62,19 @@ pub fn plot_losses(rows: &[MetricsRow], path: &Path) -> Result<(), CoreError> {
         Ok(())
     };
     draw().map_err(|e| io(&e))
+}
+
+/// The error of an SVG figure that cannot be drawn or written to `path`.
+pub(crate) fn svg_error(path: &Path, error: &dyn std::fmt::Display) -> CoreError {
+    CoreError::Io { path: path.to_path_buf(), source: std::io::Error::other(error.to_string()) }
+}
+
+/// Creates the folder a figure goes to.
+pub(crate) fn create_parent(path: &Path) -> Result<(), CoreError> {
+    match path.parent().filter(|p| !p.as_os_str().is_empty()) {
+        Some(parent) => fs::create_dir_all(parent).map_err(|e| svg_error(path, &e)),
+        None => Ok(()),
+    }
 }
 
 #[cfg(test)]
