@@ -234,18 +234,19 @@ pub struct Checkpoint {
 /// Streams finished blocks, and records and reports every step.
 struct Recorder<'a> {
     stream: &'a mut dyn FnMut(BlockDone<'_>),
-    on_step: &'a mut dyn FnMut(&TrajectoryStep),
+    observer: &'a mut dyn Observer,
     trajectory: Trajectory,
 }
 
 impl Observer for Recorder<'_> {
     fn started(&mut self, start: Start<'_>) {
         self.trajectory.started(start);
+        self.observer.started(start);
     }
 
     fn step_done(&mut self, step: &TrajectoryStep) {
         self.trajectory.step_done(step);
-        (self.on_step)(step);
+        self.observer.step_done(step);
     }
 
     fn block_done(&mut self, done: BlockDone<'_>) {
@@ -331,12 +332,13 @@ impl Checkpoint {
         settings: &GenerateSettings,
         on_text: &mut dyn FnMut(&str),
     ) -> Result<Generated, GenerateError> {
-        self.generate_stepwise(prompt, settings, on_text, &mut |_| {})
+        self.generate_stepwise(prompt, settings, on_text, &mut ())
     }
 
-    /// As [`Checkpoint::generate`], also calling `on_step` with every step of the decoding, a
-    /// block-causal model's cache updates included (positions count from the start of the
-    /// prompt): what a live view of the canvas draws.
+    /// As [`Checkpoint::generate`], also telling `observer` where the decoding starts (the
+    /// prompt's tokens and the masks after it) and every step, a block-causal model's cache
+    /// updates included (positions count from the start of the prompt): what a live view of the
+    /// canvas ([`crate::watch::LiveView`]) draws. Its `block_done` is not called (`on_text` is).
     ///
     /// # Errors
     /// As [`Checkpoint::generate`].
@@ -345,7 +347,7 @@ impl Checkpoint {
         prompt: &str,
         settings: &GenerateSettings,
         on_text: &mut dyn FnMut(&str),
-        on_step: &mut dyn FnMut(&TrajectoryStep),
+        observer: &mut dyn Observer,
     ) -> Result<Generated, GenerateError> {
         let started = Instant::now();
         let device = self.pretrained.model.device();
@@ -366,7 +368,7 @@ impl Checkpoint {
             }
         };
         let mut recorder =
-            Recorder { stream: &mut stream, on_step, trajectory: Trajectory::default() };
+            Recorder { stream: &mut stream, observer, trajectory: Trajectory::default() };
         let (tokens, nfe) = match self.pretrained.config.architecture.block_size() {
             Some(block_size) => {
                 self.decode_block_causal(block_size, prompt, settings, &mut rng, &mut recorder)?

@@ -14,7 +14,9 @@
 //! | [`block`] | `dlm-block` | BD3LM and approximate caches |
 //! | [`device`] | this crate | choose a burn device from a CLI value or `BURN_DEVICE` |
 //! | [`generate`] | this crate | generate and score with an imported checkpoint (`dlm generate`, `dlm score`) |
+//! | [`recipe`] | this crate | training runs from one TOML file (`dlm train`, `dlm eval`, `dlm sample`) |
 //! | [`serve`] | this crate | the OpenAI-compatible HTTP server (`dlm serve`, feature `serve`) |
+//! | [`watch`] | this crate | a live terminal view of a decoding (`dlm generate --watch`, the quickstart) |
 //!
 //! # Backends
 //!
@@ -25,8 +27,10 @@
 
 pub mod device;
 pub mod generate;
+pub mod recipe;
 #[cfg(feature = "serve")]
 pub mod serve;
+pub mod watch;
 
 pub use dlm_block as block;
 pub use dlm_continuous as continuous;

@@ -283,6 +283,15 @@ fn the_dlm_binary_prints_a_generation_and_fails_with_a_message() {
     let stdout = String::from_utf8(ok.stdout).unwrap();
     assert_eq!(stdout.split_whitespace().count(), 4, "{stdout}");
     assert!(String::from_utf8_lossy(&ok.stderr).contains("4 model calls"));
+    // Watched (stderr is a pipe here: snapshots), the same text, and the canvas fills up.
+    let args = ["--gen-length", "4", "--block-length", "0", "--steps", "4", "--watch"];
+    let watched = run(&[&["generate", "--model", model, "--prompt", "w5 w9"][..], &args].concat());
+    assert!(watched.status.success(), "{}", String::from_utf8_lossy(&watched.stderr));
+    assert_eq!(String::from_utf8(watched.stdout).unwrap(), stdout);
+    let frames = String::from_utf8(watched.stderr).unwrap();
+    assert!(frames.starts_with("step 0 · 0 model calls · 0/4 decoded\n"), "{frames}");
+    assert!(frames.contains("step 4 · 4 model calls · 4/4 decoded\n"), "{frames}");
+    assert!(!frames.contains('\x1b'), "no escape codes off a terminal: {frames}");
     let bad = run(&["generate", "--model", model, "--prompt", "w5", "--cache", "exact"]);
     assert!(!bad.status.success());
     assert!(

@@ -1,12 +1,17 @@
-//! `dlm`: generate with and score imported diffusion LMs from the command line.
+//! `dlm`: train, evaluate and sample models from recipe files; generate with, score and serve
+//! imported diffusion LMs.
 //!
 //! ```text
-//! dlm generate --model DIR --prompt TEXT [--chat] [--trajectory FILE.jsonl] [--config FILE.toml]
+//! dlm generate --model DIR --prompt TEXT [--chat] [--watch] [--trajectory FILE.jsonl]
+//!              [--config FILE.toml]
 //!              [--policy top-k|threshold|random|ancestral|entropy-bound|slow-fast] [--steps N]
 //!              [--block-length N] [--threshold T] [--gamma G] [--cache none|prefix|dual|exact]
 //!              [--temperature T] [--seed S] [--gen-length N] [--cfg-scale W] [--mask-id ID]
 //!              [--device D]
 //! dlm score    --model DIR --text FILE [--samples N] [--seed S] [--mask-id ID] [--device D]
+//! dlm train    RECIPE.toml [--out DIR] [--device D]
+//! dlm eval     RUN_DIR [--device D]
+//! dlm sample   RUN_DIR [--rows N] [--steps N] [--temperature T] [--seed S] [--watch] [--device D]
 //! dlm serve    --model DIR [settings as for generate] [--host H] [--port P] [--queue N]
 //!              [--name NAME]
 //! ```
@@ -14,7 +19,9 @@
 //! Generated text streams to stdout as blocks become final; the model calls, tokens per call and
 //! wall time go to stderr. Settings come from the TOML file first (its keys are the flag names
 //! with underscores, see `dlm::generate::GenerateSettings`), then the flags. `dlm serve` takes
-//! the same settings as the defaults of its requests (see `dlm::serve`).
+//! the same settings as the defaults of its requests (see `dlm::serve`). `dlm train` reads a recipe
+//! (see `dlm::recipe` and `configs/`) and writes its run folder; `dlm eval` and `dlm sample` read
+//! that folder.
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -22,9 +29,15 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand, ValueEnum};
 use dlm::generate::{Cache, Checkpoint, GenerateSettings, Policy};
+use dlm::recipe::{Recipe, Run, StepBar};
+use dlm::watch::LiveView;
 
 #[derive(Parser, Debug)]
-#[command(name = "dlm", version, about = "Diffusion language models: generate and score")]
+#[command(
+    name = "dlm",
+    version,
+    about = "Diffusion language models: train, evaluate, sample, generate, score, serve"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -42,9 +55,13 @@ enum Command {
         /// Render the prompt as a user message with the checkpoint's chat template.
         #[arg(long)]
         chat: bool,
-        /// Write every decoding step to this file (JSON Lines; full-attention models).
+        /// Write every decoding step to this file (JSON Lines).
         #[arg(long)]
         trajectory: Option<PathBuf>,
+        /// Draw the canvas on stderr as the model commits, edits and remasks (live on a
+        /// terminal, else a few snapshots); the text is printed when it is done.
+        #[arg(long)]
+        watch: bool,
         #[command(flatten)]
         settings: SettingsArgs,
     },
@@ -71,6 +88,49 @@ enum Command {
         /// The model name of the API (default: the directory's name).
         #[arg(long)]
         name: Option<String>,
+    },
+    /// Train a model from a recipe (a TOML file: data, model, objective, optimiser, run; see
+    /// `configs/`), continuing its checkpoint when the run was started before.
+    Train {
+        /// The recipe.
+        recipe: PathBuf,
+        /// The output folder (overrides the recipe's `run.out`).
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// The burn device.
+        #[arg(long)]
+        device: Option<String>,
+    },
+    /// Score a trained run's test split: the exact NLL (AR) or the NELBO (diffusion).
+    Eval {
+        /// The run's folder (`run.out` of its recipe).
+        run: PathBuf,
+        /// The burn device.
+        #[arg(long)]
+        device: Option<String>,
+    },
+    /// Draw samples from a trained run with its family's sampler.
+    Sample {
+        /// The run's folder (`run.out` of its recipe).
+        run: PathBuf,
+        /// Samples.
+        #[arg(long, default_value_t = 4)]
+        rows: usize,
+        /// Denoising steps (per block for BD3LM; default: one per position; D3PM takes its `T`).
+        #[arg(long)]
+        steps: Option<usize>,
+        /// Proposal temperature (0: greedy).
+        #[arg(long, default_value_t = 1.0)]
+        temperature: f64,
+        /// Seed.
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        /// Draw the first sample's canvas as it is decoded (masked families).
+        #[arg(long)]
+        watch: bool,
+        /// The burn device.
+        #[arg(long)]
+        device: Option<String>,
     },
     /// Estimate the masked-diffusion bound (nats per token) on a text file.
     Score {
@@ -222,15 +282,26 @@ fn load(args: &ModelArgs) -> Result<Checkpoint, Box<dyn std::error::Error>> {
 
 fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
     match cli.command {
-        Command::Generate { model, prompt, chat, trajectory, settings } => {
+        Command::Generate { model, prompt, chat, trajectory, watch, settings } => {
             let settings = settings.settings()?;
             let checkpoint = load(&model)?;
             let prompt = if chat { checkpoint.chat_prompt(&prompt)? } else { prompt };
             let mut stdout = std::io::stdout();
-            let generated = checkpoint.generate(&prompt, &settings, &mut |text| {
-                let _ = write!(stdout, "{text}");
-                let _ = stdout.flush();
-            })?;
+            let generated = if watch {
+                let tokenizer = &checkpoint.tokenizer;
+                let mut view =
+                    LiveView::stderr(|t| tokenizer.decode(&[t as u32]).unwrap_or_default());
+                let generated =
+                    checkpoint.generate_stepwise(&prompt, &settings, &mut |_| {}, &mut view)?;
+                view.finish()?;
+                write!(stdout, "{}", generated.text)?;
+                generated
+            } else {
+                checkpoint.generate(&prompt, &settings, &mut |text| {
+                    let _ = write!(stdout, "{text}");
+                    let _ = stdout.flush();
+                })?
+            };
             println!();
             stdout.flush()?;
             if let Some(path) = trajectory {
@@ -263,6 +334,82 @@ fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
                 std::io::stdout().flush()?;
                 dlm::serve::serve(listener, std::sync::Arc::new(engine)).await
             })?;
+        }
+        Command::Train { recipe: path, out, device } => {
+            let device = dlm::device::device_from_cli_or_env(device.as_deref())?;
+            let text =
+                std::fs::read_to_string(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+            let mut recipe = Recipe::load(&path)?;
+            if out.is_some() {
+                recipe.run.out = out;
+            }
+            let trained = dlm::recipe::train(&recipe, &text, &device, true)?;
+            println!(
+                "{}: test {:.4} nats/token ({}), {:.0} s of training; wrote {}",
+                path.display(),
+                trained.test.report.nats_per_token,
+                trained.test.kind,
+                trained.seconds,
+                trained.out.display()
+            );
+        }
+        Command::Eval { run, device } => {
+            let device = dlm::device::device_from_cli_or_env(device.as_deref())?;
+            let loaded = Run::load(&run, &device)?;
+            let test = loaded.test(true)?;
+            println!(
+                "{} test tokens: {:.4} nats/token ({:.4} bits, perplexity ≤ {:.3}; {})",
+                test.report.tokens,
+                test.report.nats_per_token,
+                test.report.bits_per_token,
+                test.report.perplexity_bound,
+                test.kind
+            );
+            if let Some(markov) = &loaded.data.markov {
+                println!(
+                    "exact entropy rate of the source: {:.4} nats/token",
+                    markov.entropy_rate()
+                );
+            }
+        }
+        Command::Sample { run, rows, steps, temperature, seed, watch, device } => {
+            let device = dlm::device::device_from_cli_or_env(device.as_deref())?;
+            let loaded = Run::load(&run, &device)?;
+            let seq_len = loaded.data.train.seq_len();
+            let steps = steps.unwrap_or(seq_len);
+            let (samples, nfe) = if watch {
+                let data = &loaded.data;
+                let mut view = LiveView::stderr(|t| data.show(&[t as u32]));
+                let out = loaded.objective.sample(
+                    &loaded.model,
+                    data,
+                    rows,
+                    steps,
+                    temperature,
+                    seed,
+                    &mut view,
+                )?;
+                view.finish()?;
+                out
+            } else {
+                let mut bar = StepBar(dlm::recipe::bar(true, steps as u64, "denoising steps"));
+                let out = loaded.objective.sample(
+                    &loaded.model,
+                    &loaded.data,
+                    rows,
+                    steps,
+                    temperature,
+                    seed,
+                    &mut bar,
+                )?;
+                bar.0.finish_and_clear();
+                out
+            };
+            // One line per sample: line breaks inside a sample are shown as ↵.
+            for sample in &samples {
+                println!("{}", loaded.data.show(sample).replace('\n', "↵"));
+            }
+            eprintln!("{} samples of {seq_len} tokens, {nfe} model calls", samples.len());
         }
         Command::Score { model, text, samples, seed } => {
             let checkpoint = load(&model)?;

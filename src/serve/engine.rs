@@ -6,7 +6,7 @@ use std::sync::mpsc::{SyncSender, TrySendError, sync_channel};
 use std::thread;
 
 use dlm_core::tokenizer::{ChatMessage, ChatTemplate};
-use dlm_discrete::sampler::{Commit, TrajectoryStep};
+use dlm_discrete::sampler::{Commit, EachStep, TrajectoryStep};
 use serde_json::json;
 use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender, unbounded_channel};
 
@@ -238,11 +238,11 @@ fn decode(checkpoint: &Checkpoint, job: &Job) -> Result<Finished, ApiError> {
     let mut on_text = |text: &str| {
         let _ = job.events.send(Event::Text(text.to_string()));
     };
-    let mut on_step = |step: &TrajectoryStep| {
+    let mut on_step = EachStep(|step: &TrajectoryStep| {
         if job.steps {
             let _ = job.events.send(Event::Step(step_view(checkpoint, step, prompt_tokens)));
         }
-    };
+    });
     let generated = checkpoint
         .generate_stepwise(&job.prompt, &job.settings, &mut on_text, &mut on_step)
         .map_err(rejected)?;

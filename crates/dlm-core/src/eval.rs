@@ -90,6 +90,19 @@ pub fn unigram_entropy(tokens: &[u32]) -> f64 {
     counts.values().map(|&c| -(c as f64 / n) * (c as f64 / n).ln()).sum()
 }
 
+/// The most frequent token of a sample and the share of the positions it holds (the smallest id
+/// among equally frequent ones); `None` for an empty sample. A share far above the corpus's own
+/// (a space is about a fifth of English text) is a collapsed sample: the failure of decoding
+/// orders that commit the model's most confident token everywhere first.
+pub fn dominant_token(tokens: &[u32]) -> Option<(u32, f64)> {
+    let mut counts: HashMap<u32, usize> = HashMap::new();
+    for &t in tokens {
+        *counts.entry(t).or_default() += 1;
+    }
+    let (token, count) = counts.into_iter().max_by_key(|&(t, c)| (c, std::cmp::Reverse(t)))?;
+    Some((token, count as f64 / tokens.len() as f64))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -125,6 +138,13 @@ mod tests {
         assert!(zero(0, None, 1).contains("`batch_size`"));
         assert!(zero(4, Some(0), 1).contains("`max_batches`"));
         assert!(zero(4, None, 0).contains("`time_samples`"));
+    }
+
+    #[test]
+    fn the_dominant_token_and_its_share() {
+        assert_eq!(dominant_token(&[]), None);
+        assert_eq!(dominant_token(&[4, 2, 4, 9]), Some((4, 0.5)));
+        assert_eq!(dominant_token(&[7, 3, 3, 7]), Some((3, 0.5)), "ties: the smallest id");
     }
 
     #[test]

@@ -11,7 +11,8 @@
 //! | [`data`] | synthetic sources with a known entropy rate (sparse Markov chain, correlated pairs), sequence datasets, text corpora with token ids cached on disk and deterministic splits, wrapped and padded batching, seeded resumable batch order | done |
 //! | [`train`] | the training harness: objectives, AdamW, warmup + constant/cosine LR, global-norm clipping, EMA, accumulation, evaluation, progress bar, metrics CSV, loss plot | done |
 //! | [`checkpoint`] | atomic checkpoint files with typed errors for foreign, truncated and corrupted files; the trainer stores model, optimiser, EMA, state and config in them | done |
-//! | [`eval`] | the one evaluation loop of every likelihood bound ([`eval::evaluate_bound`]), unigram entropy of samples | done |
+//! | [`eval`] | the one evaluation loop of every likelihood bound ([`eval::evaluate_bound`]), unigram entropy of samples, the token a collapsed sample repeats | done |
+//! | [`lexicon`] | the words of a text, and the share of a sample's words it knows (does a character model spell?) | done |
 //! | [`host`] | host ↔ tensor conversions (floats, ids, sample rows) | done |
 //! | [`ar`] | the autoregressive baseline every diffusion result is compared against: causal objective, exact NLL, cached generation | done |
 
@@ -26,6 +27,7 @@ pub mod eval;
 pub mod front;
 pub mod hf;
 pub mod host;
+pub mod lexicon;
 pub mod llama;
 pub mod sampling;
 pub mod tokenizer;

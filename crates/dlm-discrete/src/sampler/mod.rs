@@ -21,7 +21,7 @@ use rand::rngs::StdRng;
 use serde::{Deserialize, Serialize};
 
 pub use editing::TokenEditing;
-pub use observer::{BlockDone, Observer, Start};
+pub use observer::{BlockDone, EachStep, Observer, Start};
 pub use remdm::{ReMdm, ReMdmStrategy};
 pub use slow_fast::SlowFast;
 pub use state::SamplerState;

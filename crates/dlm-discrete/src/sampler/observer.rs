@@ -54,6 +54,15 @@ impl<F: FnMut(BlockDone<'_>) + ?Sized> Observer for F {
     }
 }
 
+/// An observer of every step from a closure: `EachStep(|step: &TrajectoryStep| ...)`.
+pub struct EachStep<F>(pub F);
+
+impl<F: FnMut(&TrajectoryStep)> Observer for EachStep<F> {
+    fn step_done(&mut self, step: &TrajectoryStep) {
+        (self.0)(step)
+    }
+}
+
 impl Observer for Trajectory {
     fn started(&mut self, start: Start<'_>) {
         *self = Trajectory::new(start.batch, start.len, start.mask_id, start.tokens.to_vec());

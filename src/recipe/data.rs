@@ -1,0 +1,262 @@
+//! The `[data]` section of a recipe: a text corpus with its tokenizer, or a synthetic source with
+//! an exact entropy rate.
+
+use std::path::PathBuf;
+
+use dlm_core::data::{
+    MarkovSource, MarkovSourceConfig, SequenceDataset, read_documents, split_corpus, text_files,
+    tokenize_documents,
+};
+use dlm_core::tokenizer::{CharTokenizer, HfTokenizer, Tokenizer};
+use rand::rngs::StdRng;
+use serde::{Deserialize, Serialize};
+
+use super::RecipeError;
+
+/// Where the sequences come from.
+///
+/// ```toml
+/// [data]
+/// source = "corpus"
+/// files = ["assets/alice29.txt"]   # files, or folders of .txt files; from the directory
+///                                  # `dlm train` runs in
+/// tokenizer = "char"               # "char", "byte", { bpe = { vocab_size = 512 } }
+///                                  # or { file = "tokenizer.json" }
+/// seq_len = 128
+/// valid_fraction = 0.05            # the last 5 % of the sequences but the test set
+/// test_fraction = 0.05             # the last 5 %
+/// ```
+///
+/// or `source = "markov"` with `seq_len` and optionally `n_symbols` (16), `order` (2),
+/// `branching` (4), `seed` (0), `train_sequences` (16 384), `valid_sequences` (256) and
+/// `test_sequences` (512): the sparse Markov chain of the ladders, whose entropy rate is known
+/// exactly.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "source", rename_all = "snake_case", deny_unknown_fields)]
+pub enum DataSpec {
+    /// UTF-8 text files, one document each.
+    Corpus {
+        /// The files; a folder stands for its `.txt` files in name order.
+        files: Vec<PathBuf>,
+        /// How text becomes ids.
+        tokenizer: TokenizerSpec,
+        /// Tokens per sequence.
+        seq_len: usize,
+        /// Share of the sequences for validation.
+        #[serde(default = "default_fraction")]
+        valid_fraction: f64,
+        /// Share of the sequences for the test set.
+        #[serde(default = "default_fraction")]
+        test_fraction: f64,
+        /// A folder for the token ids (reused when the files and tokenizer are unchanged).
+        #[serde(default)]
+        cache: Option<PathBuf>,
+    },
+    /// The sparse Markov source ([`MarkovSource`]).
+    Markov {
+        /// Tokens per sequence.
+        seq_len: usize,
+        /// Symbols of the chain.
+        #[serde(default = "default_symbols")]
+        n_symbols: usize,
+        /// Order of the chain.
+        #[serde(default = "default_order")]
+        order: usize,
+        /// Successors per context.
+        #[serde(default = "default_branching")]
+        branching: usize,
+        /// Seed of the chain's transition table.
+        #[serde(default)]
+        seed: u64,
+        /// Training sequences (drawn with seed 1).
+        #[serde(default = "default_train_sequences")]
+        train_sequences: usize,
+        /// Validation sequences (seed 2).
+        #[serde(default = "default_valid_sequences")]
+        valid_sequences: usize,
+        /// Test sequences (seed 3).
+        #[serde(default = "default_test_sequences")]
+        test_sequences: usize,
+    },
+}
+
+fn default_fraction() -> f64 {
+    0.05
+}
+fn default_symbols() -> usize {
+    16
+}
+fn default_order() -> usize {
+    2
+}
+fn default_branching() -> usize {
+    4
+}
+fn default_train_sequences() -> usize {
+    16_384
+}
+fn default_valid_sequences() -> usize {
+    256
+}
+fn default_test_sequences() -> usize {
+    512
+}
+
+/// How a corpus becomes token ids.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", deny_unknown_fields)]
+pub enum TokenizerSpec {
+    /// One id per character of the corpus's alphabet.
+    Char,
+    /// One id per byte.
+    Byte,
+    /// Byte-level BPE trained on the corpus (offline, Hugging Face `tokenizers`).
+    Bpe {
+        /// Ids, special tokens included.
+        vocab_size: usize,
+    },
+    /// A `tokenizer.json`.
+    File(PathBuf),
+}
+
+/// The sequences of a recipe.
+#[derive(Debug, Clone)]
+pub struct RecipeData {
+    /// Training sequences.
+    pub train: SequenceDataset,
+    /// Validation sequences (scored during training).
+    pub valid: SequenceDataset,
+    /// Test sequences (`dlm eval`).
+    pub test: SequenceDataset,
+    /// Ids of the model's vocabulary, special tokens included.
+    pub vocab_size: usize,
+    /// The corpus's tokenizer; `None` for a synthetic source (its samples are printed as ids).
+    pub tokenizer: Option<Tokenizer>,
+    /// The Markov source, whose entropies are exact.
+    pub markov: Option<MarkovSource>,
+}
+
+impl RecipeData {
+    /// A sample's text, or its ids for a synthetic source.
+    pub fn show(&self, tokens: &[u32]) -> String {
+        match &self.tokenizer {
+            Some(tokenizer) => tokenizer.decode(tokens).unwrap_or_else(|e| format!("({e})")),
+            None => format!("{tokens:?}"),
+        }
+    }
+}
+
+impl DataSpec {
+    /// Tokens per sequence.
+    pub fn seq_len(&self) -> usize {
+        match self {
+            Self::Corpus { seq_len, .. } | Self::Markov { seq_len, .. } => *seq_len,
+        }
+    }
+
+    /// The files and folders a corpus lists (none for a synthetic source).
+    pub fn files(&self) -> &[PathBuf] {
+        match self {
+            Self::Corpus { files, .. } => files,
+            Self::Markov { .. } => &[],
+        }
+    }
+
+    /// Reads or draws the sequences.
+    ///
+    /// # Errors
+    /// [`RecipeError::Invalid`] naming the key for a zero `seq_len` or sequence count;
+    /// the data layer's errors (files, tokenizer, fractions, chain settings).
+    pub fn load(&self) -> Result<RecipeData, RecipeError> {
+        let seq_len = self.seq_len();
+        if seq_len == 0 {
+            return Err(RecipeError::invalid("data.seq_len", "0", "at least 1"));
+        }
+        match self {
+            Self::Corpus { files, tokenizer, valid_fraction, test_fraction, cache, .. } => {
+                if files.is_empty() {
+                    return Err(RecipeError::invalid("data.files", "[]", "at least one file"));
+                }
+                let files = text_files_of(files)?;
+                let documents = read_documents(&files)?;
+                let tokenizer = match tokenizer {
+                    TokenizerSpec::Char => Tokenizer::Char(CharTokenizer::from_texts(
+                        documents.iter().map(String::as_str),
+                    )?),
+                    TokenizerSpec::Byte => Tokenizer::Byte(Default::default()),
+                    TokenizerSpec::Bpe { vocab_size } => {
+                        HfTokenizer::train_bpe(&files, *vocab_size)?.into()
+                    }
+                    TokenizerSpec::File(path) => HfTokenizer::load(path)?.into(),
+                };
+                let ids = tokenize_documents(&documents, &tokenizer, cache.as_deref())?;
+                let splits =
+                    split_corpus(&ids, &tokenizer, seq_len, *valid_fraction, *test_fraction)?;
+                Ok(RecipeData {
+                    train: splits.train,
+                    valid: splits.valid,
+                    test: splits.test,
+                    vocab_size: tokenizer.vocab_size(),
+                    tokenizer: Some(tokenizer),
+                    markov: None,
+                })
+            }
+            Self::Markov {
+                n_symbols,
+                order,
+                branching,
+                seed,
+                train_sequences,
+                valid_sequences,
+                test_sequences,
+                ..
+            } => {
+                let config = MarkovSourceConfig {
+                    n_symbols: *n_symbols,
+                    order: *order,
+                    branching: *branching,
+                    seed: *seed,
+                };
+                let source = MarkovSource::new(config)?;
+                let vocab = source.vocab_size();
+                let sample = |len: usize, rng: &mut StdRng| source.sample(len, rng);
+                let mut splits = Vec::new();
+                for (key, count, split_seed) in [
+                    ("data.train_sequences", *train_sequences, 1),
+                    ("data.valid_sequences", *valid_sequences, 2),
+                    ("data.test_sequences", *test_sequences, 3),
+                ] {
+                    if count == 0 {
+                        return Err(RecipeError::invalid(key, "0", "at least 1"));
+                    }
+                    splits.push(SequenceDataset::generate(
+                        count, seq_len, vocab, split_seed, sample,
+                    )?);
+                }
+                let [train, valid, test] =
+                    <[SequenceDataset; 3]>::try_from(splits).expect("three splits were drawn");
+                Ok(RecipeData {
+                    train,
+                    valid,
+                    test,
+                    vocab_size: vocab,
+                    tokenizer: None,
+                    markov: Some(source),
+                })
+            }
+        }
+    }
+}
+
+/// `paths` with every folder replaced by its `.txt` files in name order.
+fn text_files_of(paths: &[PathBuf]) -> Result<Vec<PathBuf>, RecipeError> {
+    let mut files = Vec::new();
+    for path in paths {
+        if path.is_dir() {
+            files.extend(text_files(path)?);
+        } else {
+            files.push(path.clone());
+        }
+    }
+    Ok(files)
+}
