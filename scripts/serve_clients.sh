@@ -4,7 +4,8 @@
 # package (scripts/serve_clients.py), then a bounded load test. CI runs it.
 #
 # Usage: scripts/serve_clients.sh [LOAD_CLIENTS [LOAD_SECONDS]]   (defaults 32 and 5)
-# The binary is the debug build (what `cargo test` built); DLM_PROFILE=release for measuring.
+# The binary is $DLM_BIN when set (CI passes the one `cargo test` built), else the debug build
+# (built here); DLM_PROFILE=release for measuring.
 # The Python is $DLM_CLIENT_PYTHON, default the torch venv of scripts/setup-torch.sh; `openai` is
 # installed into it when missing.
 set -euo pipefail
@@ -16,8 +17,12 @@ if ! "$python" -c "import openai" 2>/dev/null; then
   "$python" -m pip install -q "openai==2.54.0"
 fi
 profile="${DLM_PROFILE:-debug}"
-if [ "$profile" = release ]; then cargo build -q --release --bin dlm; else cargo build -q --bin dlm; fi
-bin="${CARGO_TARGET_DIR:-target}/$profile/dlm"
+if [ -n "${DLM_BIN:-}" ]; then
+  bin="$DLM_BIN"
+else
+  if [ "$profile" = release ]; then cargo build -q --release --bin dlm; else cargo build -q --bin dlm; fi
+  bin="${CARGO_TARGET_DIR:-target}/$profile/dlm"
+fi
 log="$(mktemp)"
 "$bin" serve --model crates/dlm-core/tests/fixtures/llama/llada --port 0 --queue 8 \
   --steps 4 --gen-length 8 >"$log" 2>&1 &

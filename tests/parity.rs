@@ -3,9 +3,11 @@
 //! BERT MLM), backward, one training step, and one step of the masked and Gaussian samplers.
 //!
 //! ```text
-//! cargo test -p dlm --features ndarray --test parity      # CI runs this one
+//! cargo test -p dlm --features ndarray --test parity      # one backend
 //! cargo test -p dlm --features wgpu --test parity         # on a machine with a Vulkan driver
 //! source <(scripts/setup-torch.sh --env) && cargo test -p dlm --features tch --test parity
+//! # CI: all three in one build (inside the torch environment)
+//! cargo test -p dlm --features ndarray,wgpu,tch --lib --test parity
 //! ```
 #![cfg(any(feature = "ndarray", feature = "wgpu", feature = "cuda", feature = "tch"))]
 
