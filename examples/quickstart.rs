@@ -11,7 +11,7 @@
 //! 4. one sample decoded step by step: the canvas redrawn as the model commits characters.
 //!
 //! ```text
-//! cargo run --release --example quickstart [-- --steps 1200 --out out/quickstart]
+//! cargo run --release --example quickstart [-- --steps 1500 --out out/quickstart]
 //! ```
 //!
 //! The text is in the repository (`assets/alice29.txt`, public domain). Writes
@@ -129,8 +129,11 @@ fn main() -> anyhow::Result<()> {
         unigram_entropy(&concat(&train))
     );
 
-    // Reference points of the word share: held-out text, and letters drawn by their frequency.
-    let held_out = lexicon.count(&decode(&concat(&valid)));
+    // Reference points of the word share: held-out sequences (cut at their edges as samples
+    // are), and letters drawn by their frequency.
+    let held_out = (0..valid.len())
+        .map(|i| lexicon.count(&decode(valid.sequence(i))))
+        .fold(WordCount::default(), |a, b| a + b);
     let frequencies = WeightedIndex::new(train.token_frequencies())?;
     let mut rng = StdRng::seed_from_u64(7);
     let letters: Vec<u32> =
@@ -268,7 +271,11 @@ fn infill(
     let space = tokenizer.encode(" ")?[0];
     // From the first space after a third of the passage to the first space after two thirds.
     let after = |from: usize| (from..SEQ_LEN).find(|&i| passage[i] == space).unwrap_or(from);
-    let (start, end) = (after(SEQ_LEN / 3), after(2 * SEQ_LEN / 3));
+    let (start, end) = match (after(SEQ_LEN / 3), after(2 * SEQ_LEN / 3)) {
+        (start, end) if start < end => (start, end),
+        // No space to cut at: the middle third.
+        _ => (SEQ_LEN / 3, 2 * SEQ_LEN / 3),
+    };
     let mask = SpecialTokens::reserved().mask;
     let mut masked = passage.clone();
     masked[start..end].fill(mask);

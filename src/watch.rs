@@ -14,6 +14,7 @@ use std::io::{IsTerminal, Write};
 use std::time::Duration;
 
 use dlm_discrete::sampler::{Observer, Start, TrajectoryStep};
+use unicode_width::UnicodeWidthStr;
 
 /// What shows a masked position.
 pub const MASK_GLYPH: char = '░';
@@ -89,7 +90,8 @@ impl Canvas {
         self.steps
     }
 
-    /// The canvas as lines of at most `width` characters (at least 1): every token through
+    /// The canvas as lines of at most `width` terminal cells (at least 1; a token wider than that
+    /// has a line of its own): every token through
     /// `decode` (a line break shown as `↵`, a tab as `→`), masks as [`MASK_GLYPH`]; with `colour`,
     /// ANSI styles mark this step's commits (bold green), edits (bold yellow) and re-masked
     /// positions (red), and dim the masks.
@@ -116,7 +118,7 @@ impl Canvas {
                     })
                     .collect()
             };
-            let cells = text.chars().count();
+            let cells = text.width();
             if column > 0 && column + cells > width {
                 lines.push(String::new());
                 column = 0;
@@ -143,8 +145,9 @@ impl Canvas {
 /// How frames are written.
 #[derive(Debug, Clone, Copy, PartialEq)]
 enum Mode {
-    /// Redraw in place after every step, pausing this long.
-    Live { frame_pause: Duration, colour: bool },
+    /// Redraw in place after every step, pausing this long, on a terminal of this many rows and
+    /// columns.
+    Live { frame_pause: Duration, colour: bool, rows: usize, columns: usize },
     /// Print the frames at each quarter of the decoding and the last.
     Snapshots,
 }
@@ -162,19 +165,30 @@ pub struct LiveView<'a> {
     to_decode: usize,
     /// Quarters of the decoding printed (snapshot mode).
     quarters: usize,
+    /// A step changed the canvas since the last frame printed (snapshot mode).
+    undrawn: bool,
     error: Option<std::io::Error>,
 }
 
 impl<'a> LiveView<'a> {
-    /// Draws to standard error: live when it is a terminal (in colour unless `NO_COLOR` is set),
-    /// else as snapshots. `decode` gives a token's text.
+    /// Draws to standard error: live when it is a terminal whose size can be read (in colour
+    /// unless `NO_COLOR` is set), else as snapshots. `decode` gives a token's text.
     pub fn stderr(decode: impl Fn(i64) -> String + 'a) -> Self {
-        let terminal = std::io::stderr().is_terminal();
-        let mode = if terminal {
-            let colour = std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
-            Mode::Live { frame_pause: Duration::from_millis(40), colour }
-        } else {
-            Mode::Snapshots
+        let size = std::io::stderr()
+            .is_terminal()
+            .then(|| console::Term::stderr().size_checked())
+            .flatten();
+        let mode = match size {
+            Some((rows, columns)) => {
+                let colour = std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
+                Mode::Live {
+                    frame_pause: Duration::from_millis(40),
+                    colour,
+                    rows: usize::from(rows),
+                    columns: usize::from(columns).max(1),
+                }
+            }
+            None => Mode::Snapshots,
         };
         Self::new(decode, Box::new(std::io::stderr()), mode)
     }
@@ -194,11 +208,12 @@ impl<'a> LiveView<'a> {
             drawn: 0,
             to_decode: 0,
             quarters: 0,
+            undrawn: false,
             error: None,
         }
     }
 
-    /// Lines of at most `width` characters (default 80).
+    /// Lines of at most `width` cells (default 80; live, at most the terminal's width).
     pub fn with_width(mut self, width: usize) -> Self {
         self.width = width.max(1);
         self
@@ -217,14 +232,13 @@ impl<'a> LiveView<'a> {
         &self.canvas
     }
 
-    /// Draws the last frame (snapshot mode: unless it was just printed) and reports the first
-    /// error writing a frame, if any.
+    /// Draws the last frame (snapshot mode: unless it was printed after the last change) and
+    /// reports the first error writing a frame, if any.
     ///
     /// # Errors
     /// The first I/O error of any frame.
     pub fn finish(mut self) -> std::io::Result<()> {
-        if self.mode == Mode::Snapshots && self.quarters < 4 {
-            self.quarters = 4;
+        if self.mode == Mode::Snapshots && self.undrawn {
             self.draw();
         }
         match self.error.take() {
@@ -233,7 +247,7 @@ impl<'a> LiveView<'a> {
         }
     }
 
-    fn frame(&self, colour: bool) -> Vec<String> {
+    fn frame(&self, colour: bool, width: usize) -> Vec<String> {
         let canvas = &self.canvas;
         let decoded = self.to_decode.saturating_sub(canvas.masked());
         let mut lines = vec![format!(
@@ -242,14 +256,26 @@ impl<'a> LiveView<'a> {
             canvas.nfe(),
             self.to_decode
         )];
-        lines.extend(canvas.render(&*self.decode, self.width, colour));
+        lines.extend(canvas.render(&*self.decode, width, colour));
         lines
     }
 
     fn draw(&mut self) {
+        self.undrawn = false;
         let result = match self.mode {
-            Mode::Live { frame_pause, colour } => {
-                let lines = self.frame(colour);
+            Mode::Live { frame_pause, colour, rows, columns } => {
+                let width = self.width.min(columns);
+                // Terminal rows of the frame: a line wider than the terminal wraps.
+                let plain = self.frame(false, width);
+                let height: usize =
+                    plain.iter().map(|line| line.width().div_ceil(columns).max(1)).sum();
+                if height >= rows {
+                    // Taller than the screen: the cursor cannot return to its top.
+                    self.mode = Mode::Snapshots;
+                    self.drawn = 0;
+                    return self.draw();
+                }
+                let lines = if colour { self.frame(true, width) } else { plain };
                 let mut text = String::new();
                 if self.drawn > 0 {
                     // To the start of the frame on screen, then clear to the end of the screen.
@@ -259,13 +285,13 @@ impl<'a> LiveView<'a> {
                     text.push_str(line);
                     text.push('\n');
                 }
-                self.drawn = lines.len();
+                self.drawn = height;
                 let result = self.out.write_all(text.as_bytes()).and_then(|()| self.out.flush());
                 std::thread::sleep(frame_pause);
                 result
             }
             Mode::Snapshots => {
-                let mut text = self.frame(false).join("\n");
+                let mut text = self.frame(false, self.width).join("\n");
                 text.push_str("\n\n");
                 self.out.write_all(text.as_bytes())
             }
@@ -287,6 +313,7 @@ impl Observer for LiveView<'_> {
 
     fn step_done(&mut self, step: &TrajectoryStep) {
         self.canvas.apply(step, 0);
+        self.undrawn = true;
         match self.mode {
             Mode::Live { .. } => self.draw(),
             Mode::Snapshots => {
@@ -355,6 +382,45 @@ mod tests {
         assert_eq!(canvas.render(&decode, 80, false), ["↵→x"]);
     }
 
+    fn live(rows: usize, columns: usize, out: &mut Vec<u8>) {
+        let mode = Mode::Live { frame_pause: Duration::ZERO, colour: false, rows, columns };
+        let mut view = LiveView::new(letter, Box::new(out), mode);
+        view.started(Start { tokens: &[9; 4], batch: 1, len: 4, mask_id: 9 });
+        view.step_done(&step(1, &[(0, 0), (1, 1)], &[]));
+        view.step_done(&step(2, &[(2, 2), (3, 3)], &[]));
+        view.finish().unwrap();
+    }
+
+    #[test]
+    fn live_frames_return_to_their_top_counting_wrapped_rows() {
+        let mut out = Vec::new();
+        live(24, 80, &mut out);
+        let text = String::from_utf8(out).unwrap();
+        // Two rows per frame (the status and the canvas): each redraw goes two rows up.
+        let frames: Vec<&str> = text.split("\x1b[2F\x1b[J").collect();
+        assert_eq!(frames.len(), 3, "{text:?}");
+        assert_eq!(frames[2], "step 2 · 2 model calls · 4/4 decoded\nabcd\n");
+        // On 20 columns the status line (36 cells) takes two rows, the canvas (4 cells in lines
+        // of 20) one.
+        let mut out = Vec::new();
+        live(24, 20, &mut out);
+        let text = String::from_utf8(out).unwrap();
+        assert_eq!(text.matches("\x1b[3F\x1b[J").count(), 2, "{text:?}");
+        // A frame as tall as the screen cannot be redrawn in place: snapshots instead.
+        let mut out = Vec::new();
+        live(2, 80, &mut out);
+        let text = String::from_utf8(out).unwrap();
+        assert!(!text.contains('\x1b') && text.ends_with("4/4 decoded\nabcd\n\n"), "{text:?}");
+    }
+
+    #[test]
+    fn wide_characters_take_two_cells() {
+        let mut canvas = Canvas::new(vec![0, 1, 2], 9);
+        canvas.apply(&step(1, &[], &[]), 0);
+        let decode = |t: i64| ["日", "本", "x"][t as usize].to_string();
+        assert_eq!(canvas.render(&decode, 4, false), ["日本", "x"]);
+    }
+
     #[test]
     fn snapshots_print_each_quarter_once_and_the_last_frame() {
         let mut out = Vec::new();
@@ -364,6 +430,8 @@ mod tests {
             for (nfe, position) in (1..=4).zip(0..4) {
                 view.step_done(&step(nfe, &[(position, position as i64)], &[]));
             }
+            // A step after the last quarter (an edit, say) is drawn by `finish`.
+            view.step_done(&step(5, &[], &[]));
             view.finish().unwrap();
         }
         let text = String::from_utf8(out).unwrap();
@@ -376,6 +444,7 @@ mod tests {
                 "step 2 · 2 model calls · 2/4 decoded\nab░░",
                 "step 3 · 3 model calls · 3/4 decoded\nabc░",
                 "step 4 · 4 model calls · 4/4 decoded\nabcd",
+                "step 5 · 5 model calls · 4/4 decoded\nabcd",
             ]
         );
     }

@@ -88,6 +88,8 @@ fn unknown_keys_and_bad_values_are_named() {
     assert!(err.contains("stepz") && err.contains("bad.toml"), "{err}");
     let err = parse_error(&TINY.replace("family = \"mdlm\"", "family = \"sedd\""));
     assert!(err.contains("sedd"), "{err}");
+    let err = parse_error(&TINY.replace("family = \"mdlm\"", "family = \"ar\"\nblock_size = 4"));
+    assert!(err.contains("block_size"), "a key AR does not take is refused: {err}");
     let err = parse_error(&TINY.replace("family = \"mdlm\"", "family = \"d3pm\""));
     assert!(err.contains("transition"), "a missing key is named: {err}");
     let err = parse_error(
@@ -109,6 +111,7 @@ fn unknown_keys_and_bad_values_are_named() {
         ("steps = 3", "steps = 0", "steps"),
         ("n_heads = 2", "n_heads = 3", "n_heads"),
         ("family = \"mdlm\"", "family = \"bd3lm\"\nblock_size = 0", "block_size"),
+        ("family = \"mdlm\"", "family = \"bd3lm\"\nblock_size = 5", "objective.block_size"),
         ("family = \"mdlm\"", "family = \"mdlm\"\nt_min = 1.5", "t_min"),
         (
             "family = \"mdlm\"",
@@ -120,6 +123,12 @@ fn unknown_keys_and_bad_values_are_named() {
         let err = recipe.validate(&data.unwrap()).unwrap_err().to_string();
         assert!(err.contains(named), "{to}: {err}");
     }
+    // An AR model needs a position to predict from.
+    let one =
+        TINY.replace("family = \"mdlm\"", "family = \"ar\"").replace("seq_len = 16", "seq_len = 1");
+    let (recipe, data) = data_of(&one);
+    let err = recipe.validate(&data.unwrap()).unwrap_err().to_string();
+    assert!(err.contains("`data.seq_len` = 1"), "{err}");
     let missing = Recipe::load(Path::new("no/such/recipe.toml")).unwrap_err();
     assert!(matches!(missing, RecipeError::Io { .. }), "{missing}");
     let device = Device::flex();
@@ -211,7 +220,7 @@ fn the_dlm_binary_trains_evaluates_and_samples() {
     let evaluated = run(&["eval", folder]);
     assert!(evaluated.status.success(), "{}", String::from_utf8_lossy(&evaluated.stderr));
     let report = String::from_utf8_lossy(&evaluated.stdout).into_owned();
-    assert!(report.contains("NELBO") && report.contains("exact entropy rate"), "{report}");
+    assert!(report.contains("NELBO") && report.contains("exact entropy of the source"), "{report}");
     let sampled = run(&["sample", folder, "--rows", "3", "--steps", "4"]);
     assert!(sampled.status.success(), "{}", String::from_utf8_lossy(&sampled.stderr));
     assert_eq!(String::from_utf8_lossy(&sampled.stdout).lines().count(), 3);

@@ -116,7 +116,8 @@ enum Command {
         /// Samples.
         #[arg(long, default_value_t = 4)]
         rows: usize,
-        /// Denoising steps (per block for BD3LM; default: one per position; D3PM takes its `T`).
+        /// Denoising steps (per block for BD3LM; default: one per position, one per block
+        /// position for BD3LM; D3PM takes its `T`).
         #[arg(long)]
         steps: Option<usize>,
         /// Proposal temperature (0: greedy).
@@ -365,18 +366,20 @@ fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
                 test.report.perplexity_bound,
                 test.kind
             );
-            if let Some(markov) = &loaded.data.markov {
-                println!(
-                    "exact entropy rate of the source: {:.4} nats/token",
-                    markov.entropy_rate()
-                );
+            let family = &loaded.recipe.objective;
+            if let Some(exact) = dlm::recipe::exact_reference(family, &loaded.data) {
+                println!("exact entropy of the source, the figure's floor: {exact:.4} nats/token");
             }
         }
         Command::Sample { run, rows, steps, temperature, seed, watch, device } => {
             let device = dlm::device::device_from_cli_or_env(device.as_deref())?;
             let loaded = Run::load(&run, &device)?;
             let seq_len = loaded.data.train.seq_len();
-            let steps = steps.unwrap_or(seq_len);
+            let family = &loaded.recipe.objective;
+            let steps = steps.unwrap_or(family.default_steps(seq_len));
+            if watch && !family.observes_steps() {
+                return Err("--watch draws the masked families' decoding (mdlm, bd3lm)".into());
+            }
             let (samples, nfe) = if watch {
                 let data = &loaded.data;
                 let mut view = LiveView::stderr(|t| data.show(&[t as u32]));
@@ -392,7 +395,11 @@ fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
                 view.finish()?;
                 out
             } else {
-                let mut bar = StepBar(dlm::recipe::bar(true, steps as u64, "denoising steps"));
+                // Steps that report to the bar move it; AR and D3PM do not, and it only ticks.
+                let calls = family.sampling_calls(seq_len, steps) as u64;
+                let bar = dlm::recipe::bar(true, calls, "model calls");
+                bar.enable_steady_tick(std::time::Duration::from_millis(200));
+                let mut bar = StepBar(bar);
                 let out = loaded.objective.sample(
                     &loaded.model,
                     &loaded.data,

@@ -39,8 +39,9 @@ use super::data::RecipeData;
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "family", rename_all = "snake_case", deny_unknown_fields)]
 pub enum Family {
-    /// Next-token prediction with a causal mask: the exact-likelihood baseline.
-    Ar,
+    /// Next-token prediction with a causal mask: the exact-likelihood baseline (no settings:
+    /// written as a struct variant so that a stray key is refused, as everywhere else).
+    Ar {},
     /// Masked diffusion with the SUBS parameterisation and the continuous-time NELBO (Sahoo et
     /// al. 2024, eq. 10).
     Mdlm {
@@ -135,6 +136,55 @@ impl Family {
         matches!(self, Self::D3pm { .. })
     }
 
+    /// Checks the family's constraints on the sequence length: an AR model needs two positions
+    /// (one to predict from), BD3LM whole blocks.
+    ///
+    /// # Errors
+    /// [`RecipeError::Invalid`] naming `data.seq_len` or `objective.block_size`.
+    pub fn check_seq_len(&self, seq_len: usize) -> Result<(), RecipeError> {
+        match self {
+            Self::Ar {} if seq_len < 2 => {
+                Err(RecipeError::invalid("data.seq_len", seq_len, "at least 2 for an AR model"))
+            }
+            Self::Bd3lm { block_size, .. }
+                if *block_size == 0 || !seq_len.is_multiple_of(*block_size) =>
+            {
+                Err(RecipeError::invalid(
+                    "objective.block_size",
+                    block_size,
+                    format!("a divisor of data.seq_len = {seq_len}"),
+                ))
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// The model calls of one [`Objective::sample`] with `steps` steps, when the sampler's
+    /// steps are fixed (the ancestral samplers: MDLM, BD3LM with a cache update per block,
+    /// D3PM's `T`, AR's one call per new token).
+    pub fn sampling_calls(&self, seq_len: usize, steps: usize) -> usize {
+        match self {
+            Self::Ar {} => seq_len.saturating_sub(1),
+            Self::Mdlm { .. } => steps,
+            Self::D3pm { steps: t, .. } => *t,
+            Self::Bd3lm { block_size, .. } => (seq_len / block_size.max(&1)) * (steps + 1),
+        }
+    }
+
+    /// The default steps of [`Objective::sample`]: one per position (per block position for
+    /// BD3LM).
+    pub fn default_steps(&self, seq_len: usize) -> usize {
+        match self {
+            Self::Bd3lm { block_size, .. } => *block_size,
+            _ => seq_len,
+        }
+    }
+
+    /// Whether the family's sampler reports its steps to an observer (the masked families).
+    pub fn observes_steps(&self) -> bool {
+        matches!(self, Self::Mdlm { .. } | Self::Bd3lm { .. })
+    }
+
     /// The objective for `data`.
     ///
     /// # Errors
@@ -143,7 +193,7 @@ impl Family {
     pub fn objective(&self, data: &RecipeData) -> Result<Objective, RecipeError> {
         let mask_id = SpecialTokens::reserved().mask;
         Ok(match self {
-            Self::Ar => Objective::Ar(ArObjective::default()),
+            Self::Ar {} => Objective::Ar(ArObjective::default()),
             Self::Mdlm { schedule, t_min, complementary } => {
                 if !(*t_min > 0.0 && *t_min < 1.0) {
                     return Err(RecipeError::invalid(

@@ -4,8 +4,8 @@
 //!
 //! The expected numbers are in `tests/fixtures/*.json`, written by `scripts/bert_fixtures.py`
 //! (PyTorch + transformers, run by hand). The weights come from `scripts/fetch-data.sh antiberty
-//! bert-tiny`; `.ci/run` fetches them and runs `cargo test -p dlm-core --test bert_parity --
-//! --ignored`.
+//! bert-tiny`; `.ci/run` fetches them and runs `cargo test --workspace --test bert_parity
+//! --test real_corpus -- --ignored` (`-p dlm-core` works too, with a build of its own).
 
 use std::path::PathBuf;
 

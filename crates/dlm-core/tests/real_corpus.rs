@@ -1,7 +1,7 @@
 //! The corpus pipeline on a real text (Alice in Wonderland from the Canterbury corpus).
 //!
 //! Needs `scripts/fetch-data.sh canterbury`; `.ci/run` fetches it and runs these tests with
-//! `cargo test -p dlm-core --test real_corpus -- --ignored`.
+//! `cargo test --workspace --test real_corpus --test bert_parity -- --ignored`.
 
 use std::path::PathBuf;
 
