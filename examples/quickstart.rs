@@ -2,7 +2,7 @@
 //! al. 2024) on *Alice in Wonderland*, character level, for about three minutes on two CPU
 //! cores, then shows what diffusion decoding does:
 //!
-//! 1. the likelihood bound on held-out text, beside the bound of letter frequencies alone;
+//! 1. the likelihood bound on held-out text, beside the entropy of the letter frequencies alone;
 //! 2. samples from three samplers as text, each with its model calls and the share of its words
 //!    that are words of the book (beside the share for held-out text and for letters drawn by
 //!    their frequencies), and a note when a sample collapsed onto one repeated character;
@@ -15,7 +15,8 @@
 //! ```
 //!
 //! The text is in the repository (`assets/alice29.txt`, public domain). Writes
-//! `out/quickstart/{metrics.csv, loss.svg, model.ckpt}`.
+//! `out/quickstart/{metrics.csv, loss.svg, model.ckpt}`; a second run reuses the trained model
+//! there (delete the folder to train again).
 
 use std::path::PathBuf;
 
