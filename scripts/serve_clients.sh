@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
 # Starts `dlm serve` on loopback with the tiny LLaDA fixture and runs real clients against it:
-# curl (whole, streamed, bad requests), the page in headless Chromium, and the `openai` Python
-# package (scripts/serve_clients.py), then a bounded load test. CI runs it.
+# curl (whole, streamed, bad requests), the page in headless Chromium, the `openai` Python
+# package (scripts/serve_clients.py), lm-evaluation-harness scoring a multiple-choice task
+# (scripts/serve_lm_eval.py), then a bounded load test. CI runs it.
 #
 # Usage: scripts/serve_clients.sh [LOAD_CLIENTS [LOAD_SECONDS]]   (defaults 32 and 5)
 # The binary is $DLM_BIN when set (CI passes the one `cargo test` built), else the debug build
-# (built here); DLM_PROFILE=release for measuring.
+# (built here); DLM_PROFILE=release for measuring; DLM_BATCH the server's --batch (default 8).
 # The Python is $DLM_CLIENT_PYTHON, default the torch venv of scripts/setup-torch.sh; `openai` is
-# installed into it when missing.
+# installed into it when missing, and so is `lm_eval`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 clients="${1:-32}"
@@ -15,6 +16,9 @@ seconds="${2:-5}"
 python="${DLM_CLIENT_PYTHON:-${DLM_TORCH_VENV:-$HOME/.cache/dlm-torch-venv}/bin/python}"
 if ! "$python" -c "import openai" 2>/dev/null; then
   "$python" -m pip install -q "openai==2.54.0"
+fi
+if ! "$python" -c "import lm_eval, aiohttp, tenacity" 2>/dev/null; then
+  "$python" -m pip install -q "lm_eval[api]==0.4.13"
 fi
 profile="${DLM_PROFILE:-debug}"
 if [ -n "${DLM_BIN:-}" ]; then
@@ -25,7 +29,7 @@ else
 fi
 log="$(mktemp)"
 "$bin" serve --model crates/dlm-core/tests/fixtures/llama/llada --port 0 --queue 8 \
-  --steps 4 --gen-length 8 >"$log" 2>&1 &
+  --batch "${DLM_BATCH:-8}" --steps 4 --gen-length 8 >"$log" 2>&1 &
 server=$!
 trap 'kill $server 2>/dev/null || true; rm -f "$log"' EXIT
 for _ in $(seq 100); do
@@ -72,6 +76,7 @@ screenshot="${CARGO_TARGET_DIR:-target}/serve-page.png"
 "${browser[@]}" --window-size=1100,520 --screenshot="$screenshot" "$page" >/dev/null 2>&1
 echo "page in headless Chromium: shows the API's text '$expected'; screenshot $screenshot"
 
+"$python" scripts/serve_lm_eval.py --server "$url" --model llada
 "$python" scripts/serve_clients.py --base-url "$url/v1" --model llada \
   --load-clients "$clients" --load-seconds "$seconds"
 # The server survived everything.

@@ -3,7 +3,8 @@
 //! [`Checkpoint::load`] reads a Hugging Face directory (config, weights, `tokenizer.json`);
 //! [`Checkpoint::generate`] picks the decoder the settings and the architecture call for and
 //! streams text as blocks become final; [`Checkpoint::score`] estimates the masked-diffusion
-//! bound on a text.
+//! bound on a text, and [`Checkpoint::token_likelihoods`] splits a text's log-likelihood over
+//! its tokens (what `dlm serve` returns as `logprobs`).
 //!
 //! | `cache` | full attention (LLaDA, Dream, Tiny-A2D) | block-causal (SDAR) |
 //! |---|---|---|
@@ -17,10 +18,12 @@ use std::time::Instant;
 use burn::tensor::{Device, Int, Tensor, TensorData};
 use dlm_block::{Bd3lm, BlockError, BlockSampler, BlockwiseDecoder, CacheMode, Prefix};
 use dlm_core::CoreError;
+use dlm_core::backbone::TokenModel;
 use dlm_core::data::SequenceDataset;
 use dlm_core::llama::Pretrained;
 use dlm_core::sampling::{Confidence, TokenSampler};
 use dlm_core::tokenizer::{ChatMessage, ChatTemplate, HfTokenizer, SpecialTokens};
+use dlm_discrete::likelihood::{LikelihoodSplit, TokenLikelihood, TokenLikelihoods};
 use dlm_discrete::sampler::{
     BlockDone, MaskedSampler, Observer, SamplerState, SlowFast, Start, TokenEditing, Trajectory,
     TrajectoryStep, Unmasking,
@@ -349,9 +352,42 @@ impl Checkpoint {
         on_text: &mut dyn FnMut(&str),
         observer: &mut dyn Observer,
     ) -> Result<Generated, GenerateError> {
+        let ids = self.tokenizer.encode(prompt)?;
+        self.generate_ids_stepwise(&ids, settings, on_text, observer)
+    }
+
+    /// As [`Checkpoint::generate_stepwise`], from a prompt already tokenised (what an evaluation
+    /// harness sends).
+    ///
+    /// # Errors
+    /// As [`Checkpoint::generate`].
+    pub fn generate_ids_stepwise(
+        &self,
+        prompt: &[u32],
+        settings: &GenerateSettings,
+        on_text: &mut dyn FnMut(&str),
+        observer: &mut dyn Observer,
+    ) -> Result<Generated, GenerateError> {
+        self.generate_through(&self.pretrained, prompt, settings, on_text, observer)
+    }
+
+    /// As [`Checkpoint::generate_ids_stepwise`], the network's calls made through `model`: this
+    /// checkpoint's network or a view of it (`dlm serve` batches the calls of concurrent
+    /// requests into one).
+    ///
+    /// # Errors
+    /// As [`Checkpoint::generate`].
+    pub fn generate_through<M: TokenModel + ?Sized>(
+        &self,
+        model: &M,
+        prompt: &[u32],
+        settings: &GenerateSettings,
+        on_text: &mut dyn FnMut(&str),
+        observer: &mut dyn Observer,
+    ) -> Result<Generated, GenerateError> {
         let started = Instant::now();
         let device = self.pretrained.model.device();
-        let ids: Vec<i64> = self.tokenizer.encode(prompt)?.into_iter().map(i64::from).collect();
+        let ids: Vec<i64> = prompt.iter().map(|&id| i64::from(id)).collect();
         let prompt_len = ids.len();
         let prompt = Tensor::<2, Int>::from_data(TensorData::new(ids, [1, prompt_len]), &device);
         let mut rng = StdRng::seed_from_u64(settings.seed);
@@ -370,10 +406,15 @@ impl Checkpoint {
         let mut recorder =
             Recorder { stream: &mut stream, observer, trajectory: Trajectory::default() };
         let (tokens, nfe) = match self.pretrained.config.architecture.block_size() {
-            Some(block_size) => {
-                self.decode_block_causal(block_size, prompt, settings, &mut rng, &mut recorder)?
-            }
-            None => self.decode_full_attention(prompt, settings, &mut rng, &mut recorder)?,
+            Some(block_size) => self.decode_block_causal(
+                model,
+                block_size,
+                prompt,
+                settings,
+                &mut rng,
+                &mut recorder,
+            )?,
+            None => self.decode_full_attention(model, prompt, settings, &mut rng, &mut recorder)?,
         };
         let trajectory = recorder.trajectory;
         // Blocks may run past the requested length (a block-causal model fills its last block).
@@ -417,9 +458,41 @@ impl Checkpoint {
         Ok(Score { tokens, nats_per_token: report.nats_per_token })
     }
 
-    /// SDAR's decoding: BD3LM's block sampler, with its exact cache or the prefix recomputed.
-    fn decode_block_causal(
+    /// `tokens`' log-likelihood split over its tokens ([`dlm_discrete::likelihood`]): the
+    /// left-to-right chain rule, or the Monte-Carlo masked-diffusion bound of the tokens after a
+    /// context (LLaDA's conditional bound); a block-causal model (SDAR) reads each block given
+    /// the blocks before it. `top` alternatives per scored position; `seed` draws the bound's
+    /// masks. A shifted family (Dream) reads token `i`'s prediction at `i − 1`, so its first
+    /// token has none and is not scored.
+    ///
+    /// # Errors
+    /// As [`TokenLikelihoods::score`]: no tokens, a token outside the vocabulary or the mask, a
+    /// sequence beyond the context, a context that leaves nothing to score, too few samples.
+    pub fn token_likelihoods(
         &self,
+        tokens: &[u32],
+        split: LikelihoodSplit,
+        top: usize,
+        seed: u64,
+    ) -> Result<TokenLikelihood, GenerateError> {
+        /// Sequences per model call: `16 · len · hidden` activations at a time.
+        const ROWS_PER_CALL: usize = 16;
+        let block_size = self.pretrained.config.architecture.block_size();
+        let scorer = TokenLikelihoods::new(block_size, ROWS_PER_CALL, top)?;
+        let subs = Subs { model: &self.pretrained, mask_id: self.mask_id };
+        let mut rng = StdRng::seed_from_u64(seed);
+        let mut likelihood = scorer.score(&subs, tokens, split, &mut rng)?;
+        if self.pretrained.config.architecture.shifts_logits() {
+            likelihood.logprobs[0] = None;
+            likelihood.top[0].clear();
+        }
+        Ok(likelihood)
+    }
+
+    /// SDAR's decoding: BD3LM's block sampler, with its exact cache or the prefix recomputed.
+    fn decode_block_causal<M: TokenModel + ?Sized>(
+        &self,
+        model: &M,
         block_size: usize,
         prompt: Tensor<2, Int>,
         settings: &GenerateSettings,
@@ -455,7 +528,7 @@ impl Checkpoint {
         // A partial last prompt block is decoded with the first generated tokens.
         let max_blocks = (prompt_len % block_size + settings.gen_length).div_ceil(block_size);
         let out = blocks.generate_observed(
-            &self.pretrained,
+            model,
             (prompt_len > 0).then_some(prompt),
             1,
             max_blocks,
@@ -469,14 +542,15 @@ impl Checkpoint {
 
     /// LLaDA's, Dream's and Tiny-A2D's decoding: the masked sampler (semi-autoregressive with a
     /// block length), or the Fast-dLLM decoder with its prefix or dual cache.
-    fn decode_full_attention(
+    fn decode_full_attention<M: TokenModel + ?Sized>(
         &self,
+        model: &M,
         prompt: Tensor<2, Int>,
         settings: &GenerateSettings,
         rng: &mut StdRng,
         stream: &mut dyn Observer,
     ) -> Result<(Vec<i64>, usize), GenerateError> {
-        let subs = Subs { model: &self.pretrained, mask_id: self.mask_id };
+        let subs = Subs { model, mask_id: self.mask_id };
         // Decoding stops once every row has committed an end-of-text token with nothing masked
         // before it: the text is final there.
         let sampler = self.sampler(settings)?.with_stop_tokens(self.eos_ids.clone());

@@ -12,7 +12,8 @@ use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use burn::tensor::Device;
 use dlm::generate::{Checkpoint, GenerateSettings};
-use dlm::serve::{Engine, Event, router};
+use dlm::serve::{Engine, Event, PromptInput, Request as EngineRequest, router};
+use dlm_discrete::likelihood::LikelihoodSplit;
 use http_body_util::BodyExt;
 use serde_json::{Value, json};
 use tower::ServiceExt;
@@ -28,7 +29,11 @@ fn defaults() -> GenerateSettings {
 }
 
 fn engine(queue: usize) -> Arc<Engine> {
-    Arc::new(Engine::start(checkpoint(), "llada".into(), defaults(), queue).unwrap())
+    batched_engine(queue, 1)
+}
+
+fn batched_engine(queue: usize, batch: usize) -> Arc<Engine> {
+    Arc::new(Engine::start(checkpoint(), "llada".into(), defaults(), queue, batch).unwrap())
 }
 
 /// Status and body of one request.
@@ -245,7 +250,48 @@ async fn bad_requests_get_4xx_naming_the_field() {
         ("/v1/completions", json!({"prompt": "w5", "n": 2}), 400, Some("n")),
         ("/v1/completions", json!({"prompt": "w5", "top_p": 0.9}), 400, Some("top_p")),
         ("/v1/completions", json!({"prompt": "w5", "temperature": -1}), 400, Some("temperature")),
-        ("/v1/completions", json!({"prompt": "w5", "logprobs": 1}), 400, Some("logprobs")),
+        ("/v1/completions", json!({"prompt": "w5", "logprobs": 9}), 400, Some("logprobs")),
+        (
+            "/v1/completions",
+            json!({"prompt": "w5", "logprobs": 1, "stream": true}),
+            400,
+            Some("logprobs"),
+        ),
+        (
+            "/v1/completions",
+            json!({"prompt": "w5", "logprobs": 1, "stop": ["x"]}),
+            400,
+            Some("logprobs"),
+        ),
+        ("/v1/completions", json!({"prompt": "w5", "nelbo_from": 1}), 400, Some("nelbo_from")),
+        (
+            "/v1/completions",
+            json!({"prompt": "w5 w6", "logprobs": 1, "nelbo_from": 1}),
+            400,
+            Some("nelbo_from"),
+        ),
+        (
+            "/v1/completions",
+            json!({"prompt": "w5 w6", "logprobs": 1, "echo": true, "nelbo_from": 50}),
+            400,
+            Some("nelbo_from"),
+        ),
+        (
+            "/v1/completions",
+            json!({"prompt": "w5 w6", "logprobs": 1, "echo": true, "nelbo_from": 1, "nelbo_samples": 0}),
+            400,
+            Some("nelbo_samples"),
+        ),
+        ("/v1/completions", json!({"prompt": [5, 999_999]}), 400, Some("prompt")),
+        ("/v1/completions", json!({"prompt": [[5], [6]]}), 400, Some("prompt")),
+        (
+            "/v1/chat/completions",
+            json!({"messages": [{"role": "user", "content": "x"}], "logprobs": true}),
+            400,
+            Some("logprobs"),
+        ),
+        ("/tokenize", json!({"text": "w5"}), 400, Some("text")),
+        ("/detokenize", json!({"tokens": [999_999]}), 400, Some("tokens")),
         ("/v1/completions", json!({"prompt": "w5", "stop": [""]}), 400, Some("stop")),
         ("/v1/completions", json!({"prompt": ["a", "b"]}), 400, Some("prompt")),
         ("/v1/completions", json!({}), 400, Some("prompt")),
@@ -305,8 +351,9 @@ fn a_full_queue_refuses_with_503_and_loses_no_accepted_request() {
     let engine = engine(1);
     let slow = GenerateSettings { steps: 64, gen_length: 48, ..defaults() };
     // One decodes, one waits: at most two of a burst are accepted before the first is done.
-    let outcomes: Vec<_> =
-        (0..6).map(|_| engine.submit("w5 w6".into(), slow.clone(), false)).collect();
+    let prompt = engine.encode(&PromptInput::Text("w5 w6".into())).unwrap();
+    let request = EngineRequest { prompt, settings: slow, steps: false, likelihood: None };
+    let outcomes: Vec<_> = (0..6).map(|_| engine.submit(request.clone())).collect();
     let refused = outcomes.iter().filter(|o| o.is_err()).count();
     assert!(refused >= 4, "{refused} of 6 refused");
     for outcome in &outcomes {
@@ -324,4 +371,133 @@ fn a_full_queue_refuses_with_503_and_loses_no_accepted_request() {
         };
         assert_eq!(finished.generated.tokens.len(), 48);
     }
+}
+
+#[tokio::test]
+async fn logprobs_are_the_library_token_likelihoods_for_text_and_token_prompts() {
+    // What lm-evaluation-harness sends to score a continuation: the prompt as ids, `echo`,
+    // `logprobs`, one token to generate. Each returned value is the library's own
+    // `token_likelihoods` of the prompt and the generated token.
+    let engine = engine(4);
+    let library = checkpoint();
+    let prompt = library.tokenizer.encode("w5 w6 w7 w8").unwrap();
+    let body = |prompt: Value, extra: Value| {
+        let mut body = json!({"prompt": prompt, "max_tokens": 1, "echo": true, "logprobs": 2});
+        body.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
+        body
+    };
+    let (status, text_reply) =
+        json_call(&engine, "/v1/completions", body(json!("w5 w6 w7 w8"), json!({}))).await;
+    assert_eq!(status, StatusCode::OK, "{text_reply}");
+    let (_, ids_reply) =
+        json_call(&engine, "/v1/completions", body(json!([prompt]), json!({}))).await;
+    let logprobs = &text_reply["choices"][0]["logprobs"];
+    assert_eq!(logprobs, &ids_reply["choices"][0]["logprobs"]);
+    assert_eq!(text_reply["choices"][0]["text"], ids_reply["choices"][0]["text"]);
+    let generated = library
+        .generate("w5 w6 w7 w8", &GenerateSettings { gen_length: 1, ..defaults() }, &mut |_| {})
+        .unwrap();
+    let tokens = [prompt.as_slice(), &generated.tokens].concat();
+    let expected =
+        library.token_likelihoods(&tokens, LikelihoodSplit::Chain, 2, defaults().seed).unwrap();
+    let values: Vec<Option<f64>> =
+        serde_json::from_value(logprobs["token_logprobs"].clone()).unwrap();
+    assert_eq!(values.len(), tokens.len());
+    for (got, want) in values.iter().zip(&expected.logprobs) {
+        assert!((got.unwrap() - want.unwrap()).abs() < 1e-9, "{got:?} vs {want:?}");
+    }
+    // The harness's greedy check reads the alternatives: the best is at least the token's own.
+    for (i, top) in logprobs["top_logprobs"].as_array().unwrap().iter().enumerate() {
+        let best =
+            top.as_object().unwrap().values().map(|v| v.as_f64().unwrap()).fold(f64::MIN, f64::max);
+        assert!(best >= values[i].unwrap() - 1e-12);
+        assert!(top.as_object().unwrap().len() <= 2);
+    }
+    assert_eq!(text_reply["dlm"]["scored_rows"], tokens.len());
+    // Without echo only the generated token is returned.
+    let (_, plain) = json_call(
+        &engine,
+        "/v1/completions",
+        json!({"prompt": "w5 w6 w7 w8", "max_tokens": 1, "logprobs": 0}),
+    )
+    .await;
+    let plain = &plain["choices"][0]["logprobs"]["token_logprobs"];
+    assert_eq!(plain.as_array().unwrap().len(), 1);
+    assert!((plain[0].as_f64().unwrap() - values[tokens.len() - 1].unwrap()).abs() < 1e-9);
+    // The bound of the tokens after the first two, given them: nulls before, the library's after.
+    let extra = json!({"nelbo_from": 2, "nelbo_samples": 8});
+    let (status, nelbo) = json_call(&engine, "/v1/completions", body(json!([prompt]), extra)).await;
+    assert_eq!(status, StatusCode::OK, "{nelbo}");
+    let split = LikelihoodSplit::Nelbo { context: 2, samples: 8 };
+    let expected = library.token_likelihoods(&tokens, split, 2, defaults().seed).unwrap();
+    let values: Vec<Option<f64>> =
+        serde_json::from_value(nelbo["choices"][0]["logprobs"]["token_logprobs"].clone()).unwrap();
+    assert!(values[..2].iter().all(Option::is_none));
+    for (got, want) in values.iter().zip(&expected.logprobs).skip(2) {
+        assert!((got.unwrap() - want.unwrap()).abs() < 1e-9, "{got:?} vs {want:?}");
+    }
+}
+
+#[tokio::test]
+async fn the_tokenizer_routes_round_trip() {
+    // vLLM's routes, which lm-evaluation-harness uses to tokenise as the server does.
+    let engine = engine(4);
+    let library = checkpoint();
+    let (status, tokens) =
+        json_call(&engine, "/tokenize", json!({"prompt": "w5 w6", "add_special_tokens": false}))
+            .await;
+    assert_eq!(status, StatusCode::OK, "{tokens}");
+    let ids = library.tokenizer.encode("w5 w6").unwrap();
+    assert_eq!(tokens["tokens"], json!(ids));
+    assert_eq!(tokens["count"], ids.len());
+    let (_, text) = json_call(&engine, "/detokenize", json!({"tokens": ids})).await;
+    assert_eq!(text["prompt"], library.tokenizer.decode(&ids).unwrap());
+    let (status, info) = call(&engine, "GET", "/tokenizer_info", None).await;
+    assert_eq!(status, StatusCode::OK);
+    let info: Value = serde_json::from_str(&info).unwrap();
+    let eos = library.tokenizer.id_to_token(library.eos_ids[0]).unwrap();
+    assert_eq!(info["eos_token"], eos);
+    assert_eq!(library.tokenizer.encode(&eos).unwrap(), vec![library.eos_ids[0]]);
+}
+
+#[test]
+fn concurrent_requests_share_model_calls_and_decode_as_the_library_does() {
+    // Four requests at once on four workers: their steps are stacked into shared forward passes
+    // (fewer passes than the requests' model calls), and each request's tokens and model calls
+    // are those of the library decoding it alone with the same settings.
+    let engine = batched_engine(8, 4);
+    let library = checkpoint();
+    let prompts = ["w5 w6", "w7 w8", "w9 w10", "w11 w12"];
+    let settings = |seed: u64| GenerateSettings {
+        steps: 24,
+        gen_length: 24,
+        temperature: 1.0,
+        seed,
+        ..defaults()
+    };
+    let receivers: Vec<_> = prompts
+        .iter()
+        .zip(0..)
+        .map(|(text, seed)| {
+            let prompt = engine.encode(&PromptInput::Text(text.to_string())).unwrap();
+            let request =
+                EngineRequest { prompt, settings: settings(seed), steps: false, likelihood: None };
+            engine.submit(request).unwrap()
+        })
+        .collect();
+    let mut calls = 0;
+    for ((text, seed), mut events) in prompts.iter().zip(0..).zip(receivers) {
+        let finished = loop {
+            if let Event::Done(result) = events.blocking_recv().expect("every request ends") {
+                break result.unwrap();
+            }
+        };
+        let alone = library.generate(text, &settings(seed), &mut |_| {}).unwrap();
+        assert_eq!(finished.generated.tokens, alone.tokens, "{text}");
+        assert_eq!(finished.generated.nfe, alone.nfe, "{text}");
+        calls += alone.nfe as u64;
+    }
+    let stats = engine.batch_stats();
+    assert_eq!(stats.stacked_calls(), calls);
+    assert!(stats.forward_calls() < calls, "{} passes for {calls} calls", stats.forward_calls());
 }

@@ -12,8 +12,8 @@
 //! dlm train    RECIPE.toml [--out DIR] [--device D]
 //! dlm eval     RUN_DIR [--device D]
 //! dlm sample   RUN_DIR [--rows N] [--steps N] [--temperature T] [--seed S] [--watch] [--device D]
-//! dlm serve    --model DIR [settings as for generate] [--host H] [--port P] [--queue N]
-//!              [--name NAME]
+//! dlm serve    --model DIR [settings as for generate] [--host H] [--port P] [--batch N]
+//!              [--queue N] [--max-calls N] [--name NAME]
 //! ```
 //!
 //! Generated text streams to stdout as blocks become final; the model calls, tokens per call and
@@ -79,7 +79,10 @@ enum Command {
         /// The port (0: any free one, printed at start).
         #[arg(long, default_value_t = 8000)]
         port: u16,
-        /// Requests that may wait while one is decoded; more get a 503.
+        /// Requests decoded at once, their steps stacked into one model call.
+        #[arg(long, default_value_t = 8)]
+        batch: usize,
+        /// Requests that may wait while `batch` are decoded; more get a 503.
         #[arg(long, default_value_t = 16)]
         queue: usize,
         /// The most model calls one request may take (its settings' worst case); more get a 400.
@@ -318,15 +321,16 @@ fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
             );
         }
         #[cfg(feature = "serve")]
-        Command::Serve { model, settings, host, port, queue, max_calls, name } => {
+        Command::Serve { model, settings, host, port, batch, queue, max_calls, name } => {
             let settings = settings.settings()?;
             let name = name.unwrap_or_else(|| {
                 let dir = model.model.canonicalize().unwrap_or_else(|_| model.model.clone());
                 dir.file_name().map_or("dlm".into(), |n| n.to_string_lossy().into_owned())
             });
             let checkpoint = load(&model)?;
-            let engine = dlm::serve::Engine::start(checkpoint, name.clone(), settings, queue)?
-                .with_max_calls(max_calls);
+            let engine =
+                dlm::serve::Engine::start(checkpoint, name.clone(), settings, queue, batch)?
+                    .with_max_calls(max_calls);
             let runtime = tokio::runtime::Runtime::new()?;
             runtime.block_on(async {
                 let listener = tokio::net::TcpListener::bind((host.as_str(), port)).await?;

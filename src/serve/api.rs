@@ -3,10 +3,13 @@
 
 use serde::{Deserialize, Serialize};
 
+use dlm_discrete::likelihood::LikelihoodSplit;
+
 use super::error::ApiError;
 use crate::generate::{Cache, GenerateSettings, Policy};
 
-/// One prompt, or a list holding one (the server decodes one prompt per request).
+/// One prompt, as text or token ids, or a list holding one (the server decodes one prompt per
+/// request).
 #[derive(Debug, Clone, Deserialize)]
 #[serde(untagged)]
 pub enum Prompt {
@@ -14,6 +17,28 @@ pub enum Prompt {
     One(String),
     /// Prompts; exactly one is accepted.
     Many(Vec<String>),
+    /// A prompt's token ids (what evaluation harnesses send).
+    Tokens(Vec<u32>),
+    /// Prompts as token ids; exactly one is accepted.
+    ManyTokens(Vec<Vec<u32>>),
+}
+
+/// A request's prompt: text, or token ids of the served tokenizer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PromptInput {
+    /// Text, tokenised by the server.
+    Text(String),
+    /// Token ids.
+    Tokens(Vec<u32>),
+}
+
+/// What a request asks to be scored ([`crate::generate::Checkpoint::token_likelihoods`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LikelihoodRequest {
+    /// Alternatives per position (`logprobs`, at most 5).
+    pub top: usize,
+    /// The split: the chain rule, or the bound of the tokens from `nelbo_from` on.
+    pub split: LikelihoodSplit,
 }
 
 /// One stop string or several.
@@ -69,8 +94,15 @@ pub struct GenerationRequest {
     /// Return the prompt in front of the completion (completions).
     #[serde(default)]
     pub echo: bool,
-    /// Log-probabilities; not served yet.
+    /// Log-probabilities of the returned tokens, with this many alternatives per position
+    /// (completions, at most 5); each token's share of the sequence's log-likelihood
+    /// ([`crate::generate::Checkpoint::token_likelihoods`]).
     pub logprobs: Option<Logprobs>,
+    /// With `echo` and `logprobs`: score the tokens from this position of the prompt on by the
+    /// Monte-Carlo masked-diffusion bound given the ones before (dlm's; the chain rule otherwise).
+    pub nelbo_from: Option<usize>,
+    /// The bound's masks per block (dlm's; default 32, at most 256).
+    pub nelbo_samples: Option<usize>,
     /// Text at which the completion ends (not included).
     pub stop: Option<Stop>,
     /// The caller's id (accepted, unused).
@@ -125,13 +157,6 @@ impl GenerationRequest {
                 format!("top_p = {top_p}: only 1 (no nucleus truncation) is served"),
             ));
         }
-        if matches!(self.logprobs, Some(Logprobs::Count(_) | Logprobs::Flag(true))) {
-            return Err(ApiError::invalid(
-                "logprobs",
-                "log-probabilities are not served yet; `dlm score` estimates the \
-                 masked-diffusion bound of a text",
-            ));
-        }
         let max_tokens = self.max_completion_tokens.or(self.max_tokens);
         let name = if self.max_completion_tokens.is_some() {
             "max_completion_tokens"
@@ -163,6 +188,74 @@ impl GenerationRequest {
         })
     }
 
+    /// What to score, from `logprobs`, `nelbo_from` and `nelbo_samples`: `None` when no
+    /// log-probabilities are asked for.
+    ///
+    /// # Errors
+    /// [`ApiError`] (400) naming `logprobs` for more than 5 alternatives, for chat (`true`), or
+    /// with `stream` or `stop` (the tokens scored are the tokens returned, and a stream or a cut
+    /// text would part them); `nelbo_from` without `echo` and `logprobs`; `nelbo_samples` outside
+    /// `1..=256` or without `nelbo_from`.
+    pub(crate) fn likelihood(&self) -> Result<Option<LikelihoodRequest>, ApiError> {
+        const MAX_TOP: usize = 5;
+        const MAX_SAMPLES: usize = 256;
+        let top = match self.logprobs {
+            None | Some(Logprobs::Flag(false)) => None,
+            Some(Logprobs::Flag(true)) => {
+                return Err(ApiError::invalid(
+                    "logprobs",
+                    "log-probabilities of a chat reply are not served; use /v1/completions \
+                     with echo and logprobs",
+                ));
+            }
+            Some(Logprobs::Count(k)) if k > MAX_TOP => {
+                return Err(ApiError::invalid(
+                    "logprobs",
+                    format!("logprobs = {k}: at most {MAX_TOP} alternatives per token"),
+                ));
+            }
+            Some(Logprobs::Count(k)) => Some(k),
+        };
+        if self.nelbo_samples.is_some() && self.nelbo_from.is_none() {
+            return Err(ApiError::invalid("nelbo_samples", "needs nelbo_from"));
+        }
+        let Some(top) = top else {
+            if self.nelbo_from.is_some() {
+                return Err(ApiError::invalid("nelbo_from", "needs logprobs and echo"));
+            }
+            return Ok(None);
+        };
+        if self.stream {
+            return Err(ApiError::invalid("logprobs", "not served with stream"));
+        }
+        if self.stop.is_some() {
+            return Err(ApiError::invalid(
+                "logprobs",
+                "not served with stop strings: the tokens scored are the tokens returned",
+            ));
+        }
+        let split = match self.nelbo_from {
+            None => LikelihoodSplit::Chain,
+            Some(_) if !self.echo => {
+                return Err(ApiError::invalid(
+                    "nelbo_from",
+                    "needs echo: it scores the prompt's tokens",
+                ));
+            }
+            Some(context) => {
+                let samples = self.nelbo_samples.unwrap_or(32);
+                if !(1..=MAX_SAMPLES).contains(&samples) {
+                    return Err(ApiError::invalid(
+                        "nelbo_samples",
+                        format!("nelbo_samples = {samples}: a value in 1..={MAX_SAMPLES}"),
+                    ));
+                }
+                LikelihoodSplit::Nelbo { context, samples }
+            }
+        };
+        Ok(Some(LikelihoodRequest { top, split }))
+    }
+
     /// The stop strings, checked: at most four, none empty.
     ///
     /// # Errors
@@ -184,18 +277,24 @@ impl GenerationRequest {
     /// # Errors
     /// [`ApiError`] naming `prompt` when it is missing or a list of other than one prompt,
     /// `messages` when present.
-    pub(crate) fn prompt(&self) -> Result<&str, ApiError> {
+    pub(crate) fn prompt(&self) -> Result<PromptInput, ApiError> {
         if self.messages.is_some() {
             return Err(ApiError::invalid("messages", "a completion takes a prompt, not messages"));
         }
+        let many =
+            |n: usize| ApiError::invalid("prompt", format!("{n} prompts: one prompt per request"));
         match &self.prompt {
             None => Err(ApiError::invalid("prompt", "missing")),
-            Some(Prompt::One(prompt)) => Ok(prompt),
-            Some(Prompt::Many(prompts)) if prompts.len() == 1 => Ok(&prompts[0]),
-            Some(Prompt::Many(prompts)) => Err(ApiError::invalid(
-                "prompt",
-                format!("{} prompts: one prompt per request", prompts.len()),
-            )),
+            Some(Prompt::One(prompt)) => Ok(PromptInput::Text(prompt.clone())),
+            Some(Prompt::Many(prompts)) if prompts.len() == 1 => {
+                Ok(PromptInput::Text(prompts[0].clone()))
+            }
+            Some(Prompt::Many(prompts)) => Err(many(prompts.len())),
+            Some(Prompt::Tokens(ids)) => Ok(PromptInput::Tokens(ids.clone())),
+            Some(Prompt::ManyTokens(lists)) if lists.len() == 1 => {
+                Ok(PromptInput::Tokens(lists[0].clone()))
+            }
+            Some(Prompt::ManyTokens(lists)) => Err(many(lists.len())),
         }
     }
 
@@ -260,6 +359,9 @@ pub struct DecodingCost {
     pub tokens_per_forward: f64,
     /// Wall time of the generation.
     pub seconds: f64,
+    /// Sequences the model read to score `logprobs` (in batches; not in `nfe`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub scored_rows: Option<usize>,
 }
 
 /// A choice of a text completion.
@@ -269,10 +371,24 @@ pub struct CompletionChoice {
     pub text: String,
     /// Always 0.
     pub index: usize,
-    /// Always null.
-    pub logprobs: Option<()>,
+    /// The returned tokens' log-probabilities, when asked for.
+    pub logprobs: Option<CompletionLogprobs>,
     /// Set on the last chunk.
     pub finish_reason: Option<FinishReason>,
+}
+
+/// OpenAI's `logprobs` of a completion choice: per returned token (the prompt's too with
+/// `echo`), its text, its share of the log-likelihood (`null` where not scored: the tokens a
+/// bound is conditioned on, a shifted model's first token) and the best alternatives at its
+/// position under the same weights, as `{text: value}`.
+#[derive(Debug, Clone, Serialize)]
+pub struct CompletionLogprobs {
+    /// Each token's text.
+    pub tokens: Vec<String>,
+    /// Each token's log-probability (nats).
+    pub token_logprobs: Vec<Option<f64>>,
+    /// Each position's best alternatives (`null` where not scored).
+    pub top_logprobs: Vec<Option<std::collections::BTreeMap<String, f64>>>,
 }
 
 /// A text completion, or one chunk of a streamed one.

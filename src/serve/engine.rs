@@ -1,17 +1,23 @@
-//! The engine: one thread owns the model and decodes the queued requests one after another.
+//! The engine: a bounded queue of requests in front of a pool of decoding workers, whose model
+//! calls are stacked into one batch per step ([`super::batch`]).
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::mpsc::{SyncSender, TrySendError, sync_channel};
+use std::sync::mpsc::{Receiver, SyncSender, TrySendError, sync_channel};
+use std::sync::{Arc, Mutex};
 use std::thread;
 
-use dlm_core::tokenizer::{ChatMessage, ChatTemplate};
+use dlm_core::tokenizer::{ChatMessage, ChatTemplate, HfTokenizer};
+use dlm_discrete::DiscreteError;
+use dlm_discrete::likelihood::TokenLikelihood;
 use dlm_discrete::sampler::{Commit, EachStep, TrajectoryStep};
 use serde_json::json;
 use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender, unbounded_channel};
 
+use super::api::{LikelihoodRequest, PromptInput};
+use super::batch::{BatchStats, Batched, Executor};
 use super::error::ApiError;
-use crate::generate::{Checkpoint, GenerateSettings, Generated, Policy};
+use crate::generate::{Checkpoint, GenerateError, GenerateSettings, Generated, Policy};
 
 /// What the engine reports about one request, in order: pieces of text as blocks become final,
 /// then the end.
@@ -35,6 +41,8 @@ pub struct Finished {
     pub prompt_tokens: usize,
     /// The tokens that were asked for.
     pub max_tokens: usize,
+    /// The prompt's and the generated tokens, scored, when `logprobs` asked for it.
+    pub likelihood: Option<TokenLikelihood>,
 }
 
 impl Finished {
@@ -45,19 +53,39 @@ impl Finished {
 }
 
 struct Job {
-    prompt: String,
+    prompt: Vec<u32>,
     settings: GenerateSettings,
     steps: bool,
+    likelihood: Option<LikelihoodRequest>,
     events: UnboundedSender<Event>,
 }
 
-/// The model behind the server: a bounded queue of requests in front of one decoding thread.
+/// One request for the engine: a tokenised prompt, the settings, and what to report.
+#[derive(Debug, Clone)]
+pub struct Request {
+    /// The prompt's token ids.
+    pub prompt: Vec<u32>,
+    /// The decoding settings.
+    pub settings: GenerateSettings,
+    /// Whether every step is sent as an [`Event::Step`].
+    pub steps: bool,
+    /// What to score after the generation (`logprobs`).
+    pub likelihood: Option<LikelihoodRequest>,
+}
+
+/// The model behind the server: a bounded queue of requests in front of `batch` decoding
+/// workers, whose steps run as one batch.
 #[derive(Debug)]
 pub struct Engine {
     jobs: SyncSender<Job>,
+    executor: Executor,
+    batch: usize,
     model_name: String,
     defaults: GenerateSettings,
     chat_template: Option<ChatTemplate>,
+    tokenizer: HfTokenizer,
+    eos_id: Option<u32>,
+    max_seq_len: usize,
     queue: usize,
     requests: AtomicU64,
     block_size: Option<usize>,
@@ -65,47 +93,50 @@ pub struct Engine {
 }
 
 impl Engine {
-    /// Starts the decoding thread for `checkpoint`, served as `model_name`, with `defaults` for
-    /// the settings a request leaves out and room for `queue` waiting requests (beyond the one
-    /// being decoded).
+    /// Starts `batch` decoding workers for `checkpoint` (at least one), served as `model_name`,
+    /// with `defaults` for the settings a request leaves out and room for `queue` waiting
+    /// requests beyond the `batch` being decoded.
     ///
     /// # Errors
-    /// [`ApiError`] (500) if the thread cannot be started.
+    /// [`ApiError`] (500) if a thread cannot be started.
     pub fn start(
         checkpoint: Checkpoint,
         model_name: String,
         defaults: GenerateSettings,
         queue: usize,
+        batch: usize,
     ) -> Result<Self, ApiError> {
+        let batch = batch.max(1);
         let chat_template = checkpoint.chat_template.clone();
+        let tokenizer = checkpoint.tokenizer.clone();
+        let eos_id = checkpoint.eos_ids.first().copied();
+        let max_seq_len = dlm_core::backbone::TokenModel::max_seq_len(&checkpoint.pretrained);
         let block_size = checkpoint.pretrained.config.architecture.block_size();
         let (jobs, waiting) = sync_channel::<Job>(queue);
-        thread::Builder::new()
-            .name("dlm-engine".into())
-            .spawn(move || {
-                for job in waiting {
-                    // The client left while the request waited.
-                    if job.events.is_closed() {
-                        continue;
-                    }
-                    let result = catch_unwind(AssertUnwindSafe(|| decode(&checkpoint, &job)))
-                        .unwrap_or_else(|panic| {
-                            let what = panic
-                                .downcast_ref::<String>()
-                                .map(String::as_str)
-                                .or_else(|| panic.downcast_ref::<&str>().copied())
-                                .unwrap_or("a panic");
-                            Err(ApiError::internal(format!("the generation failed: {what}")))
-                        });
-                    let _ = job.events.send(Event::Done(result));
-                }
-            })
-            .map_err(|err| ApiError::internal(format!("cannot start the engine: {err}")))?;
+        let cannot_start =
+            |err: std::io::Error| ApiError::internal(format!("cannot start the engine: {err}"));
+        let checkpoint = Arc::new(checkpoint);
+        let executor = Executor::start(checkpoint.clone(), |c: &Checkpoint| &c.pretrained)
+            .map_err(cannot_start)?;
+        let waiting = Arc::new(Mutex::new(waiting));
+        for worker in 0..batch {
+            let (checkpoint, executor, waiting) =
+                (checkpoint.clone(), executor.clone(), waiting.clone());
+            thread::Builder::new()
+                .name(format!("dlm-worker-{worker}"))
+                .spawn(move || work(&checkpoint, &executor, &waiting))
+                .map_err(cannot_start)?;
+        }
         Ok(Self {
             jobs,
+            executor,
+            batch,
             model_name,
             defaults,
             chat_template,
+            tokenizer,
+            eos_id,
+            max_seq_len,
             queue,
             requests: AtomicU64::new(0),
             block_size,
@@ -117,10 +148,21 @@ impl Engine {
     pub const DEFAULT_MAX_CALLS: usize = 4096;
 
     /// Refuses requests whose settings may take more than `max_calls` model calls
-    /// ([`GenerateSettings::max_model_calls`]): one thread decodes every request in turn, so one
-    /// request of a million ancestral steps would hold up all the others.
+    /// ([`GenerateSettings::max_model_calls`]): a few workers decode every request, so one
+    /// request of a million ancestral steps would hold a worker, and the batch, for long.
     pub fn with_max_calls(self, max_calls: usize) -> Self {
         Self { max_calls, ..self }
+    }
+
+    /// What the batch executor has run: forward passes, and the callers' calls and rows they
+    /// stacked.
+    pub fn batch_stats(&self) -> &BatchStats {
+        self.executor.stats()
+    }
+
+    /// The number of decoding workers (requests decoded at once).
+    pub fn batch(&self) -> usize {
+        self.batch
     }
 
     /// The served model's name.
@@ -138,19 +180,73 @@ impl Engine {
         self.requests.fetch_add(1, Ordering::Relaxed)
     }
 
+    /// The prompt's token ids: `text` tokenised, or the ids checked against the vocabulary.
+    ///
+    /// # Errors
+    /// [`ApiError`] (400) naming `prompt` for text the tokenizer refuses or an id outside the
+    /// vocabulary.
+    pub fn encode(&self, prompt: &PromptInput) -> Result<Vec<u32>, ApiError> {
+        match prompt {
+            PromptInput::Text(text) => self
+                .tokenizer
+                .encode(text)
+                .map_err(|err| ApiError::invalid("prompt", err.to_string())),
+            PromptInput::Tokens(ids) => self.checked_ids(ids, "prompt").map(<[u32]>::to_vec),
+        }
+    }
+
+    /// `ids` if each is in the vocabulary.
+    ///
+    /// # Errors
+    /// [`ApiError`] (400) naming `field` for an id outside it.
+    pub fn checked_ids<'a>(&self, ids: &'a [u32], field: &str) -> Result<&'a [u32], ApiError> {
+        let vocab_size = self.tokenizer.vocab_size();
+        match ids.iter().position(|&id| id as usize >= vocab_size) {
+            Some(i) => Err(ApiError::invalid(
+                field,
+                format!("token {} at {i} is outside the vocabulary of {vocab_size}", ids[i]),
+            )),
+            None => Ok(ids),
+        }
+    }
+
+    /// `ids` as text.
+    ///
+    /// # Errors
+    /// [`ApiError`] (400) naming `tokens` for ids the tokenizer cannot decode.
+    pub fn decode(&self, ids: &[u32]) -> Result<String, ApiError> {
+        self.tokenizer.decode(ids).map_err(|err| ApiError::invalid("tokens", err.to_string()))
+    }
+
+    /// What a client needs to tokenise as the server does (vLLM's `/tokenizer_info`, which
+    /// lm-evaluation-harness reads): the end-of-text token, the context length, the chat
+    /// template's source.
+    pub fn tokenizer_info(&self) -> serde_json::Value {
+        let eos = self.eos_id.and_then(|id| self.tokenizer.id_to_token(id));
+        json!({
+            "eos_token": eos,
+            "bos_token": null,
+            "pad_token": null,
+            "model_max_length": self.max_seq_len,
+            "vocab_size": self.tokenizer.vocab_size(),
+            "chat_template": self.chat_template.as_ref().map(ChatTemplate::source),
+        })
+    }
+
+    /// The longest sequence the model reads.
+    pub fn max_seq_len(&self) -> usize {
+        self.max_seq_len
+    }
+
     /// Queues a generation; its events arrive on the returned channel, with every step when
-    /// `steps` is set.
+    /// `request.steps` is set.
     ///
     /// # Errors
     /// [`ApiError`] (400) naming `steps` (a time grid) or `max_tokens` (the other policies) when
     /// the settings may take more model calls than this server allows; (503) when the queue is
     /// full or the engine has stopped.
-    pub fn submit(
-        &self,
-        prompt: String,
-        settings: GenerateSettings,
-        steps: bool,
-    ) -> Result<UnboundedReceiver<Event>, ApiError> {
+    pub fn submit(&self, request: Request) -> Result<UnboundedReceiver<Event>, ApiError> {
+        let Request { prompt, settings, steps, likelihood } = request;
         let calls = settings.max_model_calls(self.block_size);
         if calls > self.max_calls {
             // A time grid's calls grow with its steps; the other policies' with the length.
@@ -168,7 +264,7 @@ impl Engine {
             ));
         }
         let (events, receiver) = unbounded_channel();
-        match self.jobs.try_send(Job { prompt, settings, steps, events }) {
+        match self.jobs.try_send(Job { prompt, settings, steps, likelihood, events }) {
             Ok(()) => Ok(receiver),
             Err(TrySendError::Full(_)) => Err(ApiError::overloaded(format!(
                 "the queue is full ({} requests wait); retry later",
@@ -230,11 +326,36 @@ fn step_view(
     })
 }
 
-/// Runs one job, sending text as blocks become final.
-fn decode(checkpoint: &Checkpoint, job: &Job) -> Result<Finished, ApiError> {
-    let rejected = |err: crate::generate::GenerateError| ApiError::rejected(err.to_string());
-    let prompt_tokens =
-        checkpoint.tokenizer.encode(&job.prompt).map_err(|err| rejected(err.into()))?.len();
+/// A worker: takes the next waiting job, decodes it through the executor, reports, repeats.
+fn work(checkpoint: &Checkpoint, executor: &Executor, waiting: &Mutex<Receiver<Job>>) {
+    loop {
+        // One idle worker waits on the queue at a time; the lock is released before decoding.
+        let job = match waiting.lock() {
+            Ok(waiting) => waiting.recv(),
+            Err(_) => return,
+        };
+        let Ok(job) = job else { return };
+        // The client left while the request waited.
+        if job.events.is_closed() {
+            continue;
+        }
+        let result = catch_unwind(AssertUnwindSafe(|| decode(checkpoint, executor, &job)))
+            .unwrap_or_else(|panic| {
+                let what = panic
+                    .downcast_ref::<String>()
+                    .map(String::as_str)
+                    .or_else(|| panic.downcast_ref::<&str>().copied())
+                    .unwrap_or("a panic");
+                Err(ApiError::internal(format!("the generation failed: {what}")))
+            });
+        let _ = job.events.send(Event::Done(result));
+    }
+}
+
+/// Runs one job, sending text as blocks become final, then scores it if asked.
+fn decode(checkpoint: &Checkpoint, executor: &Executor, job: &Job) -> Result<Finished, ApiError> {
+    let rejected = |err: GenerateError| ApiError::rejected(err.to_string());
+    let prompt_tokens = job.prompt.len();
     let mut on_text = |text: &str| {
         let _ = job.events.send(Event::Text(text.to_string()));
     };
@@ -243,8 +364,29 @@ fn decode(checkpoint: &Checkpoint, job: &Job) -> Result<Finished, ApiError> {
             let _ = job.events.send(Event::Step(step_view(checkpoint, step, prompt_tokens)));
         }
     });
+    let model = Batched { model: &checkpoint.pretrained, executor };
     let generated = checkpoint
-        .generate_stepwise(&job.prompt, &job.settings, &mut on_text, &mut on_step)
+        .generate_through(&model, &job.prompt, &job.settings, &mut on_text, &mut on_step)
         .map_err(rejected)?;
-    Ok(Finished { generated, prompt_tokens, max_tokens: job.settings.gen_length })
+    let likelihood = match job.likelihood {
+        None => None,
+        Some(LikelihoodRequest { top, split }) => {
+            let tokens = [job.prompt.as_slice(), &generated.tokens].concat();
+            let scored = checkpoint.token_likelihoods(&tokens, split, top, job.settings.seed);
+            Some(scored.map_err(|err| {
+                let field = match &err {
+                    GenerateError::Discrete(DiscreteError::Invalid(invalid)) => {
+                        match invalid.name {
+                            "context" => "nelbo_from",
+                            "samples" => "nelbo_samples",
+                            _ => "prompt",
+                        }
+                    }
+                    _ => "logprobs",
+                };
+                ApiError::invalid(field, err.to_string())
+            })?)
+        }
+    };
+    Ok(Finished { generated, prompt_tokens, max_tokens: job.settings.gen_length, likelihood })
 }

@@ -34,6 +34,7 @@
 //! Requests are decoded one at a time, in arrival order, by one thread that owns the model.
 
 mod api;
+mod batch;
 mod engine;
 mod error;
 mod stop;
@@ -54,10 +55,12 @@ use tokio::sync::mpsc::channel;
 use tokio_stream::wrappers::ReceiverStream;
 
 pub use api::{
-    ChatChoice, ChatCompletion, Completion, CompletionChoice, DecodingCost, FinishReason,
-    GenerationRequest, Logprobs, Prompt, RequestMessage, ResponseMessage, Stop, Usage,
+    ChatChoice, ChatCompletion, Completion, CompletionChoice, CompletionLogprobs, DecodingCost,
+    FinishReason, GenerationRequest, LikelihoodRequest, Logprobs, Prompt, PromptInput,
+    RequestMessage, ResponseMessage, Stop, Usage,
 };
-pub use engine::{Engine, Event, Finished};
+pub use batch::{BatchStats, Batched, Executor};
+pub use engine::{Engine, Event, Finished, Request};
 pub use error::ApiError;
 pub use stop::StopFilter;
 
@@ -69,6 +72,9 @@ pub fn router(engine: Arc<Engine>) -> Router {
         .route("/v1/models", get(models))
         .route("/v1/completions", post(completions))
         .route("/v1/chat/completions", post(chat_completions))
+        .route("/tokenizer_info", get(tokenizer_info))
+        .route("/tokenize", post(tokenize))
+        .route("/detokenize", post(detokenize))
         .fallback(|| async { ApiError::not_found("no such route") })
         .with_state(engine)
 }
@@ -104,11 +110,64 @@ async fn models(State(engine): State<Arc<Engine>>) -> Json<serde_json::Value> {
 async fn completions(State(engine): State<Arc<Engine>>, body: Bytes) -> Response {
     let run = async {
         let request = parse(&body, &engine)?;
-        let prompt = request.prompt()?.to_string();
-        let echo = request.echo.then(|| prompt.clone());
+        let input = request.prompt()?;
+        let prompt = engine.encode(&input)?;
+        let echo = match (request.echo, input) {
+            (false, _) => None,
+            (true, PromptInput::Text(text)) => Some(text),
+            (true, PromptInput::Tokens(ids)) => Some(engine.decode(&ids)?),
+        };
         respond(&engine, &request, prompt, Shape::Completion { echo }).await
     };
     run.await.unwrap_or_else(IntoResponse::into_response)
+}
+
+async fn tokenizer_info(State(engine): State<Arc<Engine>>) -> Json<serde_json::Value> {
+    Json(engine.tokenizer_info())
+}
+
+/// The body of `POST /tokenize` (vLLM's).
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TokenizeRequest {
+    model: Option<String>,
+    prompt: String,
+    /// This tokenizer adds none; accepted for vLLM's clients.
+    #[serde(default)]
+    add_special_tokens: bool,
+}
+
+/// The body of `POST /detokenize` (vLLM's).
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DetokenizeRequest {
+    model: Option<String>,
+    tokens: Vec<u32>,
+}
+
+async fn tokenize(State(engine): State<Arc<Engine>>, body: Bytes) -> Response {
+    let run = || {
+        let request: TokenizeRequest = parse_body(&body)?;
+        check_model(request.model.as_deref(), &engine)?;
+        let _ = request.add_special_tokens;
+        let tokens = engine.encode(&PromptInput::Text(request.prompt))?;
+        Ok::<_, ApiError>(Json(json!({
+            "tokens": tokens,
+            "count": tokens.len(),
+            "max_model_len": engine.max_seq_len(),
+        })))
+    };
+    run().map_or_else(IntoResponse::into_response, IntoResponse::into_response)
+}
+
+async fn detokenize(State(engine): State<Arc<Engine>>, body: Bytes) -> Response {
+    let run = || {
+        let request: DetokenizeRequest = parse_body(&body)?;
+        check_model(request.model.as_deref(), &engine)?;
+        let tokens = engine.checked_ids(&request.tokens, "tokens")?;
+        Ok::<_, ApiError>(Json(json!({"prompt": engine.decode(tokens)?})))
+    };
+    run().map_or_else(IntoResponse::into_response, IntoResponse::into_response)
 }
 
 async fn chat_completions(State(engine): State<Arc<Engine>>, body: Bytes) -> Response {
@@ -119,7 +178,10 @@ async fn chat_completions(State(engine): State<Arc<Engine>>, body: Bytes) -> Res
             .iter()
             .map(|m| ChatMessage { role: m.role.clone(), content: m.content.clone() })
             .collect();
-        let prompt = engine.chat_prompt(messages)?;
+        if matches!(request.logprobs, Some(Logprobs::Count(_))) {
+            return Err(ApiError::invalid("logprobs", "a chat completion takes true or false"));
+        }
+        let prompt = engine.encode(&PromptInput::Text(engine.chat_prompt(messages)?))?;
         respond(&engine, &request, prompt, Shape::Chat).await
     };
     run.await.unwrap_or_else(IntoResponse::into_response)
@@ -128,26 +190,32 @@ async fn chat_completions(State(engine): State<Arc<Engine>>, body: Bytes) -> Res
 /// The request body, with the field at fault named when it does not parse, and the model name
 /// checked.
 fn parse(body: &[u8], engine: &Engine) -> Result<GenerationRequest, ApiError> {
-    let deserializer = &mut serde_json::Deserializer::from_slice(body);
-    let request: GenerationRequest =
-        serde_path_to_error::deserialize(deserializer).map_err(|err| {
-            let path = err.path().to_string();
-            let message = err.into_inner().to_string();
-            // An unknown field is reported at its parent; its name is in the message.
-            let param = unknown_field(&message).map(str::to_string).unwrap_or(path);
-            if param == "." {
-                ApiError::rejected(message)
-            } else {
-                ApiError::invalid(param, message)
-            }
-        })?;
-    if let Some(model) = request.model.as_deref().filter(|&m| m != engine.model_name()) {
-        return Err(ApiError::not_found(format!(
+    let request: GenerationRequest = parse_body(body)?;
+    check_model(request.model.as_deref(), engine)?;
+    Ok(request)
+}
+
+/// A 404 for a model other than the served one.
+fn check_model(model: Option<&str>, engine: &Engine) -> Result<(), ApiError> {
+    match model.filter(|&m| m != engine.model_name()) {
+        Some(model) => Err(ApiError::not_found(format!(
             "model {model:?}: this server serves {:?}",
             engine.model_name()
-        )));
+        ))),
+        None => Ok(()),
     }
-    Ok(request)
+}
+
+/// A JSON body, with the field at fault named when it does not parse.
+fn parse_body<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
+    let deserializer = &mut serde_json::Deserializer::from_slice(body);
+    serde_path_to_error::deserialize(deserializer).map_err(|err| {
+        let path = err.path().to_string();
+        let message = err.into_inner().to_string();
+        // An unknown field is reported at its parent; its name is in the message.
+        let param = unknown_field(&message).map(str::to_string).unwrap_or(path);
+        if param == "." { ApiError::rejected(message) } else { ApiError::invalid(param, message) }
+    })
 }
 
 /// The field named by serde's "unknown field `x`" message.
@@ -166,7 +234,7 @@ enum Shape {
 async fn respond(
     engine: &Arc<Engine>,
     request: &GenerationRequest,
-    prompt: String,
+    prompt: Vec<u32>,
     shape: Shape,
 ) -> Result<Response, ApiError> {
     let settings = request.settings(engine.defaults())?;
@@ -174,7 +242,11 @@ async fn respond(
     if request.stream_steps && !request.stream {
         return Err(ApiError::invalid("stream_steps", "needs \"stream\": true"));
     }
-    let mut events = engine.submit(prompt, settings, request.stream_steps)?;
+    let likelihood = request.likelihood()?;
+    let echo = matches!(&shape, Shape::Completion { echo: Some(_) });
+    let prompt_ids = prompt.clone();
+    let steps = request.stream_steps;
+    let mut events = engine.submit(Request { prompt, settings, steps, likelihood })?;
     let reply = Reply {
         id: engine.next_id(),
         created: SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs()),
@@ -192,7 +264,8 @@ async fn respond(
             }
         };
         text.push_str(&stop.finish());
-        return Ok(Json(reply.whole(text, &finished, stop.stopped())).into_response());
+        let logprobs = completion_logprobs(engine, &finished, &prompt_ids, echo)?;
+        return Ok(Json(reply.whole(text, &finished, stop.stopped(), logprobs)).into_response());
     }
     // Wait for the first event, so that a request the sampler refuses is still a 400.
     let first = events.recv().await.ok_or_else(|| ApiError::internal("the engine stopped"))?;
@@ -256,6 +329,41 @@ async fn respond(
     Ok(Sse::new(ReceiverStream::new(receiver)).into_response())
 }
 
+/// The scored tokens of a finished request as OpenAI's `logprobs`: the prompt's and the
+/// generated ones with `echo`, the generated ones otherwise.
+///
+/// # Errors
+/// [`ApiError`] (400) for ids the tokenizer cannot decode.
+fn completion_logprobs(
+    engine: &Engine,
+    finished: &Finished,
+    prompt: &[u32],
+    echo: bool,
+) -> Result<Option<CompletionLogprobs>, ApiError> {
+    let Some(likelihood) = &finished.likelihood else { return Ok(None) };
+    let ids = [prompt, &finished.generated.tokens].concat();
+    let start = if echo { 0 } else { prompt.len() };
+    let mut logprobs =
+        CompletionLogprobs { tokens: vec![], token_logprobs: vec![], top_logprobs: vec![] };
+    for i in start..ids.len() {
+        logprobs.tokens.push(engine.decode(&ids[i..=i])?);
+        logprobs.token_logprobs.push(likelihood.logprobs[i]);
+        let top = match likelihood.logprobs[i] {
+            None => None,
+            Some(_) => {
+                let mut top = std::collections::BTreeMap::new();
+                // Best first: of two ids with the same text, the better one's value is kept.
+                for &(id, value) in &likelihood.top[i] {
+                    top.entry(engine.decode(&[id])?).or_insert(value);
+                }
+                Some(top)
+            }
+        };
+        logprobs.top_logprobs.push(top);
+    }
+    Ok(Some(logprobs))
+}
+
 /// The fields every chunk and body of one response share.
 #[derive(Debug, Clone)]
 struct Reply {
@@ -288,11 +396,18 @@ impl Reply {
             nfe: finished.generated.nfe,
             tokens_per_forward: finished.generated.tokens_per_forward(),
             seconds: finished.generated.seconds,
+            scored_rows: finished.likelihood.as_ref().map(|l| l.rows),
         }
     }
 
     /// A whole, non-streamed response.
-    fn whole(&self, text: String, finished: &Finished, stopped: bool) -> serde_json::Value {
+    fn whole(
+        &self,
+        text: String,
+        finished: &Finished,
+        stopped: bool,
+        logprobs: Option<CompletionLogprobs>,
+    ) -> serde_json::Value {
         let finish = Some(Self::finish_reason(finished, stopped));
         let (usage, cost) = (Some(Self::usage(finished)), Some(Self::cost(finished)));
         match &self.shape {
@@ -301,7 +416,9 @@ impl Reply {
                     Some(prompt) => format!("{prompt}{text}"),
                     None => text,
                 };
-                self.completion(text, finish, usage, cost)
+                let mut body = self.completion(text, finish, usage, cost);
+                body["choices"][0]["logprobs"] = json!(logprobs);
+                body
             }
             Shape::Chat => {
                 let message = ResponseMessage { role: Some("assistant"), content: Some(text) };

@@ -94,6 +94,19 @@ pub trait MaskedDenoiser {
         log_probs.gather(1, targets.unsqueeze_dim(1)).squeeze_dim::<1>(1).neg()
     }
 
+    /// `log p_θ(x0 | z_t, t)` at the flat `rows` (`b · seq_len + i`) only, rows where `z_t`
+    /// holds the mask: the full distribution at each, for scores that need more than the true
+    /// token ([`crate::likelihood`]). The provided method reads it off
+    /// [`MaskedDenoiser::log_probs`]; [`Subs`] runs its head on those rows alone.
+    ///
+    /// # Shapes
+    /// - `z_t`: `[batch, seq_len]`, `t`: `[batch]`, `rows`: `[n_rows]` → `[n_rows, vocab_size]`
+    fn row_log_probs(&self, z_t: Tensor<2, Int>, t: Tensor<1>, rows: Tensor<1, Int>) -> Tensor<2> {
+        let log_probs = self.log_probs(z_t, t);
+        let [batch, seq_len, vocab_size] = log_probs.dims();
+        log_probs.reshape([batch * seq_len, vocab_size]).select(0, rows)
+    }
+
     /// The device the model computes on.
     fn device(&self) -> Device;
 }
@@ -229,6 +242,13 @@ impl<M: TokenModel + ?Sized> MaskedDenoiser for Subs<'_, M> {
     ) -> Tensor<1> {
         let hidden = self.model.forward_hidden(DenoiserInput::tokens(z_t).with_time(t)).output;
         subs_nll_at_rows(self.model, hidden, x0, rows, self.mask_id)
+    }
+
+    fn row_log_probs(&self, z_t: Tensor<2, Int>, t: Tensor<1>, rows: Tensor<1, Int>) -> Tensor<2> {
+        let hidden = self.model.forward_hidden(DenoiserInput::tokens(z_t).with_time(t)).output;
+        let [batch, seq_len, width] = hidden.dims();
+        let logits = self.model.head_rows(hidden.reshape([batch * seq_len, width]).select(0, rows));
+        zero_masking_log_probs(logits.unsqueeze_dim(0), self.mask_id).squeeze_dim(0)
     }
 
     fn device(&self) -> Device {

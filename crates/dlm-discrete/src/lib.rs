@@ -12,6 +12,7 @@
 //! | [`Mdlm`] | the continuous-time NELBO as a training [`Objective`](dlm_core::train::Objective), and its evaluation |
 //! | [`d3pm`] | D3PM: uniform and absorbing transitions in closed form, posteriors, the hybrid loss `L_vb + λ·CE`, ancestral sampling, the mutual-information schedule |
 //! | [`AdaptiveParallelDecoder`] | APD: masked proposals kept while a small autoregressive model's mixture agrees |
+//! | [`likelihood`] | a sequence's log-likelihood split over its tokens: the chain rule, or LLaDA's Monte-Carlo bound of a continuation (what `/v1/completions` returns as `logprobs`) |
 //! | [`SpeculativeDecoder`] | speculative decoding with a masked drafter: the autoregressive target's distribution exactly |
 //! | [`sampler`] | one driver ([`MaskedSampler`](sampler::MaskedSampler)) composed of a token proposal and an [`Unmasking`](sampler::Unmasking) policy: MDLM ancestral (and its cached variant), ReMDM, LLaDA top-k and random, Fast-dLLM threshold and factor, semi-autoregressive blocks |
 
@@ -21,6 +22,7 @@ pub mod d3pm;
 mod denoiser;
 mod error;
 mod guidance;
+pub mod likelihood;
 mod markov_bayes;
 mod masking;
 mod mdlm;

@@ -341,6 +341,24 @@ impl DenoiserInput {
         self.cache.is_some()
     }
 
+    /// The token ids `[batch, n]` and times `[batch]` of an input that holds nothing else (full
+    /// attention, default positions, no cache in or out): rows that can be stacked with other
+    /// such rows of the same length into one call. The input itself otherwise.
+    ///
+    /// # Errors
+    /// The input, unchanged, when it holds vectors, another mask, positions or a cache.
+    #[allow(clippy::result_large_err)]
+    pub fn into_plain_tokens(self) -> Result<(Tensor<2, Int>, Option<Tensor<1>>), Self> {
+        let plain = matches!(self.mask, AttentionMask::Full)
+            && self.positions.is_none()
+            && self.cache.is_none()
+            && !self.keep_cache;
+        match self.values {
+            DenoiserValues::Tokens(tokens) if plain => Ok((tokens, self.time)),
+            values => Err(Self { values, ..self }),
+        }
+    }
+
     /// The parts, for another model of the crate that reads the same input.
     pub(crate) fn into_parts(self) -> InputParts {
         InputParts {

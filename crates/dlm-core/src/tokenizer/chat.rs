@@ -94,6 +94,11 @@ impl ChatTemplate {
         Ok(template)
     }
 
+    /// The template's Jinja source.
+    pub fn source(&self) -> &str {
+        &self.source
+    }
+
     /// The template of the model in `dir`: `chat_template.jinja` if present, else the
     /// `chat_template` of `tokenizer_config.json` (the one named `default` when there are
     /// several); `None` when the model has none (a Base model).

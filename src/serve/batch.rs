@@ -1,0 +1,236 @@
+//! Step-level batching: the model calls of concurrent requests run as one batch.
+//!
+//! Each request decodes in its own worker thread through [`Batched`], a view of the network.
+//! A plain call (token ids, full attention, no cache: every step of the masked sampler without
+//! the Fast-dLLM caches) is sent to one executor thread and waits; the executor takes every call
+//! pending at that moment, stacks the rows of equal length into one forward pass, and hands each
+//! caller its rows. A request therefore joins the running batch at its next denoising step and
+//! leaves it when it is done, whatever step the others are at. Calls that carry more (a KV cache,
+//! a block-causal mask: SDAR, the prefix and dual caches) run in their worker, beside the batch.
+//!
+//! A row's result does not depend on the rows beside it: the network treats rows independently
+//! and its matrix products reduce each output element in the same order whatever the batch
+//! (tested: a stacked call equals the calls one by one, bit for bit, on flex).
+
+use std::collections::BTreeMap;
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::{Receiver, Sender, channel};
+use std::thread;
+
+use burn::tensor::{Device, Int, Tensor};
+use dlm_core::backbone::{DenoiserInput, DenoiserOutput, TokenModel};
+
+/// One caller's rows: token ids `[rows, n]`, their times, and where the result goes.
+struct Call {
+    tokens: Tensor<2, Int>,
+    time: Option<Tensor<1>>,
+    reply: Sender<Result<Tensor<3>, String>>,
+}
+
+/// What the executor has run: model calls, and the callers' calls and rows they held.
+#[derive(Debug, Default)]
+pub struct BatchStats {
+    forward_calls: AtomicU64,
+    stacked_calls: AtomicU64,
+    rows: AtomicU64,
+}
+
+impl BatchStats {
+    /// Forward passes the executor ran.
+    pub fn forward_calls(&self) -> u64 {
+        self.forward_calls.load(Ordering::Relaxed)
+    }
+
+    /// Callers' calls those passes served (more than the passes when calls were stacked).
+    pub fn stacked_calls(&self) -> u64 {
+        self.stacked_calls.load(Ordering::Relaxed)
+    }
+
+    /// Rows those passes read.
+    pub fn rows(&self) -> u64 {
+        self.rows.load(Ordering::Relaxed)
+    }
+}
+
+/// The executor thread: it owns nothing but a handle on the shared network.
+#[derive(Debug, Clone)]
+pub struct Executor {
+    calls: Sender<Call>,
+    stats: Arc<BatchStats>,
+}
+
+impl Executor {
+    /// Starts the thread that runs the stacked calls of the network `network(&owner)` (the
+    /// workers share `owner`).
+    ///
+    /// # Errors
+    /// As [`thread::Builder::spawn`].
+    pub fn start<T, M>(owner: Arc<T>, network: fn(&T) -> &M) -> std::io::Result<Self>
+    where
+        T: Send + Sync + 'static,
+        M: TokenModel + ?Sized + 'static,
+    {
+        let (calls, pending) = channel::<Call>();
+        let stats = Arc::new(BatchStats::default());
+        let counts = stats.clone();
+        thread::Builder::new()
+            .name("dlm-batch".into())
+            .spawn(move || run(network(&owner), &pending, &counts))?;
+        Ok(Self { calls, stats })
+    }
+
+    /// What the executor has run so far.
+    pub fn stats(&self) -> &BatchStats {
+        &self.stats
+    }
+}
+
+/// Takes the calls pending, runs those of each length as one pass, repeats.
+fn run<M: TokenModel + ?Sized>(model: &M, pending: &Receiver<Call>, stats: &BatchStats) {
+    while let Ok(first) = pending.recv() {
+        let mut by_length: BTreeMap<usize, Vec<Call>> = BTreeMap::new();
+        for call in std::iter::once(first).chain(pending.try_iter()) {
+            by_length.entry(call.tokens.dims()[1]).or_default().push(call);
+        }
+        for calls in by_length.into_values() {
+            let rows: Vec<usize> = calls.iter().map(|c| c.tokens.dims()[0]).collect();
+            let tokens = Tensor::cat(calls.iter().map(|c| c.tokens.clone()).collect(), 0);
+            let mut input = DenoiserInput::tokens(tokens);
+            if let Some(times) = calls.iter().map(|c| c.time.clone()).collect::<Option<Vec<_>>>() {
+                input = input.with_time(Tensor::cat(times, 0));
+            }
+            let hidden = catch_unwind(AssertUnwindSafe(|| model.forward_hidden(input).output));
+            stats.forward_calls.fetch_add(1, Ordering::Relaxed);
+            stats.stacked_calls.fetch_add(calls.len() as u64, Ordering::Relaxed);
+            stats.rows.fetch_add(rows.iter().sum::<usize>() as u64, Ordering::Relaxed);
+            let mut start = 0;
+            for (call, n) in calls.into_iter().zip(rows) {
+                let result = match &hidden {
+                    Ok(hidden) => Ok(hidden.clone().narrow(0, start, n)),
+                    Err(_) => Err("the batched forward pass panicked".to_string()),
+                };
+                // A caller that is gone (its request failed) needs nothing.
+                let _ = call.reply.send(result);
+                start += n;
+            }
+        }
+    }
+}
+
+/// The network seen through the executor: plain calls are stacked with the other requests',
+/// the rest run here.
+#[derive(Debug, Clone, Copy)]
+pub struct Batched<'a, M: ?Sized> {
+    /// The network (the head, the sizes, and the calls that are not stacked).
+    pub model: &'a M,
+    /// Where stacked calls go.
+    pub executor: &'a Executor,
+}
+
+impl<M: TokenModel + ?Sized> TokenModel for Batched<'_, M> {
+    /// # Shapes
+    /// - tokens `[batch, n]` → `[batch, n, hidden]`
+    ///
+    /// # Panics
+    /// As the network's `forward_hidden`, and when the executor has stopped or its pass
+    /// panicked (the worker's request then fails with a 500).
+    fn forward_hidden(&self, input: DenoiserInput) -> DenoiserOutput {
+        match input.into_plain_tokens() {
+            Ok((tokens, time)) => {
+                let (reply, result) = channel();
+                self.executor
+                    .calls
+                    .send(Call { tokens, time, reply })
+                    .unwrap_or_else(|_| panic!("the batch executor has stopped"));
+                let output = result
+                    .recv()
+                    .unwrap_or_else(|_| Err("the batch executor has stopped".into()))
+                    .unwrap_or_else(|err| panic!("{err}"));
+                DenoiserOutput { output, cache: None }
+            }
+            Err(input) => self.model.forward_hidden(input),
+        }
+    }
+
+    fn head_rows(&self, hidden: Tensor<2>) -> Tensor<2> {
+        self.model.head_rows(hidden)
+    }
+
+    fn vocab_size(&self) -> usize {
+        self.model.vocab_size()
+    }
+
+    fn max_seq_len(&self) -> usize {
+        self.model.max_seq_len()
+    }
+
+    fn is_time_conditioned(&self) -> bool {
+        self.model.is_time_conditioned()
+    }
+
+    fn device(&self) -> Device {
+        self.model.device()
+    }
+
+    fn supports_kv_cache(&self) -> bool {
+        self.model.supports_kv_cache()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use burn::tensor::Distribution;
+    use dlm_core::backbone::DenoiserConfig;
+
+    use super::*;
+
+    #[test]
+    fn stacked_calls_give_each_caller_its_own_rows_bit_for_bit() {
+        // Three callers' calls pending at once, two of one length and one of another: two
+        // passes, and every caller gets exactly what a call of its own would have returned.
+        let device = Device::flex();
+        let config = DenoiserConfig::tokens(11, 16).with_d_model(32).with_n_heads(2);
+        let model = config.with_n_layers(2).init(&device).unwrap();
+        let (calls, pending) = channel::<Call>();
+        let inputs: Vec<Tensor<2, Int>> = [(2, 6), (1, 6), (3, 4)]
+            .into_iter()
+            .map(|(rows, n)| {
+                Tensor::<2>::random([rows, n], Distribution::Uniform(0.0, 11.0), &device).int()
+            })
+            .collect();
+        let replies: Vec<_> = inputs
+            .iter()
+            .map(|tokens| {
+                let (reply, result) = channel();
+                calls.send(Call { tokens: tokens.clone(), time: None, reply }).unwrap();
+                result
+            })
+            .collect();
+        drop(calls);
+        let stats = BatchStats::default();
+        run(&model, &pending, &stats);
+        assert_eq!((stats.forward_calls(), stats.stacked_calls(), stats.rows()), (2, 3, 6));
+        for (tokens, result) in inputs.into_iter().zip(replies) {
+            let stacked = result.recv().unwrap().unwrap();
+            let alone = model.forward_hidden(DenoiserInput::tokens(tokens)).output;
+            assert_eq!(stacked.dims(), alone.dims());
+            let a: Vec<f32> = stacked.into_data().iter::<f32>().collect();
+            let b: Vec<f32> = alone.into_data().iter::<f32>().collect();
+            assert!(a.iter().zip(&b).all(|(x, y)| x.to_bits() == y.to_bits()));
+        }
+    }
+
+    #[test]
+    fn calls_with_a_cache_or_a_mask_are_not_stacked() {
+        let device = Device::flex();
+        let tokens = Tensor::<2, Int>::from_ints([[1, 2, 3]], &device);
+        assert!(DenoiserInput::tokens(tokens.clone()).into_plain_tokens().is_ok());
+        assert!(DenoiserInput::tokens(tokens.clone()).keep_cache().into_plain_tokens().is_err());
+        let positions = Tensor::<1, Int>::from_ints([4, 5, 6], &device);
+        assert!(
+            DenoiserInput::tokens(tokens).with_positions(positions).into_plain_tokens().is_err()
+        );
+    }
+}
