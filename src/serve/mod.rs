@@ -7,6 +7,7 @@
 //! | `GET /v1/models` | the served model |
 //! | `POST /v1/completions` | a completion of `prompt` |
 //! | `POST /v1/chat/completions` | the assistant's reply to `messages`, through the checkpoint's chat template |
+//! | `GET /tokenizer_info`, `POST /tokenize`, `POST /detokenize` | vLLM's tokenizer routes (lm-evaluation-harness tokenises through them) |
 //!
 //! Requests take OpenAI's fields (`max_tokens`, `temperature`, `seed`, `stop`, `stream`, …) and
 //! the sampler's beside them (`policy`, `steps`, `block_length`, `threshold`, `gamma`,
@@ -14,8 +15,8 @@
 //! out comes from the server's defaults. Unknown fields, bad
 //! values and requests beyond the model (a prompt longer than its context) get a 400 whose JSON
 //! body names the field, and so does a request whose settings may take more model calls than the
-//! server allows (`dlm serve --max-calls`, default 4096: one thread decodes every request, so a
-//! request of a million ancestral steps would stall the others); a full queue gets a 503. A panic inside a generation fails that request
+//! server allows (`dlm serve --max-calls`, default 4096: a few workers decode every request, so
+//! a request of a million ancestral steps would hold one for long); a full queue gets a 503. A panic inside a generation fails that request
 //! with a 500 and leaves the server running.
 //!
 //! # Streaming a diffusion model
@@ -31,7 +32,19 @@
 //! the first event (the first final block, or with `stream_steps` the first step), so errors
 //! found when decoding starts are still a 400.
 //!
-//! Requests are decoded one at a time, in arrival order, by one thread that owns the model.
+//! # Log-likelihoods
+//!
+//! With `echo` and `logprobs` a completion returns each token's share of the sequence's
+//! log-likelihood ([`crate::generate::Checkpoint::token_likelihoods`]): the masked model's
+//! left-to-right chain rule by default (any split of context and continuation a harness picks is
+//! then exact for that factorisation), LLaDA's Monte-Carlo bound of the tokens after `nelbo_from`
+//! on request.
+//!
+//! # Scheduling
+//!
+//! `batch` workers decode requests in arrival order; their plain model calls go through
+//! [`Batched`] to one [`Executor`], which stacks the calls pending at once into one forward pass,
+//! so requests join and leave the running batch between denoising steps.
 
 mod api;
 mod batch;
