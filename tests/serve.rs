@@ -463,11 +463,12 @@ async fn the_tokenizer_routes_round_trip() {
 #[test]
 fn concurrent_requests_share_model_calls_and_decode_as_the_library_does() {
     // Four requests at once on four workers: their steps are stacked into shared forward passes
-    // (fewer passes than the requests' model calls), and each request's tokens and model calls
-    // are those of the library decoding it alone with the same settings.
+    // (fewer passes than the requests' model calls; two lengths, so some passes are padded),
+    // and each request's tokens and model calls are those of the library decoding it alone with
+    // the same settings.
     let engine = batched_engine(8, 4);
     let library = checkpoint();
-    let prompts = ["w5 w6", "w7 w8", "w9 w10", "w11 w12"];
+    let prompts = ["w5 w6", "w7 w8 w13", "w9 w10", "w11 w12 w14"];
     let settings = |seed: u64| GenerateSettings {
         steps: 24,
         gen_length: 24,

@@ -3,24 +3,25 @@
 //! Each request decodes in its own worker thread through [`Batched`], a view of the network.
 //! A plain call (token ids, full attention, no cache: every step of the masked sampler without
 //! the Fast-dLLM caches) is sent to one executor thread and waits; the executor takes every call
-//! pending at that moment, stacks the rows of equal length into one forward pass, and hands each
-//! caller its rows. A request therefore joins the running batch at its next denoising step and
+//! pending at that moment, stacks their rows into one forward pass (shorter sequences padded at
+//! the end, the padding blocked as keys), and hands each caller its rows. A request therefore joins the running batch at its next denoising step and
 //! leaves it when it is done, whatever step the others are at. Calls that carry more (a KV cache,
 //! a block-causal mask: SDAR, the prefix and dual caches) run in their worker, beside the batch.
 //!
 //! A row's result does not depend on the rows beside it: the network treats rows independently
 //! and its matrix products reduce each output element in the same order whatever the batch
-//! (tested: a stacked call equals the calls one by one, bit for bit, on flex).
+//! (tested: calls of one length stacked equal the calls one by one, bit for bit, on flex). A
+//! padded row attends to the same keys as alone, so it agrees up to float rounding (the
+//! reductions run over longer, zero-weighted rows; tested within 1e-5).
 
-use std::collections::BTreeMap;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, Sender, channel};
 use std::thread;
 
-use burn::tensor::{Device, Int, Tensor};
-use dlm_core::backbone::{DenoiserInput, DenoiserOutput, TokenModel};
+use burn::tensor::{Bool, Device, Int, Tensor, TensorData};
+use dlm_core::backbone::{AttentionMask, DenoiserInput, DenoiserOutput, TokenModel};
 
 /// One caller's rows: token ids `[rows, n]`, their times, and where the result goes.
 struct Call {
@@ -87,36 +88,65 @@ impl Executor {
     }
 }
 
-/// Takes the calls pending, runs those of each length as one pass, repeats.
+/// Takes the calls pending, runs them as one pass, repeats. Calls of different lengths are
+/// padded at the end to the longest, the padding blocked as keys (no real position attends to
+/// it), and each caller gets its own positions back. Times are passed on only when every call
+/// has them (models that read no time ignore them).
 fn run<M: TokenModel + ?Sized>(model: &M, pending: &Receiver<Call>, stats: &BatchStats) {
     while let Ok(first) = pending.recv() {
-        let mut by_length: BTreeMap<usize, Vec<Call>> = BTreeMap::new();
-        for call in std::iter::once(first).chain(pending.try_iter()) {
-            by_length.entry(call.tokens.dims()[1]).or_default().push(call);
+        let calls: Vec<Call> = std::iter::once(first).chain(pending.try_iter()).collect();
+        let shapes: Vec<[usize; 2]> = calls.iter().map(|c| c.tokens.dims()).collect();
+        let longest = shapes.iter().map(|[_, n]| *n).max().unwrap_or(0);
+        let device = calls[0].tokens.device();
+        let padded: Vec<Tensor<2, Int>> = calls
+            .iter()
+            .zip(&shapes)
+            .map(|(call, &[rows, n])| match longest - n {
+                0 => call.tokens.clone(),
+                pad => {
+                    Tensor::cat(vec![call.tokens.clone(), Tensor::zeros([rows, pad], &device)], 1)
+                }
+            })
+            .collect();
+        let mut input = DenoiserInput::tokens(Tensor::cat(padded, 0));
+        if shapes.iter().any(|&[_, n]| n != longest) {
+            input = input.with_mask(AttentionMask::custom(padding_mask(&shapes, longest, &device)));
         }
-        for calls in by_length.into_values() {
-            let rows: Vec<usize> = calls.iter().map(|c| c.tokens.dims()[0]).collect();
-            let tokens = Tensor::cat(calls.iter().map(|c| c.tokens.clone()).collect(), 0);
-            let mut input = DenoiserInput::tokens(tokens);
-            if let Some(times) = calls.iter().map(|c| c.time.clone()).collect::<Option<Vec<_>>>() {
-                input = input.with_time(Tensor::cat(times, 0));
-            }
-            let hidden = catch_unwind(AssertUnwindSafe(|| model.forward_hidden(input).output));
-            stats.forward_calls.fetch_add(1, Ordering::Relaxed);
-            stats.stacked_calls.fetch_add(calls.len() as u64, Ordering::Relaxed);
-            stats.rows.fetch_add(rows.iter().sum::<usize>() as u64, Ordering::Relaxed);
-            let mut start = 0;
-            for (call, n) in calls.into_iter().zip(rows) {
-                let result = match &hidden {
-                    Ok(hidden) => Ok(hidden.clone().narrow(0, start, n)),
-                    Err(_) => Err("the batched forward pass panicked".to_string()),
-                };
-                // A caller that is gone (its request failed) needs nothing.
-                let _ = call.reply.send(result);
-                start += n;
-            }
+        if let Some(times) = calls.iter().map(|c| c.time.clone()).collect::<Option<Vec<_>>>() {
+            input = input.with_time(Tensor::cat(times, 0));
+        }
+        let hidden = catch_unwind(AssertUnwindSafe(|| model.forward_hidden(input).output));
+        let rows: usize = shapes.iter().map(|[rows, _]| rows).sum();
+        stats.forward_calls.fetch_add(1, Ordering::Relaxed);
+        stats.stacked_calls.fetch_add(calls.len() as u64, Ordering::Relaxed);
+        stats.rows.fetch_add(rows as u64, Ordering::Relaxed);
+        let mut start = 0;
+        for (call, [rows, n]) in calls.into_iter().zip(shapes) {
+            let result = match &hidden {
+                Ok(hidden) => Ok(hidden.clone().narrow(0, start, rows).narrow(1, 0, n)),
+                Err(_) => Err("the batched forward pass panicked".to_string()),
+            };
+            // A caller that is gone (its request failed) needs nothing.
+            let _ = call.reply.send(result);
+            start += rows;
         }
     }
+}
+
+/// `true` where a key is padding: key `k ≥ n` of every row of a call of length `n`.
+///
+/// # Shapes
+/// - returns `[Σ rows, longest, longest]`
+fn padding_mask(shapes: &[[usize; 2]], longest: usize, device: &Device) -> Tensor<3, Bool> {
+    let blocked: Vec<bool> = shapes
+        .iter()
+        .flat_map(|&[rows, n]| {
+            let row: Vec<bool> = (0..longest * longest).map(|i| i % longest >= n).collect();
+            std::iter::repeat_n(row, rows).flatten()
+        })
+        .collect();
+    let total = shapes.iter().map(|[rows, _]| rows).sum();
+    Tensor::from_data(TensorData::new(blocked, [total, longest, longest]), device)
 }
 
 /// The network seen through the executor: plain calls are stacked with the other requests',
@@ -186,17 +216,19 @@ mod tests {
 
     use super::*;
 
-    #[test]
-    fn stacked_calls_give_each_caller_its_own_rows_bit_for_bit() {
-        // Three callers' calls pending at once, two of one length and one of another: two
-        // passes, and every caller gets exactly what a call of its own would have returned.
+    /// Sends calls of `shapes` (`[rows, n]`) to a fresh executor loop, runs it until they are
+    /// answered, and returns, per call, the stacked result and the call alone.
+    /// A call's result stacked with the others, and alone.
+    type Pair = (Vec<f32>, Vec<f32>);
+
+    fn stacked_and_alone(shapes: &[(usize, usize)]) -> (BatchStats, Vec<Pair>) {
         let device = Device::flex();
         let config = DenoiserConfig::tokens(11, 16).with_d_model(32).with_n_heads(2);
         let model = config.with_n_layers(2).init(&device).unwrap();
         let (calls, pending) = channel::<Call>();
-        let inputs: Vec<Tensor<2, Int>> = [(2, 6), (1, 6), (3, 4)]
-            .into_iter()
-            .map(|(rows, n)| {
+        let inputs: Vec<Tensor<2, Int>> = shapes
+            .iter()
+            .map(|&(rows, n)| {
                 Tensor::<2>::random([rows, n], Distribution::Uniform(0.0, 11.0), &device).int()
             })
             .collect();
@@ -211,14 +243,40 @@ mod tests {
         drop(calls);
         let stats = BatchStats::default();
         run(&model, &pending, &stats);
-        assert_eq!((stats.forward_calls(), stats.stacked_calls(), stats.rows()), (2, 3, 6));
-        for (tokens, result) in inputs.into_iter().zip(replies) {
-            let stacked = result.recv().unwrap().unwrap();
-            let alone = model.forward_hidden(DenoiserInput::tokens(tokens)).output;
-            assert_eq!(stacked.dims(), alone.dims());
-            let a: Vec<f32> = stacked.into_data().iter::<f32>().collect();
-            let b: Vec<f32> = alone.into_data().iter::<f32>().collect();
-            assert!(a.iter().zip(&b).all(|(x, y)| x.to_bits() == y.to_bits()));
+        let results = inputs
+            .into_iter()
+            .zip(replies)
+            .map(|(tokens, result)| {
+                let stacked = result.recv().unwrap().unwrap();
+                let alone = model.forward_hidden(DenoiserInput::tokens(tokens)).output;
+                assert_eq!(stacked.dims(), alone.dims());
+                (
+                    stacked.into_data().iter::<f32>().collect(),
+                    alone.into_data().iter::<f32>().collect(),
+                )
+            })
+            .collect();
+        (stats, results)
+    }
+
+    #[test]
+    fn calls_of_one_length_stacked_give_each_caller_its_rows_bit_for_bit() {
+        let (stats, results) = stacked_and_alone(&[(2, 6), (1, 6), (3, 6)]);
+        assert_eq!((stats.forward_calls(), stats.stacked_calls(), stats.rows()), (1, 3, 6));
+        for (stacked, alone) in results {
+            assert!(stacked.iter().zip(&alone).all(|(x, y)| x.to_bits() == y.to_bits()));
+        }
+    }
+
+    #[test]
+    fn shorter_calls_are_padded_and_see_none_of_the_padding() {
+        // Without the padding blocked as keys, the short rows would attend to it and differ by
+        // far more than rounding.
+        let (stats, results) = stacked_and_alone(&[(2, 6), (1, 3), (3, 5)]);
+        assert_eq!((stats.forward_calls(), stats.stacked_calls(), stats.rows()), (1, 3, 6));
+        for (stacked, alone) in results {
+            let worst = stacked.iter().zip(&alone).map(|(x, y)| (x - y).abs()).fold(0.0, f32::max);
+            assert!(worst < 1e-5, "{worst}");
         }
     }
 
