@@ -5,7 +5,8 @@
 use std::path::{Path, PathBuf};
 
 use burn::tensor::Device;
-use dlm::recipe::{Recipe, RecipeError, Run, train};
+use dlm::core::data::{PairsTask, PairsTaskConfig};
+use dlm::recipe::{Family, Recipe, RecipeError, Run, exact_reference, train};
 
 fn scratch(name: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("dlm-recipe-{}-{name}", std::process::id()));
@@ -228,4 +229,32 @@ fn the_dlm_binary_trains_evaluates_and_samples() {
     assert!(!bad.status.success());
     assert!(String::from_utf8_lossy(&bad.stderr).contains("missing.toml"));
     std::fs::remove_dir_all(&out).unwrap();
+}
+
+#[test]
+fn the_pairs_and_words_sources_draw_their_tasks_with_exact_references() {
+    // Pairs: ln 48 per phrase of two tokens; words: ln 16 per word of four, the first token of
+    // a word fixing it. AR is compared over positions 2..L, a NELBO over the whole sequence.
+    let pairs = TINY.replace("source = \"markov\"", "source = \"pairs\"");
+    let recipe = Recipe::parse(&pairs, Path::new("pairs.toml")).unwrap();
+    let data = recipe.data.load().unwrap();
+    recipe.validate(&data).unwrap();
+    let task = PairsTask::new(PairsTaskConfig { n_symbols: 32, n_pairs: 48, seed: 0 }).unwrap();
+    assert_eq!(data.vocab_size, task.vocab_size());
+    assert!(data.train.sequence(0).chunks(2).all(|p| task.pairs().contains(&(p[0], p[1]))));
+    let nelbo = exact_reference(&recipe.objective, &data).unwrap();
+    assert!((nelbo - 48f64.ln() / 2.0).abs() < 1e-12, "{nelbo}");
+    let ar = exact_reference(&Family::Ar {}, &data).unwrap();
+    let first = task.sequence_entropy(1);
+    assert!((ar - (8.0 * 48f64.ln() - first) / 15.0).abs() < 1e-12, "{ar}");
+
+    let words = TINY.replace("source = \"markov\"", "source = \"words\"\nword_len = 2");
+    let recipe = Recipe::parse(&words, Path::new("words.toml")).unwrap();
+    let data = recipe.data.load().unwrap();
+    let nelbo = exact_reference(&recipe.objective, &data).unwrap();
+    assert!((nelbo - 16f64.ln() / 2.0).abs() < 1e-12, "{nelbo}");
+    let ar = exact_reference(&Family::Ar {}, &data).unwrap();
+    assert!((ar - 7.0 * 16f64.ln() / 15.0).abs() < 1e-12, "{ar}");
+    let err = parse_error(&TINY.replace("source = \"markov\"", "source = \"pairs\"\nn_words = 3"));
+    assert!(err.contains("n_words"), "{err}");
 }

@@ -4,8 +4,8 @@
 use std::path::PathBuf;
 
 use dlm_core::data::{
-    MarkovSource, MarkovSourceConfig, SequenceDataset, read_documents, split_corpus, text_files,
-    tokenize_documents,
+    MarkovSource, MarkovSourceConfig, PairsTask, PairsTaskConfig, SequenceDataset, WordsTask,
+    WordsTaskConfig, read_documents, split_corpus, text_files, tokenize_documents,
 };
 use dlm_core::tokenizer::{CharTokenizer, HfTokenizer, Tokenizer};
 use rand::rngs::StdRng;
@@ -30,7 +30,10 @@ use super::RecipeError;
 /// or `source = "markov"` with `seq_len` and optionally `n_symbols` (16), `order` (2),
 /// `branching` (4), `seed` (0), `train_sequences` (16 384), `valid_sequences` (256) and
 /// `test_sequences` (512): the sparse Markov chain of the ladders, whose entropy rate is known
-/// exactly.
+/// exactly; `source = "pairs"` with `n_symbols` (32) and `n_pairs` (48), the two-token phrases
+/// of the parallel-decoding experiments (`PairsTask`); `source = "words"` with `n_words` (16) and
+/// `word_len` (4), the lexicon of the block-speed experiments (`WordsTask`). The synthetic
+/// sources take `seed` and the three sequence counts alike, and have exact entropies.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "source", rename_all = "snake_case", deny_unknown_fields)]
 pub enum DataSpec {
@@ -78,6 +81,108 @@ pub enum DataSpec {
         #[serde(default = "default_test_sequences")]
         test_sequences: usize,
     },
+    /// Two-token phrases from a fixed list of valid pairs ([`PairsTask`]).
+    Pairs {
+        /// Tokens per sequence.
+        seq_len: usize,
+        /// Symbols (even): the first half start phrases, the second half end them.
+        #[serde(default = "default_pair_symbols")]
+        n_symbols: usize,
+        /// Valid pairs.
+        #[serde(default = "default_pairs")]
+        n_pairs: usize,
+        /// Seed of the pair list.
+        #[serde(default)]
+        seed: u64,
+        /// Training sequences (drawn with seed 1).
+        #[serde(default = "default_train_sequences")]
+        train_sequences: usize,
+        /// Validation sequences (seed 2).
+        #[serde(default = "default_valid_sequences")]
+        valid_sequences: usize,
+        /// Test sequences (seed 3).
+        #[serde(default = "default_test_sequences")]
+        test_sequences: usize,
+    },
+    /// Words of a fixed lexicon ([`WordsTask`]).
+    Words {
+        /// Tokens per sequence.
+        seq_len: usize,
+        /// Words of the lexicon.
+        #[serde(default = "default_words")]
+        n_words: usize,
+        /// Tokens per word.
+        #[serde(default = "default_word_len")]
+        word_len: usize,
+        /// Seed of the lexicon.
+        #[serde(default)]
+        seed: u64,
+        /// Training sequences (drawn with seed 1).
+        #[serde(default = "default_train_sequences")]
+        train_sequences: usize,
+        /// Validation sequences (seed 2).
+        #[serde(default = "default_valid_sequences")]
+        valid_sequences: usize,
+        /// Test sequences (seed 3).
+        #[serde(default = "default_test_sequences")]
+        test_sequences: usize,
+    },
+}
+
+/// A synthetic source of a recipe, whose entropy is exact.
+#[derive(Debug, Clone)]
+pub enum SyntheticSource {
+    /// The sparse Markov chain.
+    Markov(MarkovSource),
+    /// The pairs task.
+    Pairs(PairsTask),
+    /// The words task.
+    Words(WordsTask),
+}
+
+impl SyntheticSource {
+    /// The exact entropy of a sample of `len` tokens, in nats.
+    pub fn sequence_entropy(&self, len: usize) -> f64 {
+        match self {
+            Self::Markov(source) => source.sequence_entropy(len),
+            Self::Pairs(task) => task.sequence_entropy(len),
+            Self::Words(task) => task.sequence_entropy(len),
+        }
+    }
+
+    /// Entropy per token of positions `2..L` given the ones before, `(H(x_1..x_L) − H(x_1))/(L
+    /// − 1)` by the chain rule (what an autoregressive model scored from the second position on
+    /// is compared with); 0 for `len ≤ 1`.
+    pub fn conditional_entropy_per_token(&self, len: usize) -> f64 {
+        if len <= 1 {
+            return 0.0;
+        }
+        (self.sequence_entropy(len) - self.sequence_entropy(1)) / (len - 1) as f64
+    }
+
+    /// Entropy per token of a whole sample of `len` tokens; 0 for `len = 0`.
+    pub fn entropy_per_token(&self, len: usize) -> f64 {
+        if len == 0 {
+            return 0.0;
+        }
+        self.sequence_entropy(len) / len as f64
+    }
+
+    fn vocab_size(&self) -> usize {
+        match self {
+            Self::Markov(source) => source.vocab_size(),
+            Self::Pairs(task) => task.vocab_size(),
+            Self::Words(task) => task.vocab_size(),
+        }
+    }
+
+    fn sample(&self, len: usize, rng: &mut StdRng) -> Vec<u32> {
+        match self {
+            Self::Markov(source) => source.sample(len, rng),
+            Self::Pairs(task) => task.sample(len, rng),
+            Self::Words(task) => task.sample(len, rng),
+        }
+    }
 }
 
 fn default_fraction() -> f64 {
@@ -90,6 +195,18 @@ fn default_order() -> usize {
     2
 }
 fn default_branching() -> usize {
+    4
+}
+fn default_pair_symbols() -> usize {
+    32
+}
+fn default_pairs() -> usize {
+    48
+}
+fn default_words() -> usize {
+    16
+}
+fn default_word_len() -> usize {
     4
 }
 fn default_train_sequences() -> usize {
@@ -132,8 +249,8 @@ pub struct RecipeData {
     pub vocab_size: usize,
     /// The corpus's tokenizer; `None` for a synthetic source (its samples are printed as ids).
     pub tokenizer: Option<Tokenizer>,
-    /// The Markov source, whose entropies are exact.
-    pub markov: Option<MarkovSource>,
+    /// The synthetic source, whose entropies are exact.
+    pub synthetic: Option<SyntheticSource>,
 }
 
 impl RecipeData {
@@ -150,7 +267,10 @@ impl DataSpec {
     /// Tokens per sequence.
     pub fn seq_len(&self) -> usize {
         match self {
-            Self::Corpus { seq_len, .. } | Self::Markov { seq_len, .. } => *seq_len,
+            Self::Corpus { seq_len, .. }
+            | Self::Markov { seq_len, .. }
+            | Self::Pairs { seq_len, .. }
+            | Self::Words { seq_len, .. } => *seq_len,
         }
     }
 
@@ -158,7 +278,7 @@ impl DataSpec {
     pub fn files(&self) -> &[PathBuf] {
         match self {
             Self::Corpus { files, .. } => files,
-            Self::Markov { .. } => &[],
+            Self::Markov { .. } | Self::Pairs { .. } | Self::Words { .. } => &[],
         }
     }
 
@@ -198,7 +318,7 @@ impl DataSpec {
                     test: splits.test,
                     vocab_size: tokenizer.vocab_size(),
                     tokenizer: Some(tokenizer),
-                    markov: None,
+                    synthetic: None,
                 })
             }
             Self::Markov {
@@ -217,35 +337,70 @@ impl DataSpec {
                     branching: *branching,
                     seed: *seed,
                 };
-                let source = MarkovSource::new(config)?;
-                let vocab = source.vocab_size();
-                let sample = |len: usize, rng: &mut StdRng| source.sample(len, rng);
-                let mut splits = Vec::new();
-                for (key, count, split_seed) in [
-                    ("data.train_sequences", *train_sequences, 1),
-                    ("data.valid_sequences", *valid_sequences, 2),
-                    ("data.test_sequences", *test_sequences, 3),
-                ] {
-                    if count == 0 {
-                        return Err(RecipeError::invalid(key, "0", "at least 1"));
-                    }
-                    splits.push(SequenceDataset::generate(
-                        count, seq_len, vocab, split_seed, sample,
-                    )?);
-                }
-                let [train, valid, test] =
-                    <[SequenceDataset; 3]>::try_from(splits).expect("three splits were drawn");
-                Ok(RecipeData {
-                    train,
-                    valid,
-                    test,
-                    vocab_size: vocab,
-                    tokenizer: None,
-                    markov: Some(source),
-                })
+                let source = SyntheticSource::Markov(MarkovSource::new(config)?);
+                synthetic(source, seq_len, [*train_sequences, *valid_sequences, *test_sequences])
+            }
+            Self::Pairs {
+                n_symbols,
+                n_pairs,
+                seed,
+                train_sequences,
+                valid_sequences,
+                test_sequences,
+                ..
+            } => {
+                let config =
+                    PairsTaskConfig { n_symbols: *n_symbols, n_pairs: *n_pairs, seed: *seed };
+                let source = SyntheticSource::Pairs(PairsTask::new(config)?);
+                synthetic(source, seq_len, [*train_sequences, *valid_sequences, *test_sequences])
+            }
+            Self::Words {
+                n_words,
+                word_len,
+                seed,
+                train_sequences,
+                valid_sequences,
+                test_sequences,
+                ..
+            } => {
+                let config =
+                    WordsTaskConfig { n_words: *n_words, word_len: *word_len, seed: *seed };
+                let source = SyntheticSource::Words(WordsTask::new(config)?);
+                synthetic(source, seq_len, [*train_sequences, *valid_sequences, *test_sequences])
             }
         }
     }
+}
+
+/// The three splits of a synthetic source, drawn with seeds 1, 2 and 3.
+///
+/// # Errors
+/// [`RecipeError::Invalid`] naming the count that is 0.
+fn synthetic(
+    source: SyntheticSource,
+    seq_len: usize,
+    counts: [usize; 3],
+) -> Result<RecipeData, RecipeError> {
+    let vocab = source.vocab_size();
+    let sample = |len: usize, rng: &mut StdRng| source.sample(len, rng);
+    let mut splits = Vec::new();
+    let keys = ["data.train_sequences", "data.valid_sequences", "data.test_sequences"];
+    for ((key, count), split_seed) in keys.into_iter().zip(counts).zip(1..) {
+        if count == 0 {
+            return Err(RecipeError::invalid(key, "0", "at least 1"));
+        }
+        splits.push(SequenceDataset::generate(count, seq_len, vocab, split_seed, sample)?);
+    }
+    let [train, valid, test] =
+        <[SequenceDataset; 3]>::try_from(splits).expect("three splits were drawn");
+    Ok(RecipeData {
+        train,
+        valid,
+        test,
+        vocab_size: vocab,
+        tokenizer: None,
+        synthetic: Some(source),
+    })
 }
 
 /// `paths` with every folder replaced by its `.txt` files in name order.

@@ -49,7 +49,7 @@ use dlm_discrete::sampler::{Observer, TrajectoryStep};
 use indicatif::{ProgressBar, ProgressStyle};
 use serde::{Deserialize, Serialize};
 
-pub use data::{DataSpec, RecipeData, TokenizerSpec};
+pub use data::{DataSpec, RecipeData, SyntheticSource, TokenizerSpec};
 use family::with_objective;
 pub use family::{Bound, Family, Objective, TransitionSpec};
 
@@ -486,11 +486,11 @@ pub fn train(
 /// The exact entropy per token of a synthetic source that the family's figure is compared
 /// with: over positions `2..L` for an AR NLL, over whole sequences for a NELBO; `None` for text.
 pub fn exact_reference(family: &Family, data: &RecipeData) -> Option<f64> {
-    let markov = data.markov.as_ref()?;
+    let source = data.synthetic.as_ref()?;
     let seq_len = data.train.seq_len();
     Some(match family {
-        Family::Ar {} => markov.conditional_entropy_per_token(seq_len),
-        _ => markov.entropy_per_token(seq_len),
+        Family::Ar {} => source.conditional_entropy_per_token(seq_len),
+        _ => source.entropy_per_token(seq_len),
     })
 }
 
