@@ -124,6 +124,7 @@ fn main() -> anyhow::Result<()> {
     let mut rates = Vec::new();
     for batch in [1, args.batch] {
         let m = measure(&args, batch, &device)?;
+        anyhow::ensure!(!m.latencies.is_empty(), "no request finished in {} s", args.seconds);
         let quantile = |q: f64| m.latencies[((m.latencies.len() - 1) as f64 * q) as usize] * 1e3;
         println!(
             "--batch {batch}: {} requests, {:.1} requests/s, {:.0} tokens/s; latency p50 {:.0} ms, \

@@ -49,6 +49,8 @@ def direct_loglikelihood(server: str, model: str, context: str, continuation: st
     body = {"model": model, "prompt": [whole], "max_tokens": 1, "echo": True, "logprobs": 1,
             "temperature": 0, "seed": 1234}
     logprobs = post(f"{server}/v1/completions", body)["choices"][0]["logprobs"]
+    # The prompt, then the one generated token lm_eval drops.
+    assert len(logprobs["token_logprobs"]) == len(whole) + 1, (len(logprobs["token_logprobs"]), whole)
     values = logprobs["token_logprobs"][ctxlen:-1]
     tops = logprobs["top_logprobs"][ctxlen:-1]
     greedy = all(v == max(t.values()) for v, t in zip(values, tops))

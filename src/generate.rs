@@ -18,7 +18,7 @@ use std::time::Instant;
 use burn::tensor::{Device, Int, Tensor, TensorData};
 use dlm_block::{Bd3lm, BlockError, BlockSampler, BlockwiseDecoder, CacheMode, Prefix};
 use dlm_core::CoreError;
-use dlm_core::backbone::TokenModel;
+use dlm_core::backbone::{AttentionMask, DenoiserInput, DenoiserOutput, TokenModel};
 use dlm_core::data::SequenceDataset;
 use dlm_core::llama::Pretrained;
 use dlm_core::sampling::{Confidence, TokenSampler};
@@ -193,6 +193,8 @@ pub struct Generated {
     pub text: String,
     /// The generated ids, cut likewise.
     pub tokens: Vec<u32>,
+    /// The end-of-text token the text was cut at, if the model committed one.
+    pub end_token: Option<u32>,
     /// Model calls (cache updates included).
     pub nfe: usize,
     /// Wall time in seconds.
@@ -232,6 +234,42 @@ pub struct Checkpoint {
     pub eos_ids: Vec<u32>,
     /// The checkpoint's chat template, if it has one (Instruct models).
     pub chat_template: Option<ChatTemplate>,
+}
+
+/// A block-causal network read with its own mask (SDAR: queries see their block and the blocks
+/// before), for callers that send plain inputs.
+struct BlockCausal<'a> {
+    model: &'a Pretrained,
+    block_size: usize,
+}
+
+impl TokenModel for BlockCausal<'_> {
+    /// # Shapes
+    /// - tokens `[batch, n]` → `[batch, n, hidden]`
+    fn forward_hidden(&self, input: DenoiserInput) -> DenoiserOutput {
+        let mask = AttentionMask::BlockCausal { block_size: self.block_size };
+        self.model.forward_hidden(input.with_mask(mask))
+    }
+
+    fn head_rows(&self, hidden: Tensor<2>) -> Tensor<2> {
+        self.model.head_rows(hidden)
+    }
+
+    fn vocab_size(&self) -> usize {
+        self.model.vocab_size()
+    }
+
+    fn max_seq_len(&self) -> usize {
+        self.model.max_seq_len()
+    }
+
+    fn is_time_conditioned(&self) -> bool {
+        false
+    }
+
+    fn device(&self) -> Device {
+        TokenModel::device(self.model)
+    }
 }
 
 /// Streams finished blocks, and records and reports every step.
@@ -419,10 +457,12 @@ impl Checkpoint {
         let trajectory = recorder.trajectory;
         // Blocks may run past the requested length (a block-causal model fills its last block).
         let end = tokens.len().min(prompt_len + settings.gen_length);
-        let tokens = self.cut_at_eos(&tokens[prompt_len..end]);
+        let raw = &tokens[prompt_len..end];
+        let tokens = self.cut_at_eos(raw);
+        let end_token = raw.get(tokens.len()).map(|&t| t as u32);
         let text = self.tokenizer.decode(&tokens)?;
         let seconds = started.elapsed().as_secs_f64();
-        Ok(Generated { text, tokens, nfe, seconds, trajectory })
+        Ok(Generated { text, tokens, end_token, nfe, seconds, trajectory })
     }
 
     /// The masked-diffusion bound on `text`, from `samples` masks at stratified times: for a
@@ -477,15 +517,29 @@ impl Checkpoint {
     ) -> Result<TokenLikelihood, GenerateError> {
         /// Sequences per model call: `16 · len · hidden` activations at a time.
         const ROWS_PER_CALL: usize = 16;
-        let block_size = self.pretrained.config.architecture.block_size();
+        let architecture = self.pretrained.config.architecture;
+        let block_size = architecture.block_size();
         let scorer = TokenLikelihoods::new(block_size, ROWS_PER_CALL, top)?;
-        let subs = Subs { model: &self.pretrained, mask_id: self.mask_id };
+        // Dream has no prediction for its first token: scoring starts at the second.
+        let split = match split {
+            _ if !architecture.shifts_logits() => split,
+            LikelihoodSplit::Chain { from } => LikelihoodSplit::Chain { from: from.max(1) },
+            LikelihoodSplit::Nelbo { context, samples } => {
+                LikelihoodSplit::Nelbo { context: context.max(1), samples }
+            }
+        };
         let mut rng = StdRng::seed_from_u64(seed);
-        let mut likelihood = scorer.score(&subs, tokens, split, &mut rng)?;
-        if self.pretrained.config.architecture.shifts_logits() {
-            likelihood.logprobs[0] = None;
-            likelihood.top[0].clear();
-        }
+        let likelihood = match block_size {
+            None => {
+                let subs = Subs { model: &self.pretrained, mask_id: self.mask_id };
+                scorer.score(&subs, tokens, split, &mut rng)?
+            }
+            Some(block_size) => {
+                let model = BlockCausal { model: &self.pretrained, block_size };
+                let subs = Subs { model: &model, mask_id: self.mask_id };
+                scorer.score(&subs, tokens, split, &mut rng)?
+            }
+        };
         Ok(likelihood)
     }
 

@@ -395,3 +395,51 @@ fn no_generation_takes_more_model_calls_than_its_bound() {
     };
     assert_eq!(edits.max_model_calls(None), 4 * (32 + 16) + 1);
 }
+
+#[test]
+fn sdar_scores_each_token_under_its_block_causal_mask() {
+    // The chain rule of a block-causal model: token i is read with the tokens before it visible
+    // and masks from i to the end of its block, queries seeing their block and the ones before.
+    // Under full attention the earlier positions would also see the masks of later blocks, and
+    // the values differ.
+    use dlm::core::backbone::{AttentionMask, DenoiserInput, TokenModel};
+    use dlm::discrete::likelihood::LikelihoodSplit;
+    use dlm::discrete::zero_masking_log_probs;
+    use dlm::generate::Checkpoint;
+
+    let dir =
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("crates/dlm-core/tests/fixtures/llama/sdar");
+    let device = Device::flex();
+    let checkpoint = Checkpoint::load(&dir, &device, Some(63)).unwrap();
+    let tokens: Vec<u32> = vec![5, 9, 12, 7, 30, 2, 44, 8, 19, 3];
+    let chain =
+        checkpoint.token_likelihoods(&tokens, LikelihoodSplit::Chain { from: 0 }, 1, 0).unwrap();
+    let direct = |i: usize, mask: AttentionMask| {
+        // Ten tokens fill three blocks of four; the row is padded with masks to twelve.
+        let mut row = vec![63i64; 12];
+        for (j, &t) in tokens[..i].iter().enumerate() {
+            row[j] = i64::from(t);
+        }
+        let input = Tensor::<2, Int>::from_data(TensorData::new(row, [1, 12]), &device);
+        let logits =
+            checkpoint.pretrained.forward(DenoiserInput::tokens(input).with_mask(mask)).output;
+        let log_probs: Vec<f32> =
+            zero_masking_log_probs(logits, 63).into_data().iter::<f32>().collect();
+        f64::from(log_probs[i * 64 + tokens[i] as usize])
+    };
+    for i in [0, 1, 5, 9] {
+        let got = chain.logprobs[i].unwrap();
+        let block_causal = direct(i, AttentionMask::BlockCausal { block_size: 4 });
+        assert!((got - block_causal).abs() < 1e-5, "position {i}: {got} vs {block_causal}");
+        if i == 1 || i == 5 {
+            let full = direct(i, AttentionMask::Full);
+            assert!((got - full).abs() > 1e-4, "position {i}: full attention gives the same");
+        }
+    }
+    // A token of a later block changes no earlier score.
+    let mut later = tokens.clone();
+    later[9] = 40;
+    let other =
+        checkpoint.token_likelihoods(&later, LikelihoodSplit::Chain { from: 0 }, 1, 0).unwrap();
+    assert_eq!(chain.logprobs[..9], other.logprobs[..9]);
+}

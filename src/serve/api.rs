@@ -37,8 +37,39 @@ pub enum PromptInput {
 pub struct LikelihoodRequest {
     /// Alternatives per position (`logprobs`, at most 5).
     pub top: usize,
-    /// The split: the chain rule, or the bound of the tokens from `nelbo_from` on.
-    pub split: LikelihoodSplit,
+    /// Whether the prompt's tokens are returned (and scored) too (`echo`).
+    pub echo: bool,
+    /// The bound of the prompt's tokens from `context` on, with `samples` masks per block
+    /// (`nelbo_from`, `nelbo_samples`); the chain rule when `None`.
+    pub nelbo: Option<(usize, usize)>,
+}
+
+impl LikelihoodRequest {
+    /// The split of the scored sequence and the sequence itself: the chain rule over the prompt,
+    /// the generated tokens and the end-of-text token that ended them (from the first returned
+    /// position), or the bound over the prompt alone (a generated token after it would be
+    /// conditioned on).
+    pub fn split(&self, prompt: &[u32], returned: &[u32]) -> (LikelihoodSplit, Vec<u32>) {
+        match self.nelbo {
+            Some((context, samples)) => {
+                (LikelihoodSplit::Nelbo { context, samples }, prompt.to_vec())
+            }
+            None => {
+                let from = if self.echo { 0 } else { prompt.len() };
+                (LikelihoodSplit::Chain { from }, returned.to_vec())
+            }
+        }
+    }
+
+    /// Sequences the scoring reads at most, for a prompt of `prompt` tokens and `max_tokens`
+    /// more (the chain: one per returned token; the bound: `samples` per block).
+    pub fn rows(&self, prompt: usize, max_tokens: usize, block_size: Option<usize>) -> usize {
+        match self.nelbo {
+            Some((_, samples)) => samples * block_size.map_or(1, |b| prompt.div_ceil(b).max(1)),
+            None if self.echo => prompt + max_tokens + 1,
+            None => max_tokens + 1,
+        }
+    }
 }
 
 /// One stop string or several.
@@ -204,8 +235,8 @@ impl GenerationRequest {
             Some(Logprobs::Flag(true)) => {
                 return Err(ApiError::invalid(
                     "logprobs",
-                    "log-probabilities of a chat reply are not served; use /v1/completions \
-                     with echo and logprobs",
+                    "a number of alternatives per token (0 to 5); log-probabilities of a chat \
+                     reply are not served",
                 ));
             }
             Some(Logprobs::Count(k)) if k > MAX_TOP => {
@@ -234,8 +265,8 @@ impl GenerationRequest {
                 "not served with stop strings: the tokens scored are the tokens returned",
             ));
         }
-        let split = match self.nelbo_from {
-            None => LikelihoodSplit::Chain,
+        let nelbo = match self.nelbo_from {
+            None => None,
             Some(_) if !self.echo => {
                 return Err(ApiError::invalid(
                     "nelbo_from",
@@ -250,10 +281,10 @@ impl GenerationRequest {
                         format!("nelbo_samples = {samples}: a value in 1..={MAX_SAMPLES}"),
                     ));
                 }
-                LikelihoodSplit::Nelbo { context, samples }
+                Some((context, samples))
             }
         };
-        Ok(Some(LikelihoodRequest { top, split }))
+        Ok(Some(LikelihoodRequest { top, echo: self.echo, nelbo }))
     }
 
     /// The stop strings, checked: at most four, none empty.

@@ -12,7 +12,9 @@
 //! and its matrix products reduce each output element in the same order whatever the batch
 //! (tested: calls of one length stacked equal the calls one by one, bit for bit, on flex). A
 //! padded row attends to the same keys as alone, so it agrees up to float rounding (the
-//! reductions run over longer, zero-weighted rows; tested within 1e-5).
+//! reductions run over longer, zero-weighted rows; tested within 1e-5) — enough to flip a near
+//! tie of a greedy or threshold decision now and then, so a padded request's tokens can differ
+//! from its decoding alone. Other backends' kernels may depend on the batch's shape.
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
@@ -88,14 +90,63 @@ impl Executor {
     }
 }
 
-/// Takes the calls pending, runs them as one pass, repeats. Calls of different lengths are
-/// padded at the end to the longest, the padding blocked as keys (no real position attends to
-/// it), and each caller gets its own positions back. Times are passed on only when every call
-/// has them (models that read no time ignore them).
+/// Rows of one forward pass at most; more pending calls wait for the next pass.
+const MAX_ROWS_PER_PASS: usize = 64;
+
+/// Takes the calls pending, runs them as passes of at most [`MAX_ROWS_PER_PASS`] rows (calls with
+/// times apart from calls without), repeats. A pass that fails is rerun call by call, so only
+/// the call at fault fails.
 fn run<M: TokenModel + ?Sized>(model: &M, pending: &Receiver<Call>, stats: &BatchStats) {
     while let Ok(first) = pending.recv() {
-        let calls: Vec<Call> = std::iter::once(first).chain(pending.try_iter()).collect();
-        let shapes: Vec<[usize; 2]> = calls.iter().map(|c| c.tokens.dims()).collect();
+        let (timed, untimed): (Vec<Call>, Vec<Call>) =
+            std::iter::once(first).chain(pending.try_iter()).partition(|c| c.time.is_some());
+        for group in [timed, untimed] {
+            let mut pass = Vec::new();
+            let mut rows = 0;
+            for call in group {
+                let n = call.tokens.dims()[0];
+                if rows + n > MAX_ROWS_PER_PASS && !pass.is_empty() {
+                    run_or_split(model, std::mem::take(&mut pass), stats);
+                    rows = 0;
+                }
+                rows += n;
+                pass.push(call);
+            }
+            if !pass.is_empty() {
+                run_or_split(model, pass, stats);
+            }
+        }
+    }
+}
+
+/// One pass over `calls`; if it panics, each call alone, so that the others still get theirs.
+fn run_or_split<M: TokenModel + ?Sized>(model: &M, calls: Vec<Call>, stats: &BatchStats) {
+    let stacked = calls.len() > 1;
+    let Err(calls) = stack(model, calls, stats) else { return };
+    if stacked {
+        for call in calls {
+            if let Err(mut alone) = stack(model, vec![call], stats) {
+                let call = alone.pop().expect("one call");
+                let _ = call.reply.send(Err("the forward pass panicked".to_string()));
+            }
+        }
+    } else {
+        for call in calls {
+            let _ = call.reply.send(Err("the forward pass panicked".to_string()));
+        }
+    }
+}
+
+/// Runs `calls` as one pass: shorter sequences padded at the end to the longest, the padding
+/// blocked as keys (no real position attends to it); each caller gets its own rows and
+/// positions back. The calls again if anything in it panicked.
+fn stack<M: TokenModel + ?Sized>(
+    model: &M,
+    calls: Vec<Call>,
+    stats: &BatchStats,
+) -> Result<(), Vec<Call>> {
+    let shapes: Vec<[usize; 2]> = calls.iter().map(|c| c.tokens.dims()).collect();
+    let hidden = catch_unwind(AssertUnwindSafe(|| {
         let longest = shapes.iter().map(|[_, n]| *n).max().unwrap_or(0);
         let device = calls[0].tokens.device();
         let padded: Vec<Tensor<2, Int>> = calls
@@ -115,38 +166,42 @@ fn run<M: TokenModel + ?Sized>(model: &M, pending: &Receiver<Call>, stats: &Batc
         if let Some(times) = calls.iter().map(|c| c.time.clone()).collect::<Option<Vec<_>>>() {
             input = input.with_time(Tensor::cat(times, 0));
         }
-        let hidden = catch_unwind(AssertUnwindSafe(|| model.forward_hidden(input).output));
-        let rows: usize = shapes.iter().map(|[rows, _]| rows).sum();
-        stats.forward_calls.fetch_add(1, Ordering::Relaxed);
-        stats.stacked_calls.fetch_add(calls.len() as u64, Ordering::Relaxed);
-        stats.rows.fetch_add(rows as u64, Ordering::Relaxed);
+        let hidden = model.forward_hidden(input).output;
         let mut start = 0;
-        for (call, [rows, n]) in calls.into_iter().zip(shapes) {
-            let result = match &hidden {
-                Ok(hidden) => Ok(hidden.clone().narrow(0, start, rows).narrow(1, 0, n)),
-                Err(_) => Err("the batched forward pass panicked".to_string()),
-            };
-            // A caller that is gone (its request failed) needs nothing.
-            let _ = call.reply.send(result);
-            start += rows;
-        }
+        shapes
+            .iter()
+            .map(|&[rows, n]| {
+                let own = hidden.clone().narrow(0, start, rows).narrow(1, 0, n);
+                start += rows;
+                own
+            })
+            .collect::<Vec<_>>()
+    }));
+    let Ok(outputs) = hidden else { return Err(calls) };
+    let rows: usize = shapes.iter().map(|[rows, _]| rows).sum();
+    stats.forward_calls.fetch_add(1, Ordering::Relaxed);
+    stats.stacked_calls.fetch_add(calls.len() as u64, Ordering::Relaxed);
+    stats.rows.fetch_add(rows as u64, Ordering::Relaxed);
+    for (call, output) in calls.into_iter().zip(outputs) {
+        // A caller that is gone (its request failed) needs nothing.
+        let _ = call.reply.send(Ok(output));
     }
+    Ok(())
 }
 
-/// `true` where a key is padding: key `k ≥ n` of every row of a call of length `n`.
+/// `true` where a key is padding: key `k ≥ n` of every row of a call of length `n`, built on
+/// the device from the lengths.
 ///
 /// # Shapes
 /// - returns `[Σ rows, longest, longest]`
 fn padding_mask(shapes: &[[usize; 2]], longest: usize, device: &Device) -> Tensor<3, Bool> {
-    let blocked: Vec<bool> = shapes
-        .iter()
-        .flat_map(|&[rows, n]| {
-            let row: Vec<bool> = (0..longest * longest).map(|i| i % longest >= n).collect();
-            std::iter::repeat_n(row, rows).flatten()
-        })
-        .collect();
-    let total = shapes.iter().map(|[rows, _]| rows).sum();
-    Tensor::from_data(TensorData::new(blocked, [total, longest, longest]), device)
+    let lengths: Vec<i64> =
+        shapes.iter().flat_map(|&[rows, n]| std::iter::repeat_n(n as i64, rows)).collect();
+    let total = lengths.len();
+    let lengths = Tensor::<1, Int>::from_data(TensorData::new(lengths, [total]), device);
+    let keys = Tensor::<1, Int>::arange(0..longest as i64, device);
+    let blocked = keys.unsqueeze_dim::<2>(0).greater_equal(lengths.unsqueeze_dim::<2>(1));
+    blocked.unsqueeze_dim::<3>(1).expand([total, longest, longest])
 }
 
 /// The network seen through the executor: plain calls are stacked with the other requests',

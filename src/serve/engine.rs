@@ -41,8 +41,18 @@ pub struct Finished {
     pub prompt_tokens: usize,
     /// The tokens that were asked for.
     pub max_tokens: usize,
-    /// The prompt's and the generated tokens, scored, when `logprobs` asked for it.
+    /// The returned tokens scored, when `logprobs` asked for it
+    /// ([`LikelihoodRequest::split`]).
     pub likelihood: Option<TokenLikelihood>,
+}
+
+impl Finished {
+    /// The prompt, the generated tokens and the end-of-text token that ended them: the tokens
+    /// `logprobs` covers (an evaluation harness reads all but the last as prompt).
+    pub fn returned_ids(&self, prompt: &[u32]) -> Vec<u32> {
+        let end = self.generated.end_token.as_slice();
+        [prompt, &self.generated.tokens, end].concat()
+    }
 }
 
 impl Finished {
@@ -247,7 +257,27 @@ impl Engine {
     /// full or the engine has stopped.
     pub fn submit(&self, request: Request) -> Result<UnboundedReceiver<Event>, ApiError> {
         let Request { prompt, settings, steps, likelihood } = request;
-        let calls = settings.max_model_calls(self.block_size);
+        if let Some((context, _)) = likelihood.and_then(|l| l.nelbo)
+            && context >= prompt.len()
+        {
+            return Err(ApiError::invalid(
+                "nelbo_from",
+                format!("nelbo_from = {context}: below the prompt's {} tokens", prompt.len()),
+            ));
+        }
+        // Scoring reads its sequences 16 to a call.
+        let scoring = likelihood
+            .map_or(0, |l| l.rows(prompt.len(), settings.gen_length, self.block_size).div_ceil(16));
+        if scoring > self.max_calls {
+            return Err(ApiError::invalid(
+                "logprobs",
+                format!(
+                    "scoring may take {scoring} model calls; this server allows {} per request",
+                    self.max_calls
+                ),
+            ));
+        }
+        let calls = settings.max_model_calls(self.block_size) + scoring;
         if calls > self.max_calls {
             // A time grid's calls grow with its steps; the other policies' with the length.
             let field = match settings.policy {
@@ -370,9 +400,12 @@ fn decode(checkpoint: &Checkpoint, executor: &Executor, job: &Job) -> Result<Fin
         .map_err(rejected)?;
     let likelihood = match job.likelihood {
         None => None,
-        Some(LikelihoodRequest { top, split }) => {
-            let tokens = [job.prompt.as_slice(), &generated.tokens].concat();
-            let scored = checkpoint.token_likelihoods(&tokens, split, top, job.settings.seed);
+        Some(request) => {
+            let returned =
+                [job.prompt.as_slice(), &generated.tokens, generated.end_token.as_slice()].concat();
+            let (split, tokens) = request.split(&job.prompt, &returned);
+            let scored =
+                checkpoint.token_likelihoods(&tokens, split, request.top, job.settings.seed);
             Some(scored.map_err(|err| {
                 let field = match &err {
                     GenerateError::Discrete(DiscreteError::Invalid(invalid)) => {

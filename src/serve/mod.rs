@@ -354,14 +354,16 @@ fn completion_logprobs(
     echo: bool,
 ) -> Result<Option<CompletionLogprobs>, ApiError> {
     let Some(likelihood) = &finished.likelihood else { return Ok(None) };
-    let ids = [prompt, &finished.generated.tokens].concat();
+    let ids = finished.returned_ids(prompt);
     let start = if echo { 0 } else { prompt.len() };
     let mut logprobs =
         CompletionLogprobs { tokens: vec![], token_logprobs: vec![], top_logprobs: vec![] };
     for i in start..ids.len() {
         logprobs.tokens.push(engine.decode(&ids[i..=i])?);
-        logprobs.token_logprobs.push(likelihood.logprobs[i]);
-        let top = match likelihood.logprobs[i] {
+        // The bound covers the prompt only: the generated tokens are not scored.
+        let value = likelihood.logprobs.get(i).copied().flatten();
+        logprobs.token_logprobs.push(value);
+        let top = match value {
             None => None,
             Some(_) => {
                 let mut top = std::collections::BTreeMap::new();

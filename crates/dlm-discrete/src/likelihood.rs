@@ -31,10 +31,11 @@
 //!
 //! Beside each token's share, [`TokenLikelihood::top`] lists the best alternatives at its position
 //! under the same weights (the chain: the model's distribution at `i`; the NELBO: the weighted
-//! average of its predictions at `i` over the masks), so "is the scored token the top choice at
+//! sum `Σ_j (L/(l_j K)) 1[i ∈ M_j] log p_θ(v | ·)` of its predictions at `i`, not a
+//! log-probability but ranked as their average is), so "is the scored token the top choice at
 //! every position" — a harness's greedy check — compares like with like.
 
-use burn::tensor::{Int, Tensor, TensorData};
+use burn::tensor::{IndexingUpdateOp, Int, Tensor, TensorData};
 use dlm_sched::InvalidInput;
 use rand::RngExt;
 use rand::rngs::StdRng;
@@ -46,8 +47,12 @@ use crate::error::{DiscreteError, ensure_size};
 /// How a sequence's log-likelihood is split over its tokens (module docs).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LikelihoodSplit {
-    /// `log p_θ(x_i | x_{<i})` for every token, later positions masked.
-    Chain,
+    /// `log p_θ(x_i | x_{<i})` for every token from `from` on, later positions masked (tokens
+    /// before `from` are not scored, and cost nothing).
+    Chain {
+        /// The first scored position.
+        from: usize,
+    },
     /// The Monte-Carlo masked-diffusion bound of the tokens from `context` on, given the tokens
     /// before, from `samples` masks per block.
     Nelbo {
@@ -161,7 +166,7 @@ impl TokenLikelihoods {
             )?;
         }
         let rows = match split {
-            LikelihoodSplit::Chain => self.chain_rows(tokens, padded, mask_id),
+            LikelihoodSplit::Chain { from } => self.chain_rows(tokens, padded, mask_id, from),
             LikelihoodSplit::Nelbo { context, samples } => {
                 ensure_size(context < n, CONTEXT, "context", context, format!("below {n} tokens"))?;
                 self.nelbo_rows(tokens, padded, mask_id, context, samples, rng)?
@@ -171,8 +176,8 @@ impl TokenLikelihoods {
     }
 
     /// Row `i`: `x_{<i}` and masks from `i` on; it scores position `i` with weight 1.
-    fn chain_rows(&self, tokens: &[u32], padded: usize, mask_id: u32) -> Vec<Row> {
-        (0..tokens.len())
+    fn chain_rows(&self, tokens: &[u32], padded: usize, mask_id: u32, from: usize) -> Vec<Row> {
+        (from.min(tokens.len())..tokens.len())
             .map(|i| {
                 let mut row = vec![mask_id; padded];
                 row[..i].copy_from_slice(&tokens[..i]);
@@ -232,7 +237,7 @@ impl TokenLikelihoods {
     }
 
     /// Reads `rows` in batches and accumulates, per position, the weighted log-probabilities
-    /// `Σ_r w_{r,i} log p_θ(· | row r)` (a `[n, n_rows] × [n_rows, vocab]` product per batch).
+    /// `Σ_r w_{r,i} log p_θ(· | row r)` (added into a `[n, vocab]` table).
     fn read<D: MaskedDenoiser + ?Sized>(
         &self,
         model: &D,
@@ -246,7 +251,7 @@ impl TokenLikelihoods {
         let mut scored = vec![false; n];
         let mut accumulated: Option<Tensor<2>> = None;
         let mut calls = 0;
-        for batch in rows.chunks(self.rows_per_call) {
+        for batch in batches(rows, self.rows_per_call, MAX_PICKS_PER_CALL) {
             let b = batch.len();
             let ids: Vec<i64> =
                 batch.iter().flat_map(|r| r.tokens.iter().map(|&t| i64::from(t))).collect();
@@ -266,18 +271,20 @@ impl TokenLikelihoods {
             let flat: Vec<i64> = picks.iter().map(|&(r, i, _)| (r * padded + i) as i64).collect();
             let flat = Tensor::<1, Int>::from_data(TensorData::new(flat, [picks.len()]), &device);
             let log_probs = model.row_log_probs(z_t, t, flat);
-            let mut weights = vec![0.0f32; n * picks.len()];
-            for (p, &(_, i, w)) in picks.iter().enumerate() {
-                weights[i * picks.len() + p] = w as f32;
+            let vocab = log_probs.dims()[1];
+            let weights: Vec<f32> = picks.iter().map(|&(_, _, w)| w as f32).collect();
+            let weights = Tensor::<1>::from_data(TensorData::new(weights, [picks.len()]), &device);
+            let positions: Vec<i64> = picks.iter().map(|&(_, i, _)| i as i64).collect();
+            let positions =
+                Tensor::<1, Int>::from_data(TensorData::new(positions, [picks.len()]), &device);
+            for &(_, i, _) in &picks {
                 scored[i] = true;
             }
-            let weights =
-                Tensor::<2>::from_data(TensorData::new(weights, [n, picks.len()]), &device);
-            let sum = weights.matmul(log_probs);
-            accumulated = Some(match accumulated {
-                Some(acc) => acc + sum,
-                None => sum,
-            });
+            // Σ_r w_{r,i} log p(· | row r) added into position i's row (a weight of 1 adds the
+            // values unchanged).
+            let weighted = log_probs * weights.unsqueeze_dim::<2>(1);
+            let acc = accumulated.unwrap_or_else(|| Tensor::zeros([n, vocab], &device));
+            accumulated = Some(acc.select_assign(0, positions, weighted, IndexingUpdateOp::Add));
             calls += 1;
         }
         let Some(accumulated) = accumulated else {
@@ -321,10 +328,36 @@ impl TokenLikelihoods {
     }
 }
 
+/// Scored positions per model call at most (each is a `vocab`-wide row of log-probabilities),
+/// unless one row alone has more.
+const MAX_PICKS_PER_CALL: usize = 512;
+
+/// Consecutive runs of `rows`, each of at most `max_rows` rows and, unless a row alone has more,
+/// `max_picks` scored positions.
+fn batches(rows: &[Row], max_rows: usize, max_picks: usize) -> Vec<&[Row]> {
+    let mut out = Vec::new();
+    let (mut start, mut picks) = (0, 0);
+    for (i, row) in rows.iter().enumerate() {
+        let full = i - start == max_rows || picks + row.scored.len() > max_picks;
+        if i > start && full {
+            out.push(&rows[start..i]);
+            (start, picks) = (i, 0);
+        }
+        picks += row.scored.len();
+    }
+    if start < rows.len() {
+        out.push(&rows[start..]);
+    }
+    out
+}
+
 /// The numbers of masked tokens of `samples` stratified draws out of `len` (LLaDA's
 /// `get_log_likelihood.py`): `l_j = ((round(k + j·len/samples) − 1) mod len) + 1` for one
 /// uniform `k ∈ 1..=len`, each in `1..=len`, together spread evenly over it.
 pub fn stratified_mask_counts(k: usize, len: usize, samples: usize) -> Vec<usize> {
+    if len == 0 {
+        return Vec::new();
+    }
     (0..samples)
         .map(|j| {
             let x = (k as f64 + j as f64 * len as f64 / samples as f64).round() as usize;

@@ -515,6 +515,10 @@ impl TokenModel for Pretrained {
             return DenoiserOutput { output, cache };
         }
         let n = output.dims()[1];
+        if n < 2 {
+            // One position: its own hidden state is all there is.
+            return DenoiserOutput { output, cache };
+        }
         let shifted =
             Tensor::cat(vec![output.clone().narrow(1, 0, 1), output.narrow(1, 0, n - 1)], 1);
         DenoiserOutput { output: shifted, cache }

@@ -34,7 +34,7 @@ fn the_chain_of_the_exact_denoiser_is_the_exact_log_probability_of_every_suffix(
     for block_size in [None, Some(4), Some(5)] {
         let scorer = TokenLikelihoods::new(block_size, 5, 3).unwrap();
         let chain = scorer
-            .score(&model, &x, LikelihoodSplit::Chain, &mut StdRng::seed_from_u64(0))
+            .score(&model, &x, LikelihoodSplit::Chain { from: 0 }, &mut StdRng::seed_from_u64(0))
             .unwrap();
         assert_eq!((chain.rows, chain.calls), (LEN, 3));
         for c in 0..LEN {
@@ -45,7 +45,12 @@ fn the_chain_of_the_exact_denoiser_is_the_exact_log_probability_of_every_suffix(
         // Each position's alternatives are the model's distribution there: they sum to 1 over
         // the vocabulary, the best first, the scored token's value among them when it is best.
         let all = TokenLikelihoods::new(block_size, 16, 1000).unwrap();
-        let full = all.score(&model, &x, LikelihoodSplit::Chain, &mut StdRng::seed_from_u64(0));
+        let full = all.score(
+            &model,
+            &x,
+            LikelihoodSplit::Chain { from: 0 },
+            &mut StdRng::seed_from_u64(0),
+        );
         for (i, top) in full.unwrap().top.iter().enumerate() {
             let mass: f64 = top.iter().map(|(_, l)| l.exp()).sum();
             assert!((mass - 1.0).abs() < 1e-4, "position {i}: mass {mass}");
@@ -105,7 +110,7 @@ fn a_one_token_continuation_is_scored_exactly_by_both_splits() {
     let x = sample(&source, 3);
     let scorer = TokenLikelihoods::new(None, 8, 2).unwrap();
     let mut rng = StdRng::seed_from_u64(0);
-    let chain = scorer.score(&model, &x, LikelihoodSplit::Chain, &mut rng).unwrap();
+    let chain = scorer.score(&model, &x, LikelihoodSplit::Chain { from: 0 }, &mut rng).unwrap();
     let split = LikelihoodSplit::Nelbo { context: LEN - 1, samples: 1 };
     let nelbo = scorer.score(&model, &x, split, &mut rng).unwrap();
     let (a, b) = (chain_value(&chain, LEN - 1), nelbo.logprobs[LEN - 1].unwrap());
@@ -166,17 +171,48 @@ fn bad_input_is_refused_naming_the_field() {
         Err(DiscreteError::Invalid(invalid)) => invalid.name,
         other => panic!("{other:?}"),
     };
-    assert_eq!(field(scorer.score(&model, &[], LikelihoodSplit::Chain, &mut rng)), "tokens");
+    assert_eq!(
+        field(scorer.score(&model, &[], LikelihoodSplit::Chain { from: 0 }, &mut rng)),
+        "tokens"
+    );
     let mut masked = x.clone();
     masked[2] = model.mask_id;
-    assert_eq!(field(scorer.score(&model, &masked, LikelihoodSplit::Chain, &mut rng)), "tokens");
+    assert_eq!(
+        field(scorer.score(&model, &masked, LikelihoodSplit::Chain { from: 0 }, &mut rng)),
+        "tokens"
+    );
     let mut foreign = x.clone();
     foreign[0] = 10_000;
-    assert_eq!(field(scorer.score(&model, &foreign, LikelihoodSplit::Chain, &mut rng)), "tokens");
+    assert_eq!(
+        field(scorer.score(&model, &foreign, LikelihoodSplit::Chain { from: 0 }, &mut rng)),
+        "tokens"
+    );
     let all_context = LikelihoodSplit::Nelbo { context: LEN, samples: 8 };
     assert_eq!(field(scorer.score(&model, &x, all_context, &mut rng)), "context");
     let too_few = LikelihoodSplit::Nelbo { context: 0, samples: 2 };
     assert_eq!(field(scorer.score(&model, &x, too_few, &mut rng)), "samples");
     assert!(TokenLikelihoods::new(Some(0), 4, 1).is_err());
     assert!(TokenLikelihoods::new(None, 0, 1).is_err());
+}
+
+#[test]
+fn the_chain_from_a_position_scores_only_from_there_and_batches_bound_their_picks() {
+    let source = source();
+    let model = bayes(&source);
+    let x = sample(&source, 6);
+    let scorer = TokenLikelihoods::new(None, 4, 2).unwrap();
+    let mut rng = StdRng::seed_from_u64(0);
+    let all = scorer.score(&model, &x, LikelihoodSplit::Chain { from: 0 }, &mut rng).unwrap();
+    let tail = scorer.score(&model, &x, LikelihoodSplit::Chain { from: 5 }, &mut rng).unwrap();
+    assert_eq!(tail.rows, LEN - 5);
+    assert!(tail.logprobs[..5].iter().all(Option::is_none));
+    assert_eq!(tail.logprobs[5..], all.logprobs[5..]);
+    // Rows of 300, 300, 10, 600 and 1 scored positions, at most 512 per call unless one row has
+    // more: four calls.
+    let row = |picks: usize| Row { tokens: vec![], scored: vec![(0, 1.0); picks] };
+    let rows: Vec<Row> = [300, 300, 10, 600, 1].into_iter().map(row).collect();
+    let sizes: Vec<usize> = batches(&rows, 16, 512).iter().map(|b| b.len()).collect();
+    assert_eq!(sizes, vec![1, 2, 1, 1]);
+    let sizes: Vec<usize> = batches(&rows, 1, 10_000).iter().map(|b| b.len()).collect();
+    assert_eq!(sizes, vec![1; 5]);
 }
