@@ -321,52 +321,41 @@ impl DataSpec {
                     synthetic: None,
                 })
             }
-            Self::Markov {
-                n_symbols,
-                order,
-                branching,
-                seed,
-                train_sequences,
-                valid_sequences,
-                test_sequences,
-                ..
-            } => {
+            Self::Markov { n_symbols, order, branching, seed, .. } => {
                 let config = MarkovSourceConfig {
                     n_symbols: *n_symbols,
                     order: *order,
                     branching: *branching,
                     seed: *seed,
                 };
-                let source = SyntheticSource::Markov(MarkovSource::new(config)?);
-                synthetic(source, seq_len, [*train_sequences, *valid_sequences, *test_sequences])
+                synthetic(
+                    SyntheticSource::Markov(MarkovSource::new(config)?),
+                    seq_len,
+                    self.counts(),
+                )
             }
-            Self::Pairs {
-                n_symbols,
-                n_pairs,
-                seed,
-                train_sequences,
-                valid_sequences,
-                test_sequences,
-                ..
-            } => {
+            Self::Pairs { n_symbols, n_pairs, seed, .. } => {
                 let config =
                     PairsTaskConfig { n_symbols: *n_symbols, n_pairs: *n_pairs, seed: *seed };
-                let source = SyntheticSource::Pairs(PairsTask::new(config)?);
-                synthetic(source, seq_len, [*train_sequences, *valid_sequences, *test_sequences])
+                synthetic(SyntheticSource::Pairs(PairsTask::new(config)?), seq_len, self.counts())
             }
-            Self::Words {
-                n_words,
-                word_len,
-                seed,
-                train_sequences,
-                valid_sequences,
-                test_sequences,
-                ..
-            } => {
+            Self::Words { n_words, word_len, seed, .. } => {
                 let config =
                     WordsTaskConfig { n_words: *n_words, word_len: *word_len, seed: *seed };
-                let source = SyntheticSource::Words(WordsTask::new(config)?);
-                synthetic(source, seq_len, [*train_sequences, *valid_sequences, *test_sequences])
+                synthetic(SyntheticSource::Words(WordsTask::new(config)?), seq_len, self.counts())
+            }
+        }
+    }
+
+    /// The training, validation and test sequences a synthetic source draws (none for a corpus,
+    /// which is split by fractions).
+    fn counts(&self) -> [usize; 3] {
+        match self {
+            Self::Corpus { .. } => [0; 3],
+            Self::Markov { train_sequences, valid_sequences, test_sequences, .. }
+            | Self::Pairs { train_sequences, valid_sequences, test_sequences, .. }
+            | Self::Words { train_sequences, valid_sequences, test_sequences, .. } => {
+                [*train_sequences, *valid_sequences, *test_sequences]
             }
         }
     }

@@ -398,28 +398,26 @@ fn decode(checkpoint: &Checkpoint, executor: &Executor, job: &Job) -> Result<Fin
     let generated = checkpoint
         .generate_through(&model, &job.prompt, &job.settings, &mut on_text, &mut on_step)
         .map_err(rejected)?;
-    let likelihood = match job.likelihood {
-        None => None,
-        Some(request) => {
-            let returned =
-                [job.prompt.as_slice(), &generated.tokens, generated.end_token.as_slice()].concat();
-            let (split, tokens) = request.split(&job.prompt, &returned);
-            let scored =
-                checkpoint.token_likelihoods(&tokens, split, request.top, job.settings.seed);
-            Some(scored.map_err(|err| {
-                let field = match &err {
-                    GenerateError::Discrete(DiscreteError::Invalid(invalid)) => {
-                        match invalid.name {
-                            "context" => "nelbo_from",
-                            "samples" => "nelbo_samples",
-                            _ => "prompt",
-                        }
-                    }
-                    _ => "logprobs",
-                };
-                ApiError::invalid(field, err.to_string())
-            })?)
-        }
+    let mut finished = Finished {
+        generated,
+        prompt_tokens,
+        max_tokens: job.settings.gen_length,
+        likelihood: None,
     };
-    Ok(Finished { generated, prompt_tokens, max_tokens: job.settings.gen_length, likelihood })
+    if let Some(request) = job.likelihood {
+        let (split, tokens) = request.split(&job.prompt, &finished.returned_ids(&job.prompt));
+        let scored = checkpoint.token_likelihoods(&tokens, split, request.top, job.settings.seed);
+        finished.likelihood = Some(scored.map_err(|err| {
+            let field = match &err {
+                GenerateError::Discrete(DiscreteError::Invalid(invalid)) => match invalid.name {
+                    "context" => "nelbo_from",
+                    "samples" => "nelbo_samples",
+                    _ => "prompt",
+                },
+                _ => "logprobs",
+            };
+            ApiError::invalid(field, err.to_string())
+        })?);
+    }
+    Ok(finished)
 }
