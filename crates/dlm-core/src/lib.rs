@@ -15,6 +15,7 @@
 //! | [`lexicon`] | the words of a text, and the share of a sample's words it knows (does a character model spell?) | done |
 //! | [`host`] | host ↔ tensor conversions (floats, ids, sample rows) | done |
 //! | [`ar`] | the autoregressive baseline every diffusion result is compared against: causal objective, exact NLL, cached generation | done |
+//! | [`diffusion_gemma`] | DiffusionGemma: the causal encoder with its KV cache, the canvas decoder with self-conditioning, sliding and global Gemma 4 layers, the mixture of experts; import of its Hugging Face checkpoints | done |
 
 pub mod ar;
 pub mod backbone;
@@ -22,6 +23,7 @@ pub mod bert;
 pub mod checkpoint;
 pub mod data;
 mod device;
+pub mod diffusion_gemma;
 mod error;
 pub mod eval;
 pub mod front;

@@ -76,10 +76,26 @@ impl SelfAttention {
 /// - returns `[batch, heads, n, d_head]` and the keys/values `[batch, kv_heads, cached + n, d_head]`
 pub(crate) fn attend(
     q: Tensor<4>,
+    key: Tensor<4>,
+    value: Tensor<4>,
+    blocked: Option<Tensor<3, Bool>>,
+    cache: Option<&LayerKv>,
+) -> (Tensor<4>, LayerKv) {
+    attend_scaled(q, key, value, blocked, cache, None)
+}
+
+/// [`attend`] with the scores scaled by `scale` instead of `1/√d_head` (`None`): Gemma 4's
+/// q/k norms make its attention unscaled, `scale = 1`.
+///
+/// # Shapes
+/// As [`attend`].
+pub(crate) fn attend_scaled(
+    q: Tensor<4>,
     mut key: Tensor<4>,
     mut value: Tensor<4>,
     blocked: Option<Tensor<3, Bool>>,
     cache: Option<&LayerKv>,
+    scale: Option<f64>,
 ) -> (Tensor<4>, LayerKv) {
     if let Some(cache) = cache {
         key = Tensor::cat(vec![cache.key.clone(), key], 2);
@@ -97,7 +113,7 @@ pub(crate) fn attend(
     };
     let blocked =
         blocked.map(|m| libtorch_mask(m.unsqueeze_dim::<4>(1).expand([batch, heads, n, n_keys])));
-    let options = AttentionModuleOptions { scale: None, softcap: None, is_causal: false };
+    let options = AttentionModuleOptions { scale, softcap: None, is_causal: false };
     let context = attention(q, repeat(key.clone()), repeat(value.clone()), blocked, None, options);
     (context, LayerKv { key, value })
 }

@@ -10,7 +10,7 @@ mod rope;
 mod time_embedding;
 mod token_model;
 
-pub(crate) use attention::attend;
+pub(crate) use attention::{attend, attend_scaled};
 pub(crate) use denoiser::InputParts;
 pub use denoiser::{
     Denoiser, DenoiserConfig, DenoiserInput, DenoiserIo, DenoiserOutput, DenoiserValues,

@@ -28,6 +28,16 @@ impl RotaryTables {
             .float()
             .mul_scalar(-2.0 * base.ln() / head_dim as f64)
             .exp();
+        Self::from_inverse_frequencies(positions, inv_freq)
+    }
+
+    /// Tables for `positions` and the given frequencies `θ_i` (one per rotated pair; a
+    /// frequency of 0 leaves its pair unrotated, as partial rotary embeddings do).
+    ///
+    /// # Shapes
+    /// - `positions`: `[L]`; `inv_freq`: `[d_head/2]`
+    pub fn from_inverse_frequencies(positions: Tensor<1, Int>, inv_freq: Tensor<1>) -> Self {
+        let [half] = inv_freq.dims();
         let len = positions.dims()[0];
         let angles = positions.float().reshape([len, 1]) * inv_freq.reshape([1, half]);
         let to_4d = |t: Tensor<2>| t.reshape([1, 1, len, half]);
