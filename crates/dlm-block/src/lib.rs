@@ -8,9 +8,11 @@
 //! |---|---|
 //! | [`Bd3lm`] | the vectorised block NELBO as a training objective; evaluation; the clipped-schedule variance search |
 //! | [`BlockSampler`] | block-by-block sampling with any masked sampler inside a block, the clean blocks in an exact KV cache (or recomputed, the reference); stops at `eos`; a sliding window goes past the training context |
+//! | [`canvas`] | DiffusionGemma's sampler: canvases from uniform noise, entropy-bound acceptance and renoising, the linear temperature schedule, stable-and-confident stopping, every draw through one noise source (replayable) |
 //! | [`BlockwiseDecoder`] | block-wise decoding of full-attention models with Fast-dLLM's prefix and dual caches (and none, the exact reference) |
 
 mod approximate_cache;
+pub mod canvas;
 mod error;
 mod sampling;
 mod training;

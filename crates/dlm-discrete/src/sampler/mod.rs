@@ -26,7 +26,7 @@ pub use remdm::{ReMdm, ReMdmStrategy};
 pub use slow_fast::SlowFast;
 pub use state::SamplerState;
 pub use trajectory::{Commit, RowChanges, StepKind, Trajectory, TrajectoryStep};
-pub use unmasking::{Clock, RowMemory, Tick, Unmasking, tokens_per_step};
+pub use unmasking::{Clock, RowMemory, Tick, Unmasking, entropy_bound_count, tokens_per_step};
 use unmasking::{RowSelection, RowStep};
 
 use crate::denoiser::MaskedDenoiser;

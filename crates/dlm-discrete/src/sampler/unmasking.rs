@@ -388,21 +388,34 @@ impl Unmasking {
                 }
             }
             Self::EntropyBound { gamma } => {
-                // Ascending entropy (descending negative entropy): the current entropy is the
-                // running maximum, so the bound is `Σ H − H_current`.
-                let mut sum = 0.0;
-                for (rank, &i) in by_confidence().iter().enumerate() {
-                    let entropy = -f64::from(row.confidence[i]);
-                    sum += entropy;
-                    if rank > 0 && sum - entropy > *gamma {
-                        break;
-                    }
+                // Descending negative entropy is ascending entropy.
+                let order = by_confidence();
+                let entropies = order.iter().map(|&i| -f64::from(row.confidence[i]));
+                for &i in order.iter().take(entropy_bound_count(entropies, *gamma)) {
                     commit[i] = true;
                 }
             }
         }
         RowSelection { commit, remask }
     }
+}
+
+/// The EB-sampler's rule (Ben-Hamu et al. 2025, arXiv 2505.24857, §3): for entropies sorted
+/// ascending, `H_(1) ≤ H_(2) ≤ …`, how many to accept — the largest `k` with
+/// `Σ_{i≤k} H_(i) − H_(k) ≤ γ` (the running maximum is the current entropy), and at least one.
+/// The masked samplers ([`Unmasking::EntropyBound`]) and DiffusionGemma's canvas sampler
+/// (`dlm_block::canvas`) both accept by it.
+pub fn entropy_bound_count(ascending: impl IntoIterator<Item = f64>, gamma: f64) -> usize {
+    let mut sum = 0.0;
+    let mut count = 0;
+    for entropy in ascending {
+        sum += entropy;
+        if count > 0 && sum - entropy > gamma {
+            break;
+        }
+        count += 1;
+    }
+    count
 }
 
 /// `(α_s − α_t)/(1 − α_t)`, the probability that a masked token is unmasked between `t` and
