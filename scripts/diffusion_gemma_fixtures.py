@@ -16,7 +16,8 @@ key-value head counts and rotary settings (the global layers' "proportional" RoP
 quarter of the head), the mixture of experts beside the dense MLP, self-conditioning, the final
 soft-cap. Every norm weight, the router scales and the per-layer scalars are perturbed away from
 their initial 1 (the encoder's and the decoder's layer scalars differently: they are not tied),
-so that a tensor mapped to the wrong place shows. float32, eager attention.
+so that a tensor mapped to the wrong place shows. float32, eager attention. A word-level
+tokenizer and a chat template over the tiny vocabulary go beside it, for the command line.
 
 What is recorded (`reference.json`):
 
@@ -37,6 +38,7 @@ What is recorded (`reference.json`):
 import json
 import pathlib
 
+import tokenizers
 import torch
 from transformers import DiffusionGemmaConfig, DiffusionGemmaForBlockDiffusion
 from transformers.models.diffusion_gemma import generation_diffusion_gemma as generation
@@ -228,12 +230,30 @@ def traced_generation(model, seed, **settings):
     }
 
 
+def write_tokenizer():
+    """A word-level tokenizer over the tiny vocabulary, `w0` … `w63` (what the command line's
+    tests encode prompts with), and a Gemma-style chat template over it (`w3` opens a turn, `w4`
+    closes it, `w5` opens the model's)."""
+    vocab = {f"w{i}": i for i in range(VOCAB)}
+    tokenizer = tokenizers.Tokenizer(tokenizers.models.WordLevel(vocab, unk_token="w0"))
+    tokenizer.pre_tokenizer = tokenizers.pre_tokenizers.Whitespace()
+    tokenizer.decoder = tokenizers.decoders.WordPiece(prefix="##")
+    tokenizer.save(str(OUT / "tokenizer.json"))
+    template = (
+        "{{ bos_token }} {% for message in messages %}w3 {{ message['content'] | trim }} w4 "
+        "{% endfor %}{% if add_generation_prompt %}w5{% endif %}"
+    )
+    config = {"bos_token": "w2", "eos_token": "w1", "pad_token": "w0", "chat_template": template}
+    (OUT / "tokenizer_config.json").write_text(json.dumps(config, indent=2) + "\n")
+
+
 def main():
     model = build()
     OUT.mkdir(parents=True, exist_ok=True)
     for old in OUT.glob("model*.safetensors*"):
         old.unlink()
     model.save_pretrained(OUT, max_shard_size="40KB")
+    write_tokenizer()
     with torch.no_grad():
         reference = forward_cases(model)
         reference["generations"] = [

@@ -13,6 +13,7 @@
 //! | [`discrete`] | `dlm-discrete` | D3PM and MDLM |
 //! | [`block`] | `dlm-block` | BD3LM and approximate caches |
 //! | [`device`] | this crate | choose a burn device from a CLI value or `BURN_DEVICE` |
+//! | [`diffusion_gemma`] | this crate | generate with a DiffusionGemma checkpoint (`dlm generate` on one) |
 //! | [`generate`] | this crate | generate and score with an imported checkpoint (`dlm generate`, `dlm score`) |
 //! | [`recipe`] | this crate | training runs from one TOML file (`dlm train`, `dlm eval`, `dlm sample`) |
 //! | [`serve`] | this crate | the OpenAI-compatible HTTP server (`dlm serve`, feature `serve`) |
@@ -26,6 +27,7 @@
 //! and `cuda` (whose build needs internet access). See [`device::parse_device`].
 
 pub mod device;
+pub mod diffusion_gemma;
 pub mod generate;
 pub mod recipe;
 #[cfg(feature = "serve")]

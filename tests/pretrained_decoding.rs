@@ -443,3 +443,41 @@ fn sdar_scores_each_token_under_its_block_causal_mask() {
         checkpoint.token_likelihoods(&later, LikelihoodSplit::Chain { from: 0 }, 1, 0).unwrap();
     assert_eq!(chain.logprobs[..9], other.logprobs[..9]);
 }
+
+#[test]
+fn diffusion_gemma_generates_from_its_directory_and_on_the_command_line() {
+    use dlm::block::canvas::CanvasSettings;
+    use dlm::diffusion_gemma::{GemmaCheckpoint, is_diffusion_gemma};
+
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("crates/dlm-core/tests/fixtures/diffusion_gemma");
+    assert!(is_diffusion_gemma(&dir) && !is_diffusion_gemma(&fixture_dir("dream")));
+    let checkpoint = GemmaCheckpoint::load(&dir, &Device::flex()).unwrap();
+    // The fixture's generation config is silent: transformers' defaults.
+    assert_eq!(checkpoint.default_settings(), CanvasSettings::default());
+    assert_eq!(checkpoint.chat_prompt("w9 w10").unwrap(), "w2 w3 w9 w10 w4 w5");
+    let settings =
+        CanvasSettings { max_new_tokens: 8, max_denoising_steps: 6, ..Default::default() };
+    let a = checkpoint.generate("w2 w17 w33", settings.clone(), 7).unwrap();
+    let b = checkpoint.generate("w2 w17 w33", settings.clone(), 7).unwrap();
+    assert_eq!((&a.tokens, &a.steps), (&b.tokens, &b.steps), "one seed, one generation");
+    assert!(a.tokens.len() <= 8 && a.decoder_passes <= 2 * 6);
+    assert_eq!(a.text.split_whitespace().count(), a.tokens.len());
+    assert!(checkpoint.generate("w2 w60", settings, 7).unwrap_err().to_string().contains("vision"));
+
+    let run = |args: &[&str]| {
+        let dir = dir.to_str().unwrap();
+        let base = ["generate", "--model", dir, "--prompt", "w2 w17"];
+        std::process::Command::new(env!("CARGO_BIN_EXE_dlm"))
+            .args([&base[..], args].concat())
+            .output()
+            .unwrap()
+    };
+    let ok = run(&["--gen-length", "4", "--steps", "3"]);
+    assert!(ok.status.success(), "{}", String::from_utf8_lossy(&ok.stderr));
+    assert!(String::from_utf8(ok.stdout).unwrap().split_whitespace().count() <= 4);
+    assert!(String::from_utf8_lossy(&ok.stderr).contains("decoder passes"));
+    let refused = run(&["--policy", "top-k"]);
+    assert!(!refused.status.success());
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("--policy is a masked sampler's"));
+}

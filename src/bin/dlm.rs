@@ -16,6 +16,10 @@
 //!              [--queue N] [--max-calls N] [--name NAME]
 //! ```
 //!
+//! On a DiffusionGemma checkpoint, `dlm generate` runs its canvas sampler (`--steps`, `--gamma`,
+//! `--gen-length`, `--seed` over the checkpoint's generation config) and prints the text when it
+//! is done.
+//!
 //! Generated text streams to stdout as blocks become final; the model calls, tokens per call and
 //! wall time go to stderr. Settings come from the TOML file first (its keys are the flag names
 //! with underscores, see `dlm::generate::GenerateSettings`), then the flags. `dlm serve` takes
@@ -28,6 +32,8 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand, ValueEnum};
+use dlm::block::canvas::CanvasSettings;
+use dlm::diffusion_gemma::GemmaCheckpoint;
 use dlm::generate::{Cache, Checkpoint, GenerateSettings, Policy};
 use dlm::recipe::{Recipe, Run, StepBar};
 use dlm::watch::LiveView;
@@ -237,6 +243,42 @@ impl SettingsArgs {
     }
 }
 
+impl SettingsArgs {
+    /// DiffusionGemma's settings: the checkpoint's `defaults`, with `--steps` (denoising steps
+    /// per canvas, at most), `--gamma` (the entropy bound) and `--gen-length` over them. The
+    /// masked samplers' flags are refused by name.
+    fn canvas_settings(
+        self,
+        defaults: CanvasSettings,
+    ) -> Result<CanvasSettings, Box<dyn std::error::Error>> {
+        let masked_only = [
+            ("--config", self.config.is_some()),
+            ("--policy", self.policy.is_some()),
+            ("--block-length", self.block_length.is_some()),
+            ("--threshold", self.threshold.is_some()),
+            ("--cache", self.cache.is_some()),
+            ("--temperature", self.temperature.is_some()),
+            ("--cfg-scale", self.cfg_scale.is_some()),
+            ("--edit-threshold", self.edit_threshold.is_some()),
+        ];
+        if let Some((flag, _)) = masked_only.iter().find(|(_, given)| *given) {
+            return Err(format!(
+                "{flag} is a masked sampler's setting; DiffusionGemma takes --steps, --gamma, \
+                 --gen-length and --seed"
+            )
+            .into());
+        }
+        let settings = CanvasSettings {
+            max_denoising_steps: self.steps.unwrap_or(defaults.max_denoising_steps),
+            entropy_bound: self.gamma.unwrap_or(defaults.entropy_bound),
+            max_new_tokens: self.gen_length.unwrap_or(defaults.max_new_tokens),
+            ..defaults
+        };
+        settings.validate()?;
+        Ok(settings)
+    }
+}
+
 #[derive(clap::Args, Debug)]
 struct ModelArgs {
     /// A Hugging Face model directory (config.json, weights, tokenizer.json).
@@ -286,6 +328,35 @@ fn load(args: &ModelArgs) -> Result<Checkpoint, Box<dyn std::error::Error>> {
 
 fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
     match cli.command {
+        Command::Generate { model, prompt, chat, trajectory, watch, settings }
+            if dlm::diffusion_gemma::is_diffusion_gemma(&model.model) =>
+        {
+            if watch || model.mask_id.is_some() {
+                return Err(
+                    "--watch and --mask-id are for masked models, not DiffusionGemma".into()
+                );
+            }
+            let device = dlm::device::device_from_cli_or_env(model.device.as_deref())?;
+            let checkpoint = GemmaCheckpoint::load(&model.model, &device)?;
+            let seed = settings.seed.unwrap_or(0);
+            let canvas = settings.canvas_settings(checkpoint.default_settings())?;
+            let prompt = if chat { checkpoint.chat_prompt(&prompt)? } else { prompt };
+            let generated = checkpoint.generate(&prompt, canvas, seed)?;
+            println!("{}", generated.text);
+            if let Some(path) = trajectory {
+                let lines: Vec<String> =
+                    generated.steps.iter().map(serde_json::to_string).collect::<Result<_, _>>()?;
+                std::fs::write(&path, lines.join("\n") + "\n")
+                    .map_err(|e| format!("{}: {e}", path.display()))?;
+            }
+            eprintln!(
+                "{} tokens, {} decoder passes, {:.2} tokens per pass, {:.2} s",
+                generated.tokens.len(),
+                generated.decoder_passes,
+                generated.tokens_per_forward,
+                generated.seconds
+            );
+        }
         Command::Generate { model, prompt, chat, trajectory, watch, settings } => {
             let settings = settings.settings()?;
             let checkpoint = load(&model)?;
