@@ -7,12 +7,14 @@
 //! The loop is built from pieces that each take their noise: [`LinearTemperature`],
 //! [`accept_by_entropy`] (the EB rule the masked samplers share), [`StableAndConfident`], and
 //! [`CanvasNoise`] for every draw ([`SeededNoise`], or [`ReplayedNoise`] to reproduce a
-//! recorded run). [`CanvasSampler`] composes them over any [`CanvasDenoiser`].
+//! recorded run). [`CanvasSampler`] composes them over any [`CanvasDenoiser`], and
+//! [`UniformBlockDiffusion`] trains one with the project's trainer.
 
 mod noise;
 mod rules;
 mod sampler;
 mod settings;
+mod training;
 
 #[cfg(test)]
 mod tests;
@@ -21,3 +23,4 @@ pub use noise::{CanvasNoise, ReplayedNoise, SeededNoise};
 pub use rules::{LinearTemperature, StableAndConfident, accept_by_entropy};
 pub use sampler::{CanvasDenoiser, CanvasGeneration, CanvasSampler, CanvasStep};
 pub use settings::CanvasSettings;
+pub use training::UniformBlockDiffusion;
