@@ -54,7 +54,7 @@ enum Decoder {
     /// One forward pass, the argmax everywhere.
     OneShot,
     /// A [`MaskedSampler`], through the cached driver when `reuse`.
-    Sampler { sampler: MaskedSampler, reuse: bool },
+    Sampler { sampler: Box<MaskedSampler>, reuse: bool },
 }
 
 struct Outcome {
@@ -128,18 +128,23 @@ fn main() -> anyhow::Result<()> {
             (
                 "ancestral (cached, T = loop length, temp. 1)".into(),
                 Decoder::Sampler {
-                    sampler: MaskedSampler::new(
-                        Unmasking::Ancestral { schedule: schedule.clone() },
-                        len,
-                    )?
-                    .with_proposal(sampling),
+                    sampler: Box::new(
+                        MaskedSampler::new(
+                            Unmasking::Ancestral { schedule: schedule.clone() },
+                            len,
+                        )?
+                        .with_proposal(sampling),
+                    ),
                     reuse: true,
                 },
                 args.samples,
             ),
             (
                 "confidence top-1 per step".into(),
-                Decoder::Sampler { sampler: MaskedSampler::new(top1.clone(), len)?, reuse: false },
+                Decoder::Sampler {
+                    sampler: Box::new(MaskedSampler::new(top1.clone(), len)?),
+                    reuse: false,
+                },
                 1,
             ),
         ];
@@ -147,7 +152,10 @@ fn main() -> anyhow::Result<()> {
             let unmasking = Unmasking::threshold(Confidence::TokenProbability, tau)?;
             decoders.push((
                 format!("threshold τ = {tau}"),
-                Decoder::Sampler { sampler: MaskedSampler::new(unmasking, 1)?, reuse: false },
+                Decoder::Sampler {
+                    sampler: Box::new(MaskedSampler::new(unmasking, 1)?),
+                    reuse: false,
+                },
                 1,
             ));
         }
@@ -204,8 +212,10 @@ fn main() -> anyhow::Result<()> {
         &denoiser,
         Tensor::<1, Int>::from_ints(start.as_slice(), &device).reshape([1, args.length + 2]),
     )?;
-    let generator =
-        Decoder::Sampler { sampler: MaskedSampler::new(top1, args.length)?, reuse: false };
+    let generator = Decoder::Sampler {
+        sampler: Box::new(MaskedSampler::new(top1, args.length)?),
+        reuse: false,
+    };
     let generated = decode(&generator, &denoiser, state, 11)?;
     let sequence = residues(&tokenizer, &generated.tokens);
     let identity = HEAVY_CHAINS

@@ -25,8 +25,8 @@ use dlm_core::sampling::{Confidence, TokenSampler};
 use dlm_core::tokenizer::{ChatMessage, ChatTemplate, HfTokenizer, SpecialTokens};
 use dlm_discrete::likelihood::{LikelihoodSplit, TokenLikelihood, TokenLikelihoods};
 use dlm_discrete::sampler::{
-    BlockDone, MaskedSampler, Observer, SamplerState, SlowFast, Start, TokenEditing, Trajectory,
-    TrajectoryStep, Unmasking,
+    AdaptiveStopping, BlockDone, MaskedSampler, Observer, SamplerState, SlowFast, Start,
+    TokenEditing, Trajectory, TrajectoryStep, Unmasking,
 };
 use dlm_discrete::{DiscreteError, Guided, MaskingProcess, Mdlm, Subs};
 use dlm_sched::{LogLinear, ScheduleKind, TimeSampler};
@@ -127,6 +127,11 @@ pub struct GenerateSettings {
     /// differs with probability above this are replaced, with up to 16 edit-only calls per block;
     /// `None`: no editing.
     pub edit_threshold: Option<f64>,
+    /// Adaptive stopping (DiffusionGemma's stable-and-confident rule on the masked positions):
+    /// a row's block ends, its masks taking the argmax, once its prediction held for
+    /// `stability_threshold` steps with a mean entropy below `confidence_threshold`; `None`: off.
+    /// The masked and block samplers apply it (not the Fast-dLLM caches).
+    pub adaptive_stopping: Option<AdaptiveStopping>,
 }
 
 impl Default for GenerateSettings {
@@ -143,6 +148,7 @@ impl Default for GenerateSettings {
             gen_length: 128,
             cfg_scale: 0.0,
             edit_threshold: None,
+            adaptive_stopping: None,
         }
     }
 }
@@ -678,6 +684,9 @@ impl Checkpoint {
             let paper = TokenEditing::default();
             sampler =
                 sampler.with_editing(TokenEditing::new(threshold, paper.max_post_steps())?)?;
+        }
+        if let Some(stopping) = settings.adaptive_stopping {
+            sampler = sampler.with_adaptive_stopping(stopping)?;
         }
         // Semi-autoregressive blocks for the full-attention sampler; the block decoders take the
         // block length themselves.

@@ -481,3 +481,26 @@ fn diffusion_gemma_generates_from_its_directory_and_on_the_command_line() {
     assert!(!refused.status.success());
     assert!(String::from_utf8_lossy(&refused.stderr).contains("--policy is a masked sampler's"));
 }
+
+#[test]
+fn adaptive_stopping_from_a_settings_file_saves_model_calls_on_an_imported_model() {
+    use dlm::generate::{Checkpoint, GenerateSettings};
+    let checkpoint = Checkpoint::load(&fixture_dir("llada"), &Device::flex(), None).unwrap();
+    let plain: GenerateSettings = toml::from_str("gen_length = 8\nsteps = 8").unwrap();
+    let stopping: GenerateSettings = toml::from_str(
+        "gen_length = 8\nsteps = 8\n[adaptive_stopping]\nstability_threshold = 0\nconfidence_threshold = 100.0",
+    )
+    .unwrap();
+    let full = checkpoint.generate("w5 w9", &plain, &mut |_| {}).unwrap();
+    let early = checkpoint.generate("w5 w9", &stopping, &mut |_| {}).unwrap();
+    // Always confident, no stability asked: the first call decides every position.
+    assert_eq!(full.nfe, 8);
+    assert_eq!(early.nfe, 1);
+    let bad = "[adaptive_stopping]\nstability_threshold = 1\nconfidence_threshold = -1.0";
+    assert!(
+        toml::from_str::<GenerateSettings>(bad)
+            .unwrap_err()
+            .to_string()
+            .contains("confidence_threshold")
+    );
+}

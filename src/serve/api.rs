@@ -216,6 +216,7 @@ impl GenerationRequest {
             gen_length: max_tokens.unwrap_or(defaults.gen_length),
             cfg_scale: self.cfg_scale.unwrap_or(defaults.cfg_scale),
             edit_threshold: self.edit_threshold.or(defaults.edit_threshold),
+            adaptive_stopping: defaults.adaptive_stopping,
         })
     }
 

@@ -19,8 +19,9 @@ mod training;
 #[cfg(test)]
 mod tests;
 
+pub use dlm_discrete::sampler::StableAndConfident;
 pub use noise::{CanvasNoise, ReplayedNoise, SeededNoise};
-pub use rules::{LinearTemperature, StableAndConfident, accept_by_entropy};
+pub use rules::{LinearTemperature, accept_by_entropy};
 pub use sampler::{CanvasDenoiser, CanvasGeneration, CanvasSampler, CanvasStep};
 pub use settings::CanvasSettings;
 pub use training::UniformBlockDiffusion;

@@ -1,7 +1,6 @@
-//! The deterministic pieces of DiffusionGemma's denoising loop: the temperature schedule, the
-//! entropy-bound acceptance of a canvas and the stable-and-confident stopping rule.
-
-use std::collections::VecDeque;
+//! The deterministic pieces of DiffusionGemma's denoising loop: the temperature schedule and the
+//! entropy-bound acceptance of a canvas (the stopping rule, which the masked samplers share, is
+//! [`dlm_discrete::sampler::StableAndConfident`]).
 
 use dlm_discrete::sampler::entropy_bound_count;
 
@@ -39,41 +38,4 @@ pub fn accept_by_entropy(entropies: &[f64], gamma: f64) -> Vec<bool> {
         accepted[i] = true;
     }
     accepted
-}
-
-/// transformers' `StableAndConfidentStoppingCriteria`: a row's canvas is done when its argmax
-/// canvas equals each of the last `stability` ones (none before the first step, so the earliest
-/// stop with `stability = 1` is the second step) and the mean entropy of its tempered
-/// distribution is below `confidence`.
-#[derive(Debug, Clone)]
-pub struct StableAndConfident {
-    stability: usize,
-    confidence: f64,
-    history: VecDeque<Vec<Vec<u32>>>,
-}
-
-impl StableAndConfident {
-    /// The rule with an empty history.
-    pub fn new(stability: usize, confidence: f64) -> Self {
-        Self { stability, confidence, history: VecDeque::with_capacity(stability + 1) }
-    }
-
-    /// Whether each row stops after this step, given its argmax canvas and the mean entropy of
-    /// its positions; the argmax canvases join the history.
-    pub fn observe(&mut self, argmax: &[Vec<u32>], mean_entropy: &[f64]) -> Vec<bool> {
-        let stopped = (0..argmax.len())
-            .map(|row| {
-                let stable = self.history.len() == self.stability
-                    && self.history.iter().all(|past| past[row] == argmax[row]);
-                stable && mean_entropy[row] < self.confidence
-            })
-            .collect();
-        if self.stability > 0 {
-            self.history.push_back(argmax.to_vec());
-            if self.history.len() > self.stability {
-                self.history.pop_front();
-            }
-        }
-        stopped
-    }
 }

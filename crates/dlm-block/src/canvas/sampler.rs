@@ -5,10 +5,11 @@ use burn::tensor::activation::{log_softmax, softmax};
 use burn::tensor::{Bool, Device, Int, Tensor, TensorData};
 use dlm_core::diffusion_gemma::{DiffusionGemmaLm, EncoderCache};
 use dlm_core::host::{int_values, ints};
+use dlm_discrete::sampler::StableAndConfident;
 use serde::Serialize;
 
 use super::noise::CanvasNoise;
-use super::rules::{LinearTemperature, StableAndConfident, accept_by_entropy};
+use super::rules::{LinearTemperature, accept_by_entropy};
 use super::settings::CanvasSettings;
 use crate::error::{BlockError, ensure_size};
 

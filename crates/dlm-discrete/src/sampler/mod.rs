@@ -8,6 +8,7 @@ mod observer;
 mod remdm;
 mod slow_fast;
 mod state;
+mod stopping;
 mod trajectory;
 mod unmasking;
 
@@ -25,6 +26,7 @@ pub use observer::{BlockDone, EachStep, Observer, Start};
 pub use remdm::{ReMdm, ReMdmStrategy};
 pub use slow_fast::SlowFast;
 pub use state::SamplerState;
+pub use stopping::{AdaptiveStopping, StableAndConfident};
 pub use trajectory::{Commit, RowChanges, StepKind, Trajectory, TrajectoryStep};
 pub use unmasking::{Clock, RowMemory, Tick, Unmasking, entropy_bound_count, tokens_per_step};
 use unmasking::{RowSelection, RowStep};
@@ -102,6 +104,8 @@ pub struct MaskedSampler {
     stop_tokens: Vec<u32>,
     #[serde(default)]
     editing: Option<TokenEditing>,
+    #[serde(default)]
+    adaptive_stopping: Option<AdaptiveStopping>,
 }
 
 dlm_sched::serde_validated!(MaskedSampler);
@@ -122,6 +126,7 @@ impl MaskedSampler {
             block_length: None,
             stop_tokens: Vec::new(),
             editing: None,
+            adaptive_stopping: None,
         })
     }
 
@@ -135,6 +140,9 @@ impl MaskedSampler {
         if let Some(editing) = &self.editing {
             editing.validate()?;
             sampler.with_editing(editing.clone())?;
+        }
+        if let Some(stopping) = &self.adaptive_stopping {
+            stopping.validate()?;
         }
         Ok(())
     }
@@ -188,6 +196,16 @@ impl MaskedSampler {
             });
         }
         Ok(Self { editing: Some(editing), ..self })
+    }
+
+    /// Ends a row's block early once its prediction is stable and confident
+    /// ([`AdaptiveStopping`], DiffusionGemma's stopping rule on the masked positions).
+    ///
+    /// # Errors
+    /// As [`AdaptiveStopping::validate`].
+    pub fn with_adaptive_stopping(self, stopping: AdaptiveStopping) -> Result<Self, DiscreteError> {
+        stopping.validate()?;
+        Ok(Self { adaptive_stopping: Some(stopping), ..self })
     }
 
     /// The unmasking policy.
@@ -316,6 +334,7 @@ impl MaskedSampler {
                 })
                 .collect();
             let mut memories = vec![RowMemory::default(); batch];
+            let mut stopping = self.adaptive_stopping.map(|s| s.rule());
             let (mut post_steps, mut changed_last) = (0, false);
             for step in 0.. {
                 let mut block_tokens = in_region(&tokens, seq_len, &region);
@@ -372,6 +391,9 @@ impl MaskedSampler {
                         log_probs
                     }
                 };
+                let stopped = stopping
+                    .as_mut()
+                    .map(|rule| stable_and_confident(rule, &log_probs, &block_tokens, &candidates));
                 // ReMDM remasks within the current block only: earlier blocks are final.
                 let decoded: Vec<bool> =
                     block_tokens.iter().zip(&block_fixed).map(|(&v, &f)| v != mask && !f).collect();
@@ -384,6 +406,16 @@ impl MaskedSampler {
                     mask_id: model.mask_id(),
                 };
                 let mut rows = self.step_region(log_probs, step_region, rng);
+                if let Some((stopped, argmax)) = stopped {
+                    commit_stopped_rows(
+                        &stopped,
+                        &argmax,
+                        &mut block_tokens,
+                        &block_fixed,
+                        mask,
+                        &mut rows,
+                    );
+                }
                 changed_last =
                     rows.iter().any(|row| !row.committed.is_empty() || !row.edited.is_empty());
                 for (b, row) in block_tokens.chunks(n).enumerate() {
@@ -650,3 +682,63 @@ impl MaskedSampler {
 
 #[cfg(test)]
 mod tests;
+
+/// The adaptive stopping rule on a block's step: each row's prediction is its decoded tokens and
+/// the model's argmax at its masked positions (`candidates`), its confidence the mean entropy
+/// over the masked positions. Returns which rows stopped, and the argmax of every position.
+///
+/// # Shapes
+/// - `log_probs`: `[batch, n, vocab]`; `block_tokens`, `candidates`: `batch · n` values
+fn stable_and_confident(
+    rule: &mut StableAndConfident,
+    log_probs: &Tensor<3>,
+    block_tokens: &[i64],
+    candidates: &[bool],
+) -> (Vec<bool>, Vec<i64>) {
+    let [batch, n, _] = log_probs.dims();
+    let argmax = int_values(log_probs.clone().argmax(2));
+    // `p · log p` with `log p = −∞` (SUBS's mask column) is 0, not NaN.
+    let finite = log_probs.clone().clamp_min(-1e30);
+    let entropy: Vec<f64> = (finite.clone().exp() * finite)
+        .sum_dim(2)
+        .neg()
+        .into_data()
+        .iter::<f32>()
+        .map(f64::from)
+        .collect();
+    let mut predictions = Vec::with_capacity(batch);
+    let mut mean_entropy = Vec::with_capacity(batch);
+    for b in 0..batch {
+        let row = b * n..(b + 1) * n;
+        let prediction = row
+            .clone()
+            .map(|j| if candidates[j] { argmax[j] } else { block_tokens[j] } as u32)
+            .collect();
+        let masked: Vec<f64> = row.filter(|&j| candidates[j]).map(|j| entropy[j]).collect();
+        predictions.push(prediction);
+        mean_entropy.push(masked.iter().sum::<f64>() / masked.len().max(1) as f64);
+    }
+    (rule.observe(&predictions, &mean_entropy), argmax)
+}
+
+/// Commits the argmax at every still-masked free position of the rows that `stopped`, recording
+/// the commits in the step's changes.
+fn commit_stopped_rows(
+    stopped: &[bool],
+    argmax: &[i64],
+    block_tokens: &mut [i64],
+    block_fixed: &[bool],
+    mask: i64,
+    rows: &mut [RowChanges],
+) {
+    let n = block_tokens.len() / stopped.len().max(1);
+    for b in (0..stopped.len()).filter(|&b| stopped[b]) {
+        for i in 0..n {
+            let j = b * n + i;
+            if block_tokens[j] == mask && !block_fixed[j] {
+                block_tokens[j] = argmax[j];
+                rows[b].committed.push(Commit { position: i, token: argmax[j], confidence: None });
+            }
+        }
+    }
+}

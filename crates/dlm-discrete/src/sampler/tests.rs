@@ -581,3 +581,68 @@ fn edits_keep_going_after_the_last_mask_until_nothing_changes() {
     let out = editing.sample(&model, one_mask, &mut StdRng::seed_from_u64(0)).unwrap();
     assert_eq!((values(out.tokens), out.nfe), (vec![5, 6, 7], 2));
 }
+
+/// A denoiser whose prediction ignores its input: fixed log-probabilities per position (the mask
+/// column at −∞, as SUBS gives it).
+struct Fixed {
+    log_probs: Tensor<2>,
+}
+
+impl MaskedDenoiser for Fixed {
+    fn log_probs(&self, z_t: Tensor<2, Int>, _t: Tensor<1>) -> Tensor<3> {
+        let [batch, len] = z_t.dims();
+        self.log_probs.clone().narrow(0, 0, len).unsqueeze::<3>().expand([batch, len, VOCAB])
+    }
+    fn is_time_conditioned(&self) -> bool {
+        false
+    }
+    fn mask_id(&self) -> u32 {
+        MASK
+    }
+    fn vocab_size(&self) -> usize {
+        VOCAB
+    }
+    fn max_seq_len(&self) -> Option<usize> {
+        Some(32)
+    }
+    fn device(&self) -> Device {
+        self.log_probs.device()
+    }
+}
+
+#[test]
+fn adaptive_stopping_ends_a_block_once_its_prediction_is_stable_and_confident() {
+    let device = Device::flex();
+    let logits = Tensor::<2>::random([8, VOCAB], Distribution::Normal(0.0, 3.0), &device);
+    let column = Tensor::<1, Int>::arange(0..VOCAB as i64, &device).equal_elem(i64::from(MASK));
+    let logits = logits.mask_fill(column.unsqueeze::<2>().expand([8, VOCAB]), f32::NEG_INFINITY);
+    let model = Fixed { log_probs: burn::tensor::activation::log_softmax(logits, 1) };
+    let argmax = values(model.log_probs.clone().argmax(1).reshape([1, 8]));
+    let sampler =
+        MaskedSampler::new(Unmasking::TopK { confidence: Confidence::TokenProbability }, 8)
+            .unwrap();
+    let decode = |stopping: Option<AdaptiveStopping>| {
+        let sampler = match stopping {
+            Some(s) => sampler.clone().with_adaptive_stopping(s).unwrap(),
+            None => sampler.clone(),
+        };
+        let state = SamplerState::all_masked(&model, 1, 8).unwrap();
+        sampler.sample(&model, state, &mut StdRng::seed_from_u64(0)).unwrap()
+    };
+    let full = decode(None);
+    assert_eq!(full.nfe, 8);
+    // The prediction never changes: stable at the second step, so two calls, then the argmax
+    // everywhere — the tokens greedy top-k reaches in eight.
+    let stop = |stability_threshold, confidence_threshold| {
+        decode(Some(AdaptiveStopping { stability_threshold, confidence_threshold }))
+    };
+    let early = stop(1, 100.0);
+    assert_eq!(early.nfe, 2);
+    assert_eq!(values(early.tokens), argmax);
+    assert_eq!(values(full.tokens), argmax);
+    // Without stability required, the first step stops; never confident enough, never.
+    assert_eq!(stop(0, 100.0).nfe, 1);
+    assert_eq!(stop(1, 1e-9).nfe, 8);
+    let bad = AdaptiveStopping { stability_threshold: 1, confidence_threshold: 0.0 };
+    assert!(sampler.with_adaptive_stopping(bad).is_err());
+}
