@@ -141,3 +141,24 @@ fn configs_and_weights_that_do_not_fit_are_refused_by_name() {
     let error = load(edited_fixture("window", |c| c["text_config"]["sliding_window"] = 1.into()));
     assert!(error.to_string().contains("sliding_window"), "{error}");
 }
+
+#[test]
+fn a_generation_config_in_the_released_format_sets_the_defaults_and_end_ids() {
+    let dir = edited_fixture("generation", |_| {});
+    let released = r#"{
+        "max_new_tokens": 256, "max_denoising_steps": 48,
+        "sampler_config": {"entropy_bound": 0.1, "_cls_name": "EntropyBoundSamplerConfig"},
+        "t_min": 0.4, "t_max": 0.8, "stability_threshold": 1, "confidence_threshold": 0.005,
+        "eos_token_id": [1, 10, 50], "pad_token_id": 0, "transformers_version": "5.24.0"
+    }"#;
+    std::fs::write(dir.join("generation_config.json"), released).unwrap();
+    let gemma = DiffusionGemma::from_dir(&dir, &Device::flex()).unwrap();
+    std::fs::remove_dir_all(&dir).unwrap();
+    let generation = &gemma.info.generation;
+    assert_eq!(generation.max_denoising_steps, Some(48));
+    assert_eq!(generation.entropy_bound, Some(0.1));
+    assert_eq!((generation.t_min, generation.t_max), (Some(0.4), Some(0.8)));
+    assert_eq!(generation.confidence_threshold, Some(0.005));
+    assert_eq!(gemma.info.eos_ids, [1, 10, 50]);
+    assert_eq!(gemma.info.pad_id, Some(0));
+}

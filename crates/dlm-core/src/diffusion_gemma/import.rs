@@ -39,9 +39,11 @@ pub struct GenerationDefaults {
 pub struct DiffusionGemmaInfo {
     /// The text model.
     pub model: DiffusionGemmaConfig,
-    /// The end-of-text ids (the released checkpoint has three).
+    /// The end-of-text ids (the released checkpoint has three): `generation_config.json`'s, else
+    /// `config.json`'s.
     pub eos_ids: Vec<u32>,
-    /// The padding id, which replaces the tokens after an end of text.
+    /// The padding id, which replaces the tokens after an end of text (`generation_config.json`'s,
+    /// else the text config's).
     pub pad_id: Option<u32>,
     /// The beginning-of-text id.
     pub bos_id: Option<u32>,
@@ -159,6 +161,9 @@ struct GenerationFile {
     t_max: Option<f64>,
     stability_threshold: Option<usize>,
     confidence_threshold: Option<f64>,
+    #[serde(default, deserialize_with = "ids")]
+    eos_token_id: Vec<u32>,
+    pad_token_id: Option<u32>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -253,12 +258,15 @@ impl DiffusionGemmaInfo {
         } else {
             Default::default()
         };
-        let eos_ids =
-            if top.eos_token_id.is_empty() { text.eos_token_id } else { top.eos_token_id };
+        // What `generate` reads: the generation config's ids first, then the model config's.
+        let eos_ids = [generation.eos_token_id, top.eos_token_id, text.eos_token_id]
+            .into_iter()
+            .find(|ids| !ids.is_empty())
+            .unwrap_or_default();
         Ok(Self {
             model,
             eos_ids,
-            pad_id: text.pad_token_id,
+            pad_id: generation.pad_token_id.or(text.pad_token_id),
             bos_id: text.bos_token_id,
             image_token_id: top.image_token_id,
             generation: GenerationDefaults {
