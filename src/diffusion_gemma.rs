@@ -40,7 +40,8 @@ pub struct GemmaCheckpoint {
 /// What [`GemmaCheckpoint::generate`] returns.
 #[derive(Debug, Clone, PartialEq)]
 pub struct GemmaGenerated {
-    /// The generated text, cut at the first end of text.
+    /// The generated text, cut at the first end of text (and at `max_new_tokens`: canvases are
+    /// generated whole).
     pub text: String,
     /// The generated ids, cut likewise.
     pub tokens: Vec<u32>,
@@ -91,7 +92,8 @@ impl GemmaCheckpoint {
         Ok(template.render(&[ChatMessage::user(user)], true)?)
     }
 
-    /// Generates after `prompt` with `settings`, every draw from `seed`.
+    /// Generates after `prompt` (opened with the beginning-of-text id if it does not start with
+    /// it, as Gemma's tokenizer does) with `settings`, every draw from `seed`.
     ///
     /// # Errors
     /// [`GenerateError::Unsupported`] for a prompt holding the image placeholder (the vision
@@ -104,13 +106,18 @@ impl GemmaCheckpoint {
         seed: u64,
     ) -> Result<GemmaGenerated, GenerateError> {
         let info = &self.gemma.info;
-        let ids = self.tokenizer.encode(prompt)?;
+        let mut ids = self.tokenizer.encode(prompt)?;
+        // Gemma's tokenizer opens every text with <bos> (the chat template writes it itself).
+        if let Some(bos) = info.bos_id.filter(|&bos| ids.first() != Some(&bos)) {
+            ids.insert(0, bos);
+        }
         if let Some(image) = info.image_token_id.filter(|id| ids.contains(id)) {
             return Err(GenerateError::Unsupported(format!(
                 "the prompt holds the image placeholder (id {image}); DiffusionGemma's vision \
                  tower is not implemented"
             )));
         }
+        let max_new_tokens = settings.max_new_tokens;
         let sampler = CanvasSampler::new(settings, info.eos_ids.clone(), info.pad_id)?;
         let start = Instant::now();
         let generation = sampler.generate(
@@ -119,7 +126,9 @@ impl GemmaCheckpoint {
             &mut SeededNoise::new(seed),
         )?;
         let seconds = start.elapsed().as_secs_f64();
+        // Whole canvases were generated; the caller asked for `max_new_tokens`.
         let mut tokens = generation.sequences[0][ids.len()..].to_vec();
+        tokens.truncate(max_new_tokens);
         if let Some(end) = tokens.iter().position(|id| info.eos_ids.contains(id)) {
             tokens.truncate(end);
         }

@@ -130,7 +130,8 @@ pub struct GenerateSettings {
     /// Adaptive stopping (DiffusionGemma's stable-and-confident rule on the masked positions):
     /// a row's block ends, its masks taking the argmax, once its prediction held for
     /// `stability_threshold` steps with a mean entropy below `confidence_threshold`; `None`: off.
-    /// The masked and block samplers apply it (not the Fast-dLLM caches).
+    /// Every decoder applies it inside each block (the masked sampler, BD3LM's block sampler,
+    /// the Fast-dLLM caches).
     pub adaptive_stopping: Option<AdaptiveStopping>,
 }
 

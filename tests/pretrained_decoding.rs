@@ -463,6 +463,9 @@ fn diffusion_gemma_generates_from_its_directory_and_on_the_command_line() {
     assert_eq!((&a.tokens, &a.steps), (&b.tokens, &b.steps), "one seed, one generation");
     assert!(a.tokens.len() <= 8 && a.decoder_passes <= 2 * 6);
     assert_eq!(a.text.split_whitespace().count(), a.tokens.len());
+    // The prompt is opened with <bos> (w2) when it lacks it.
+    let without_bos = checkpoint.generate("w17 w33", settings.clone(), 7).unwrap();
+    assert_eq!(without_bos.tokens, a.tokens);
     assert!(checkpoint.generate("w2 w60", settings, 7).unwrap_err().to_string().contains("vision"));
 
     let run = |args: &[&str]| {

@@ -95,7 +95,8 @@ pub struct CanvasStep {
     pub remaining: usize,
     /// The temperature of this step.
     pub temperature: f32,
-    /// The positions the entropy bound accepted, per row (the rest were renoised).
+    /// The positions the entropy bound accepted, per row (the rest were renoised; a row that
+    /// has stopped keeps its canvas whatever the rule says).
     pub accepted: Vec<Vec<bool>>,
     /// The argmax canvas after this step, per row (a stopped row keeps its own).
     pub argmax: Vec<Vec<u32>>,

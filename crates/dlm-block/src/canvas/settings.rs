@@ -1,5 +1,6 @@
 //! [`CanvasSettings`]: DiffusionGemma's decoding settings.
 
+use dlm_core::backbone::MAX_SEQ_LEN;
 use dlm_core::diffusion_gemma::GenerationDefaults;
 use dlm_sched::ensure_value;
 use serde::{Deserialize, Serialize};
@@ -68,11 +69,11 @@ impl CanvasSettings {
     /// [`BlockError::Invalid`] naming the field.
     pub fn validate(&self) -> Result<(), BlockError> {
         ensure_size(
-            self.max_new_tokens > 0,
+            (1..=MAX_SEQ_LEN).contains(&self.max_new_tokens),
             CONTEXT,
             "max_new_tokens",
             self.max_new_tokens,
-            "at least 1",
+            format!("between 1 and {MAX_SEQ_LEN}"),
         )?;
         ensure_size(
             (1..=1 << 16).contains(&self.max_denoising_steps),
@@ -103,11 +104,11 @@ impl CanvasSettings {
             format!("a finite value > t_min = {}", self.t_min),
         )?;
         ensure_size(
-            self.stability_threshold <= self.max_denoising_steps,
+            self.stability_threshold <= 1 << 16,
             CONTEXT,
             "stability_threshold",
             self.stability_threshold,
-            format!("at most max_denoising_steps = {}", self.max_denoising_steps),
+            "at most 65536",
         )?;
         ensure_value(
             self.confidence_threshold > 0.0 && !self.confidence_threshold.is_nan(),

@@ -43,7 +43,7 @@ impl UniformBlockDiffusion {
     /// the batches.
     ///
     /// # Errors
-    /// [`BlockError::Invalid`] unless `0 ≤ t_min < 1` and `0 ≤ self_conditioning ≤ 1`.
+    /// [`BlockError::Invalid`] unless `0 ≤ t_min ≤ 1` and `0 ≤ self_conditioning ≤ 1`.
     pub fn new(t_min: f64, self_conditioning: f64) -> Result<Self, BlockError> {
         Self::with_times(t_min, 1.0, self_conditioning)
     }

@@ -410,38 +410,37 @@ fn layer_kinds(text: &TextConfig) -> Result<Vec<AttentionKind>, CoreError> {
     Ok(kinds)
 }
 
-/// The global layers' head size and key/value heads: from `per_layer_config` as transformers
-/// serialises it (every global layer alike), else `global_head_dim` (default 512) and
-/// `num_global_key_value_heads` (default: the sliding layers' count).
+/// The global layers' head size and key/value heads: with `per_layer_config` (as transformers
+/// serialises it), each global layer's entry over the text config's `head_dim` and
+/// `num_key_value_heads`, every global layer alike; without it, `global_head_dim` (default 512)
+/// and `num_global_key_value_heads` (default: the sliding layers' count).
 fn full_layer_shape(
     text: &TextConfig,
     kinds: &[AttentionKind],
 ) -> Result<(usize, usize), CoreError> {
-    let mut head_dim = text.global_head_dim.unwrap_or(512);
-    let mut kv_heads = text.num_global_key_value_heads.unwrap_or(text.num_key_value_heads);
     let Some(per_layer) = &text.per_layer_config else {
-        return Ok((head_dim, kv_heads));
+        let head_dim = text.global_head_dim.unwrap_or(512);
+        return Ok((head_dim, text.num_global_key_value_heads.unwrap_or(text.num_key_value_heads)));
     };
-    let mut seen: Option<(usize, usize)> = None;
-    for (index, overrides) in per_layer {
+    for index in per_layer.keys() {
         let layer = index.parse::<usize>().ok().filter(|&i| i < kinds.len());
-        let is_full = layer.is_some_and(|i| kinds[i] == AttentionKind::Full);
-        require(is_full, "per_layer_config", index)?;
-        let shape = (
-            overrides.head_dim.unwrap_or(text.head_dim),
-            overrides.num_key_value_heads.unwrap_or(text.num_key_value_heads),
-        );
-        require(
-            seen.is_none_or(|s| s == shape),
-            "per_layer_config",
-            per_layer.keys().collect::<Vec<_>>(),
-        )?;
-        seen = Some(shape);
+        require(layer.is_some_and(|i| kinds[i] == AttentionKind::Full), "per_layer_config", index)?;
     }
-    if let Some(shape) = seen {
-        (head_dim, kv_heads) = shape;
-    }
-    Ok((head_dim, kv_heads))
+    let shape_of = |layer: usize| {
+        let overrides = per_layer.get(&layer.to_string());
+        (
+            overrides.and_then(|o| o.head_dim).unwrap_or(text.head_dim),
+            overrides.and_then(|o| o.num_key_value_heads).unwrap_or(text.num_key_value_heads),
+        )
+    };
+    let mut shapes = (0..kinds.len()).filter(|&i| kinds[i] == AttentionKind::Full).map(shape_of);
+    let first = shapes.next().unwrap_or((text.head_dim, text.num_key_value_heads));
+    require(
+        shapes.all(|shape| shape == first),
+        "per_layer_config",
+        per_layer.keys().collect::<Vec<_>>(),
+    )?;
+    Ok(first)
 }
 
 /// The rotary settings of `rope_parameters` for each layer kind: "default" (every pair rotates)

@@ -334,7 +334,8 @@ impl MaskedSampler {
                 })
                 .collect();
             let mut memories = vec![RowMemory::default(); batch];
-            let mut stopping = self.adaptive_stopping.map(|s| s.rule());
+            // Adaptive stopping: the rule and the rows whose block is done.
+            let mut stopping = self.adaptive_stopping.map(|s| (s.rule(), vec![false; batch]));
             let (mut post_steps, mut changed_last) = (0, false);
             for step in 0.. {
                 let mut block_tokens = in_region(&tokens, seq_len, &region);
@@ -391,9 +392,10 @@ impl MaskedSampler {
                         log_probs
                     }
                 };
-                let stopped = stopping
-                    .as_mut()
-                    .map(|rule| stable_and_confident(rule, &log_probs, &block_tokens, &candidates));
+                let stopped = stopping.as_mut().map(|(rule, _)| {
+                    stable_and_confident(rule, &log_probs, &block_tokens, &candidates)
+                });
+                let before = stopped.as_ref().map(|_| block_tokens.clone());
                 // ReMDM remasks within the current block only: earlier blocks are final.
                 let decoded: Vec<bool> =
                     block_tokens.iter().zip(&block_fixed).map(|(&v, &f)| v != mask && !f).collect();
@@ -406,15 +408,16 @@ impl MaskedSampler {
                     mask_id: model.mask_id(),
                 };
                 let mut rows = self.step_region(log_probs, step_region, rng);
-                if let Some((stopped, argmax)) = stopped {
-                    commit_stopped_rows(
-                        &stopped,
-                        &argmax,
-                        &mut block_tokens,
-                        &block_fixed,
-                        mask,
-                        &mut rows,
-                    );
+                if let (Some((now, argmax)), Some((_, done)), Some(before)) =
+                    (stopped, stopping.as_mut(), before)
+                {
+                    let step = StoppedStep {
+                        now: &now,
+                        argmax: &argmax,
+                        before: &before,
+                        candidates: &candidates,
+                    };
+                    settle_stopped_rows(step, done, &mut block_tokens, &mut rows);
                 }
                 changed_last =
                     rows.iter().any(|row| !row.committed.is_empty() || !row.edited.is_empty());
@@ -721,24 +724,42 @@ fn stable_and_confident(
     (rule.observe(&predictions, &mean_entropy), argmax)
 }
 
-/// Commits the argmax at every still-masked free position of the rows that `stopped`, recording
-/// the commits in the step's changes.
-fn commit_stopped_rows(
-    stopped: &[bool],
-    argmax: &[i64],
+/// What [`settle_stopped_rows`] reads of one step: the rows the rule stopped at it, the argmax of
+/// every position, the block's tokens before the step and the positions that were masked.
+struct StoppedStep<'a> {
+    now: &'a [bool],
+    argmax: &'a [i64],
+    before: &'a [i64],
+    candidates: &'a [bool],
+}
+
+/// Freezes the rows whose block is done: a row the rule stopped at this step takes the argmax at
+/// every position that was masked before it (in place of what the policy did to the row), a row
+/// stopped earlier keeps its tokens (no remasking, no edit); `done` gains the rows stopped now.
+fn settle_stopped_rows(
+    step: StoppedStep<'_>,
+    done: &mut [bool],
     block_tokens: &mut [i64],
-    block_fixed: &[bool],
-    mask: i64,
     rows: &mut [RowChanges],
 ) {
-    let n = block_tokens.len() / stopped.len().max(1);
-    for b in (0..stopped.len()).filter(|&b| stopped[b]) {
-        for i in 0..n {
-            let j = b * n + i;
-            if block_tokens[j] == mask && !block_fixed[j] {
-                block_tokens[j] = argmax[j];
-                rows[b].committed.push(Commit { position: i, token: argmax[j], confidence: None });
+    let n = block_tokens.len() / done.len().max(1);
+    for b in 0..done.len() {
+        if !(done[b] || step.now[b]) {
+            continue;
+        }
+        let row = b * n..(b + 1) * n;
+        block_tokens[row.clone()].copy_from_slice(&step.before[row.clone()]);
+        rows[b] = RowChanges::default();
+        if !done[b] {
+            for (i, j) in row.enumerate().filter(|&(_, j)| step.candidates[j]) {
+                block_tokens[j] = step.argmax[j];
+                rows[b].committed.push(Commit {
+                    position: i,
+                    token: step.argmax[j],
+                    confidence: None,
+                });
             }
+            done[b] = true;
         }
     }
 }

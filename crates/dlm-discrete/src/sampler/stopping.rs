@@ -22,7 +22,7 @@ pub struct StableAndConfident {
 impl StableAndConfident {
     /// The rule with an empty history.
     pub fn new(stability: usize, confidence: f64) -> Self {
-        Self { stability, confidence, history: VecDeque::with_capacity(stability + 1) }
+        Self { stability, confidence, history: VecDeque::new() }
     }
 
     /// Whether each row stops after this step, given its argmax canvas and the mean entropy of

@@ -582,16 +582,30 @@ fn edits_keep_going_after_the_last_mask_until_nothing_changes() {
     assert_eq!((values(out.tokens), out.nfe), (vec![5, 6, 7], 2));
 }
 
-/// A denoiser whose prediction ignores its input: fixed log-probabilities per position (the mask
-/// column at −∞, as SUBS gives it).
+/// A denoiser whose prediction ignores its input: fixed log-probabilities per position, `[len,
+/// vocab]` for every row or `[batch, len, vocab]` per row (the mask column at −∞, as SUBS gives
+/// it).
 struct Fixed {
-    log_probs: Tensor<2>,
+    log_probs: Tensor<3>,
+}
+
+impl Fixed {
+    /// From logits `[rows, len, vocab]`, the mask column set to −∞.
+    fn from_logits(logits: Tensor<3>) -> Self {
+        let dims = logits.dims();
+        let column = Tensor::<1, Int>::arange(0..VOCAB as i64, &logits.device())
+            .equal_elem(i64::from(MASK))
+            .unsqueeze::<3>()
+            .expand(dims);
+        let logits = logits.mask_fill(column, f32::NEG_INFINITY);
+        Self { log_probs: burn::tensor::activation::log_softmax(logits, 2) }
+    }
 }
 
 impl MaskedDenoiser for Fixed {
     fn log_probs(&self, z_t: Tensor<2, Int>, _t: Tensor<1>) -> Tensor<3> {
         let [batch, len] = z_t.dims();
-        self.log_probs.clone().narrow(0, 0, len).unsqueeze::<3>().expand([batch, len, VOCAB])
+        self.log_probs.clone().narrow(1, 0, len).expand([batch, len, VOCAB])
     }
     fn is_time_conditioned(&self) -> bool {
         false
@@ -613,11 +627,9 @@ impl MaskedDenoiser for Fixed {
 #[test]
 fn adaptive_stopping_ends_a_block_once_its_prediction_is_stable_and_confident() {
     let device = Device::flex();
-    let logits = Tensor::<2>::random([8, VOCAB], Distribution::Normal(0.0, 3.0), &device);
-    let column = Tensor::<1, Int>::arange(0..VOCAB as i64, &device).equal_elem(i64::from(MASK));
-    let logits = logits.mask_fill(column.unsqueeze::<2>().expand([8, VOCAB]), f32::NEG_INFINITY);
-    let model = Fixed { log_probs: burn::tensor::activation::log_softmax(logits, 1) };
-    let argmax = values(model.log_probs.clone().argmax(1).reshape([1, 8]));
+    let logits = Tensor::<3>::random([1, 8, VOCAB], Distribution::Normal(0.0, 3.0), &device);
+    let model = Fixed::from_logits(logits);
+    let argmax = values(model.log_probs.clone().argmax(2).reshape([1, 8]));
     let sampler =
         MaskedSampler::new(Unmasking::TopK { confidence: Confidence::TokenProbability }, 8)
             .unwrap();
@@ -645,4 +657,36 @@ fn adaptive_stopping_ends_a_block_once_its_prediction_is_stable_and_confident() 
     assert_eq!(stop(1, 1e-9).nfe, 8);
     let bad = AdaptiveStopping { stability_threshold: 1, confidence_threshold: 0.0 };
     assert!(sampler.with_adaptive_stopping(bad).is_err());
+}
+
+#[test]
+fn a_stopped_row_stays_frozen_while_the_others_denoise_even_under_remasking() {
+    // Row 0 is sure of every position, row 1 unsure: with a confidence threshold between their
+    // entropies, row 0 stops at the second step and must keep its argmax while ReMDM goes on
+    // remasking and redrawing row 1; the trajectory replays to the result.
+    let device = Device::flex();
+    let peaked = Tensor::<3>::random([1, 8, VOCAB], Distribution::Normal(0.0, 1.0), &device) * 30.0;
+    let flat = Tensor::<3>::random([1, 8, VOCAB], Distribution::Normal(0.0, 0.1), &device);
+    let model = Fixed::from_logits(Tensor::cat(vec![peaked, flat], 0));
+    let argmax = values(model.log_probs.clone().argmax(2).reshape([2, 8]));
+    let schedule = ScheduleKind::LogLinear(LogLinear::default());
+    let remdm = ReMdm::new(schedule, ReMdmStrategy::Rescale { eta: 0.9 }).unwrap();
+    let stopping = AdaptiveStopping { stability_threshold: 1, confidence_threshold: 1.0 };
+    let sampler = MaskedSampler::new(Unmasking::ReMdm(remdm), 16)
+        .unwrap()
+        .with_proposal(TokenSampler::new(1.0).unwrap())
+        .with_adaptive_stopping(stopping)
+        .unwrap();
+    let mut trajectory = Trajectory::default();
+    let state = SamplerState::all_masked(&model, 2, 8).unwrap();
+    let out = sampler
+        .sample_observed(&model, state, &mut StdRng::seed_from_u64(2), &mut trajectory)
+        .unwrap();
+    let tokens = values(out.tokens);
+    assert_eq!(tokens[..8], argmax[..8], "the stopped row holds its argmax");
+    assert_eq!(trajectory.replay(), tokens);
+    // Row 0 changes only at the first two steps; row 1 keeps being remasked after that.
+    let steps: Vec<_> = trajectory.steps.iter().filter(|s| s.kind == StepKind::Denoise).collect();
+    assert!(steps[2..].iter().all(|s| s.rows[0] == RowChanges::default()));
+    assert!(steps[2..].iter().any(|s| !s.rows[1].remasked.is_empty()));
 }
