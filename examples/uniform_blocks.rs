@@ -180,13 +180,11 @@ fn main() -> anyhow::Result<()> {
     let (canvas_model, seconds) =
         budget.train_model("uniform", objective, canvas_model, &config)?;
     let prompt_rows = token_rows(prompts);
-    for (decoding, t_min, t_max) in [
-        ("EB γ = 0.1, T 0.8 → 0.4 (released defaults)", 0.4, 0.8),
-        ("EB γ = 0.1, T = 1", 0.999, 1.0),
-    ] {
+    for (steps, t_min, t_max) in [(BLOCK, 0.4, 0.8), (BLOCK, 0.999, 1.0), (4 * BLOCK, 0.4, 0.8)] {
+        let decoding = format!("EB γ = 0.1, T {t_max} → {t_min}, ≤ {steps} steps per canvas");
         let settings = CanvasSettings {
             max_new_tokens: blocks * BLOCK,
-            max_denoising_steps: BLOCK,
+            max_denoising_steps: steps,
             t_min,
             t_max,
             ..CanvasSettings::default()
@@ -198,7 +196,7 @@ fn main() -> anyhow::Result<()> {
         // One decoder pass of the batch serves every row still denoising; per token, as BD3LM's.
         let passes = decoder as f64 / generated + blocks as f64 / (blocks * BLOCK) as f64;
         println!(
-            "uniform canvases ({} parameters, {seconds:.0} s), {decoding}, ≤ {BLOCK} steps/canvas: {quality}, {passes:.3} passes/token",
+            "uniform canvases ({} parameters, {seconds:.0} s), {decoding}: {quality}, {passes:.3} passes/token",
             parameters(&canvas_model),
         );
         rows.push(json!({"model": "uniform canvases", "parameters": parameters(&canvas_model), "seconds": seconds, "nelbo": null, "decoding": decoding, "samples": quality, "passes_per_token": passes}));

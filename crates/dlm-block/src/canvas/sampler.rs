@@ -28,6 +28,13 @@ pub trait CanvasDenoiser {
     /// - `tokens`: `[batch, n]`
     fn encode(&self, tokens: Tensor<2, Int>, cache: Option<Self::Cache>) -> Self::Cache;
 
+    /// As [`CanvasDenoiser::encode`] from nothing, also returning the encoder's next-token
+    /// logits (what an autoregressive loss on the encoder reads).
+    ///
+    /// # Shapes
+    /// - `tokens`: `[batch, n]`; returns `[batch, n, vocab]` and the cache
+    fn encode_with_logits(&self, tokens: Tensor<2, Int>) -> (Tensor<3>, Self::Cache);
+
     /// The logits of every canvas position.
     ///
     /// # Shapes
@@ -58,6 +65,11 @@ impl CanvasDenoiser for DiffusionGemmaLm {
 
     fn encode(&self, tokens: Tensor<2, Int>, cache: Option<EncoderCache>) -> EncoderCache {
         DiffusionGemmaLm::encode(self, tokens, cache).1
+    }
+
+    fn encode_with_logits(&self, tokens: Tensor<2, Int>) -> (Tensor<3>, EncoderCache) {
+        let (hidden, cache) = DiffusionGemmaLm::encode(self, tokens, None);
+        (self.head(hidden), cache)
     }
 
     fn decode(

@@ -208,7 +208,8 @@ fn without_corruption_the_loss_is_the_clean_canvas_cross_entropy_after_its_clean
     let model = tiny_model(&device);
     let ids: Vec<i64> = (0..2 * 12).map(|i| (i * 7 % 16) as i64).collect();
     let batch = dlm_core::host::ints(ids, [2, 12], &device);
-    let objective = UniformBlockDiffusion::with_times(0.0, 0.0, 0.0).unwrap();
+    let objective =
+        UniformBlockDiffusion::with_times(0.0, 0.0, 0.0).unwrap().with_ar_weight(0.0).unwrap();
     let loss = objective.loss(&model, batch.clone(), &mut StdRng::seed_from_u64(3));
     assert_eq!(loss.count, 2 * 4);
     // The same draw of the canvas index, then the clean canvas read after its clean prefix.
@@ -270,6 +271,14 @@ fn a_trained_canvas_model_continues_a_cycle_it_has_only_seen_in_training() {
         last = trainer.step(&data).unwrap().loss;
     }
     assert!(last < 0.1 * first, "loss {first} → {last}");
+    // Every parameter was trained (the encoder's autoregressive term reaches the last encoder
+    // layer's scalar), so the run resumes from its checkpoint.
+    let path = std::env::temp_dir().join(format!("dlm-canvas-{}.ckpt", std::process::id()));
+    trainer.save_checkpoint(&path, serde_json::Value::Null).unwrap();
+    let objective = UniformBlockDiffusion::new(0.0, 0.5).unwrap();
+    let resumed = Trainer::resume(&path, tiny_model(&device), objective);
+    std::fs::remove_file(&path).unwrap();
+    assert_eq!(resumed.unwrap().state().step, 300);
     let model = trainer.eval_model();
     let settings =
         CanvasSettings { max_new_tokens: 8, max_denoising_steps: 8, ..Default::default() };

@@ -26,16 +26,20 @@ const CONTEXT: &str = "uniform block diffusion";
 /// 3. With probability `self_conditioning` (one coin per batch), a first decoder pass without
 ///    conditioning gives logits that, detached, condition the second; otherwise one pass
 ///    without.
-/// 4. The loss is `−log p_θ(x_i | x̃, prefix)` summed over **every** canvas position, corrupted or
-///    not, and averaged per position: a denoising cross-entropy, not a likelihood bound (uniform
-///    noise has no tractable ELBO of this form).
+/// 4. The loss is `−log p_θ(x_i | x̃, prefix)` averaged over **every** canvas position, corrupted
+///    or not: a denoising cross-entropy, not a likelihood bound (uniform noise has no tractable
+///    ELBO of this form); plus, with weight `ar_weight`, the encoder's next-token cross-entropy
+///    on the prefix (the guide's optional autoregressive loss on the encoder's logits).
 ///
 /// The encoder learns through the cache the decoder reads (it shares the decoder's weights).
+/// The autoregressive term is what trains the last encoder layer's output scalar, which no
+/// cached key or value depends on: without it that parameter gets no gradient.
 #[derive(Debug, Clone, PartialEq)]
 pub struct UniformBlockDiffusion {
     t_min: f64,
     t_max: f64,
     self_conditioning: f64,
+    ar_weight: f64,
 }
 
 impl UniformBlockDiffusion {
@@ -69,7 +73,24 @@ impl UniformBlockDiffusion {
             self_conditioning,
             "a probability in [0, 1]",
         )?;
-        Ok(Self { t_min, t_max, self_conditioning })
+        Ok(Self { t_min, t_max, self_conditioning, ar_weight: 1.0 })
+    }
+
+    /// The weight of the encoder's autoregressive loss (1 by default; 0 leaves the last encoder
+    /// layer's output scalar untrained, and such a run cannot resume: its optimiser has no state
+    /// for that parameter).
+    ///
+    /// # Errors
+    /// [`BlockError::Invalid`] unless `ar_weight` is finite and `≥ 0`.
+    pub fn with_ar_weight(self, ar_weight: f64) -> Result<Self, BlockError> {
+        ensure_value(
+            ar_weight >= 0.0 && ar_weight.is_finite(),
+            CONTEXT,
+            "ar_weight",
+            ar_weight,
+            "a finite value ≥ 0",
+        )?;
+        Ok(Self { ar_weight, ..self })
     }
 
     /// Replaces each token of `clean` by a uniform one with its row's probability (`rates`),
@@ -126,11 +147,20 @@ impl<M: CanvasDenoiser> Objective<M> for UniformBlockDiffusion {
             .collect();
         let noisy = Self::corrupt(&int_values(clean.clone()), width, &rates, vocab, rng);
         let noisy = ints(noisy, [rows, width], &device);
-        let cache = model.encode(prefix, None);
+        let (encoder_logits, cache) = model.encode_with_logits(prefix.clone());
         let conditioning = (rng.random::<f64>() < self.self_conditioning)
             .then(|| model.decode(noisy.clone(), None, &cache).detach());
         let logits = model.decode(noisy, conditioning, &cache);
-        let nll = log_softmax(logits, 2).gather(2, clean.unsqueeze_dim::<3>(2)).neg();
-        LossSum { sum: nll.sum().reshape([1]), count: rows * width }
+        let mut loss = log_softmax(logits, 2).gather(2, clean.unsqueeze_dim::<3>(2)).neg().mean();
+        if self.ar_weight > 0.0 {
+            // Position i of the prefix predicts token i + 1.
+            let n = k * width;
+            let predicted = log_softmax(encoder_logits.narrow(1, 0, n - 1), 2);
+            let next = prefix.narrow(1, 1, n - 1).unsqueeze_dim::<3>(2);
+            loss = loss + predicted.gather(2, next).neg().mean().mul_scalar(self.ar_weight);
+        }
+        // The mean per canvas position, as a sum over them.
+        let count = rows * width;
+        LossSum { sum: loss.mul_scalar(count as f64).reshape([1]), count }
     }
 }

@@ -10,7 +10,7 @@ use serde::Deserialize;
 use super::config::{AttentionKind, DiffusionGemmaConfig, LayerAttention};
 use super::model::DiffusionGemmaLm;
 use crate::error::CoreError;
-use crate::hf::{ExpectedTensor, load_module, read_json, read_tensors, weight_files};
+use crate::hf::{ExpectedTensor, load_module, read_json, read_tensors, token_ids, weight_files};
 
 const CONTEXT: &str = "DiffusionGemma config";
 
@@ -63,21 +63,6 @@ pub struct DiffusionGemma {
     pub info: DiffusionGemmaInfo,
 }
 
-/// One id, a list of ids, or null.
-fn ids<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Vec<u32>, D::Error> {
-    #[derive(Deserialize)]
-    #[serde(untagged)]
-    enum OneOrMany {
-        One(u32),
-        Many(Vec<u32>),
-    }
-    Ok(match Option::<OneOrMany>::deserialize(deserializer)? {
-        None => Vec::new(),
-        Some(OneOrMany::One(id)) => vec![id],
-        Some(OneOrMany::Many(ids)) => ids,
-    })
-}
-
 /// The top level of `config.json` (`DiffusionGemmaConfig` of transformers).
 #[derive(Debug, Deserialize)]
 struct TopConfig {
@@ -85,7 +70,7 @@ struct TopConfig {
     text_config: TextConfig,
     #[serde(default = "default_canvas")]
     canvas_length: usize,
-    #[serde(default, deserialize_with = "ids")]
+    #[serde(default, deserialize_with = "token_ids")]
     eos_token_id: Vec<u32>,
     image_token_id: Option<u32>,
     tie_word_embeddings: Option<bool>,
@@ -130,7 +115,7 @@ struct TextConfig {
     tie_word_embeddings: Option<bool>,
     pad_token_id: Option<u32>,
     bos_token_id: Option<u32>,
-    #[serde(default, deserialize_with = "ids")]
+    #[serde(default, deserialize_with = "token_ids")]
     eos_token_id: Vec<u32>,
 }
 
@@ -161,7 +146,7 @@ struct GenerationFile {
     t_max: Option<f64>,
     stability_threshold: Option<usize>,
     confidence_threshold: Option<f64>,
-    #[serde(default, deserialize_with = "ids")]
+    #[serde(default, deserialize_with = "token_ids")]
     eos_token_id: Vec<u32>,
     pad_token_id: Option<u32>,
 }

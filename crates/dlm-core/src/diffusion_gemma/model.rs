@@ -484,8 +484,17 @@ impl DiffusionGemmaLm {
             let rotary = if layer.sliding { &sliding_rotary } else { &full_rotary };
             h = layer.forward(h, rotary, None, Some(kv), Stack::Decoder).0;
         }
-        let hidden_states = self.norm.forward(h).reshape([batch * n, hidden]);
-        let logits = hidden_states.matmul(self.embed.weight.val().transpose());
+        self.head(self.norm.forward(h))
+    }
+
+    /// The tied output head on final-norm hidden states, soft-capped: the decoder's logits, and
+    /// the encoder's next-token logits (its auxiliary autoregressive loss).
+    ///
+    /// # Shapes
+    /// - `hidden`: `[batch, n, hidden]` → `[batch, n, vocab]`
+    pub fn head(&self, hidden: Tensor<3>) -> Tensor<3> {
+        let [batch, n, width] = hidden.dims();
+        let logits = hidden.reshape([batch * n, width]).matmul(self.embed.weight.val().transpose());
         let logits = match self.final_logit_softcap {
             Some(cap) => logits.div_scalar(cap).tanh().mul_scalar(cap),
             None => logits,

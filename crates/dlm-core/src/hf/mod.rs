@@ -103,3 +103,23 @@ pub fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T, CoreE
     serde_json::from_str(&text)
         .map_err(|source| CoreError::Json { what: path.display().to_string(), source })
 }
+
+/// Deserialises a special-token field of a Hugging Face config: one id, a list of ids, or null
+/// (an empty list).
+///
+/// # Errors
+/// The deserializer's, for anything else.
+pub fn token_ids<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Vec<u32>, D::Error> {
+    #[derive(serde::Deserialize)]
+    #[serde(untagged)]
+    enum OneOrMany {
+        One(u32),
+        Many(Vec<u32>),
+    }
+    use serde::Deserialize;
+    Ok(match Option::<OneOrMany>::deserialize(deserializer)? {
+        None => Vec::new(),
+        Some(OneOrMany::One(id)) => vec![id],
+        Some(OneOrMany::Many(ids)) => ids,
+    })
+}

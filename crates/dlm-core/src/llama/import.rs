@@ -81,17 +81,7 @@ struct SpecialIds {
 }
 
 fn first_id<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Option<u32>, D::Error> {
-    #[derive(Deserialize)]
-    #[serde(untagged)]
-    enum OneOrMany {
-        One(u32),
-        Many(Vec<u32>),
-    }
-    Ok(match Option::<OneOrMany>::deserialize(deserializer)? {
-        None => None,
-        Some(OneOrMany::One(id)) => Some(id),
-        Some(OneOrMany::Many(ids)) => ids.first().copied(),
-    })
+    Ok(crate::hf::token_ids(deserializer)?.first().copied())
 }
 
 /// A checkpoint loaded from a Hugging Face directory.
