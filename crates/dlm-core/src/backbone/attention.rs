@@ -38,30 +38,45 @@ pub(crate) struct SelfAttention {
 }
 
 impl SelfAttention {
-    /// Attends the chunk `x` to the cached keys/values (if any) and to itself.
-    ///
-    /// Returns the output and the keys/values of every position (cached and new).
+    /// Rotated queries and keys, and values, from one fused projection.
     ///
     /// # Shapes
-    /// - `x`: `[batch, n, d_model]`
-    /// - `blocked`: `[batch, n, cached + n]`, `true` = blocked
-    /// - returns `[batch, n, d_model]`
-    pub(crate) fn forward(
+    /// - `x`: `[batch, n, d_model]` → each `[batch, n_heads, n, d_head]`
+    pub(crate) fn project(
         &self,
         x: Tensor<3>,
         rotary: &RotaryTables,
-        blocked: Option<Tensor<3, Bool>>,
-        cache: Option<&LayerKv>,
-    ) -> (Tensor<3>, LayerKv) {
-        let [batch, n, d_model] = x.dims();
-        let head_dim = d_model / self.n_heads;
-        let heads = |t: Tensor<3>| t.reshape([batch, n, self.n_heads, head_dim]).swap_dims(1, 2);
+    ) -> (Tensor<4>, Tensor<4>, Tensor<4>) {
         let qkv = self.qkv.forward(x).chunk(3, 2);
         let [q, k, v]: [Tensor<3>; 3] = qkv.try_into().expect("three chunks");
-        let q = rotary.rotate(heads(q));
-        let (context, kv) = attend(q, rotary.rotate(heads(k)), heads(v), blocked, cache);
-        let context = context.swap_dims(1, 2).reshape([batch, n, d_model]);
-        (self.out.forward(context), kv)
+        (rotary.rotate(self.heads(q)), rotary.rotate(self.heads(k)), self.heads(v))
+    }
+
+    /// The values alone: the last third of the fused projection.
+    ///
+    /// # Shapes
+    /// - `x`: `[batch, n, d_model]` → `[batch, n_heads, n, d_head]`
+    pub(crate) fn values(&self, x: Tensor<3>) -> Tensor<4> {
+        let [batch, n, d_model] = x.dims();
+        // `qkv.weight`: `[d_model, 3·d_model]`, the value columns last; the layer has no bias.
+        let weight = self.qkv.weight.val().narrow(1, 2 * d_model, d_model);
+        let v = x.reshape([batch * n, d_model]).matmul(weight).reshape([batch, n, d_model]);
+        self.heads(v)
+    }
+
+    /// The output projection of the heads' context.
+    ///
+    /// # Shapes
+    /// - `context`: `[batch, n_heads, n, d_head]` → `[batch, n, d_model]`
+    pub(crate) fn output(&self, context: Tensor<4>) -> Tensor<3> {
+        let [batch, heads, n, head_dim] = context.dims();
+        self.out.forward(context.swap_dims(1, 2).reshape([batch, n, heads * head_dim]))
+    }
+
+    /// Splits `[batch, n, d_model]` into heads, `[batch, n_heads, n, d_head]`.
+    fn heads(&self, t: Tensor<3>) -> Tensor<4> {
+        let [batch, n, d_model] = t.dims();
+        t.reshape([batch, n, self.n_heads, d_model / self.n_heads]).swap_dims(1, 2)
     }
 }
 

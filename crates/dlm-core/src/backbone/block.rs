@@ -8,7 +8,8 @@ use burn::nn::{
 use burn::tensor::activation::{gelu, gelu_approximate, silu};
 use burn::tensor::{Bool, Device, Tensor};
 
-use super::attention::{SelfAttention, SelfAttentionConfig};
+use super::attention::{SelfAttention, SelfAttentionConfig, attend};
+use super::feature_cache::{LayerParts, LayerWidths};
 use super::kv_cache::LayerKv;
 use super::rope::RotaryTables;
 
@@ -84,28 +85,86 @@ impl Block {
         blocked: Option<Tensor<3, Bool>>,
         cache: Option<&LayerKv>,
     ) -> (Tensor<3>, LayerKv) {
-        let activation = |h: Tensor<3>| if self.gelu_tanh { gelu_approximate(h) } else { gelu(h) };
-        let mlp = |h: Tensor<3>| self.mlp_out.forward(activation(self.mlp_in.forward(h)));
+        let c = self.conditioning(cond);
+        let (q, key, value) = self.project(self.attention_input(x.clone(), &c), rotary);
+        let (context, kv) = attend(q, key, value, blocked, cache);
+        let y = x + self.attention_output(context, &c);
+        let z = y.clone() + self.feed_forward(y, &c);
+        (z, kv)
+    }
+}
+
+/// adaLN-zero's `(shift₁, scale₁, gate₁, shift₂, scale₂, gate₂) = W·SiLU(c)`, each
+/// `[batch, d_model]`; `None` for a block without conditioning.
+pub(crate) type Modulation = Option<[Tensor<2>; 6]>;
+
+impl LayerParts for Block {
+    type Conditioning = Modulation;
+
+    /// # Panics
+    /// If a conditioned block gets no conditioning vector.
+    fn conditioning(&self, cond: Option<&Tensor<2>>) -> Modulation {
         match (&self.modulation, cond) {
             (Some(modulation), Some(cond)) => {
                 let m: Vec<Tensor<2>> = modulation.forward(silu(cond.clone())).chunk(6, 1);
-                let gate = |g: &Tensor<2>, h: Tensor<3>| g.clone().unsqueeze_dim::<3>(1) * h;
-                let h =
-                    modulate(self.attention_norm.forward(x.clone()), m[0].clone(), m[1].clone());
-                let (attended, kv) = self.attention.forward(h, rotary, blocked, cache);
-                let x = x + self.dropout.forward(gate(&m[2], attended));
-                let h = modulate(self.mlp_norm.forward(x.clone()), m[3].clone(), m[4].clone());
-                let x = x.clone() + self.dropout.forward(gate(&m[5], mlp(h)));
-                (x, kv)
+                Some(m.try_into().expect("six chunks"))
             }
-            (None, _) => {
-                let h = self.attention_norm.forward(x.clone());
-                let (attended, kv) = self.attention.forward(h, rotary, blocked, cache);
-                let x = x + self.dropout.forward(attended);
-                let x = x.clone() + self.dropout.forward(mlp(self.mlp_norm.forward(x)));
-                (x, kv)
-            }
+            (None, _) => None,
             (Some(_), None) => panic!("a time-conditioned block needs the conditioning vector"),
         }
     }
+
+    fn attention_input(&self, x: Tensor<3>, m: &Modulation) -> Tensor<3> {
+        let h = self.attention_norm.forward(x);
+        match m {
+            Some(m) => modulate(h, m[0].clone(), m[1].clone()),
+            None => h,
+        }
+    }
+
+    fn project(&self, h: Tensor<3>, rotary: &RotaryTables) -> (Tensor<4>, Tensor<4>, Tensor<4>) {
+        self.attention.project(h, rotary)
+    }
+
+    fn values(&self, h: Tensor<3>) -> Tensor<4> {
+        self.attention.values(h)
+    }
+
+    fn attention_output(&self, context: Tensor<4>, m: &Modulation) -> Tensor<3> {
+        let attended = self.attention.output(context);
+        self.dropout.forward(match m {
+            Some(m) => gate(&m[2], attended),
+            None => attended,
+        })
+    }
+
+    fn feed_forward(&self, y: Tensor<3>, m: &Modulation) -> Tensor<3> {
+        let h = self.mlp_norm.forward(y);
+        let h = match m {
+            Some(m) => modulate(h, m[3].clone(), m[4].clone()),
+            None => h,
+        };
+        let h = self.mlp_in.forward(h);
+        let h = if self.gelu_tanh { gelu_approximate(h) } else { gelu(h) };
+        let out = self.mlp_out.forward(h);
+        self.dropout.forward(match m {
+            Some(m) => gate(&m[5], out),
+            None => out,
+        })
+    }
+
+    fn widths(&self) -> LayerWidths {
+        let [d_model, d_ff] = self.mlp_in.weight.dims();
+        LayerWidths {
+            model: d_model,
+            query: d_model,
+            key_value: d_model,
+            feed_forward_macs: 2 * d_model * d_ff,
+        }
+    }
+}
+
+/// adaLN-zero's gate, `g ⊙ h` with a per-sequence `g` of shape `[batch, d_model]`.
+fn gate(g: &Tensor<2>, h: Tensor<3>) -> Tensor<3> {
+    g.clone().unsqueeze_dim::<3>(1) * h
 }

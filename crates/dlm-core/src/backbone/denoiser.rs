@@ -7,6 +7,9 @@ use burn::tensor::activation::silu;
 use burn::tensor::{Device, Int, Tensor};
 
 use super::block::{Block, BlockConfig, modulate, zero_linear};
+use super::feature_cache::{
+    FeatureCache, FeatureCachedModel, FeaturePass, check_pass, run_cached_layers,
+};
 use super::kv_cache::KvCache;
 use super::mask::AttentionMask;
 use super::rope::RotaryTables;
@@ -519,12 +522,23 @@ impl Denoiser {
                 kept.push(kv);
             }
         }
-        let mut h = self.final_norm.forward(h);
-        if let (Some(modulation), Some(cond)) = (&self.final_modulation, &cond) {
-            let m = modulation.forward(silu(cond.clone())).chunk(2, 1);
-            h = modulate(h, m[0].clone(), m[1].clone());
+        let output = self.final_norm_of(h, cond.as_ref());
+        DenoiserOutput { output, cache: keep_cache.then_some(KvCache { layers: kept }) }
+    }
+
+    /// The final norm, modulated when the model is time-conditioned.
+    ///
+    /// # Shapes
+    /// - `h`: `[batch, n, d_model]`, `cond`: `[batch, cond_dim]` → `[batch, n, d_model]`
+    fn final_norm_of(&self, h: Tensor<3>, cond: Option<&Tensor<2>>) -> Tensor<3> {
+        let h = self.final_norm.forward(h);
+        match (&self.final_modulation, cond) {
+            (Some(modulation), Some(cond)) => {
+                let m = modulation.forward(silu(cond.clone())).chunk(2, 1);
+                modulate(h, m[0].clone(), m[1].clone())
+            }
+            _ => h,
         }
-        DenoiserOutput { output: h, cache: keep_cache.then_some(KvCache { layers: kept }) }
     }
 
     /// The output head on rows of hidden states from [`Denoiser::forward_hidden`]: a linear map,
@@ -540,5 +554,45 @@ impl Denoiser {
             }
             (None, InputLayer::Vectors(_)) => unreachable!("vector models always have a head"),
         }
+    }
+}
+
+impl FeatureCachedModel for Denoiser {
+    fn forward_features(
+        &self,
+        tokens: Tensor<2, Int>,
+        time: Option<Tensor<1>>,
+        cache: &mut FeatureCache,
+        pass: FeaturePass,
+    ) -> Result<(Tensor<3>, u64), CoreError> {
+        check_pass(self, &self.blocks, &tokens, time.as_ref(), cache, pass)?;
+        let InputLayer::Tokens(embedding) = &self.input else {
+            unreachable!("a model over vectors has vocabulary 0, which `check_pass` refuses");
+        };
+        let h = embedding.forward(tokens);
+        let [_, len, d_model] = h.dims();
+        let positions = Tensor::<1, Int>::arange(0..len as i64, &h.device());
+        let rotary = RotaryTables::new(positions, d_model / self.n_heads, self.rope_base);
+        let cond = match (&self.time_embedding, time) {
+            (Some(embedding), Some(t)) => Some(embedding.forward(t)),
+            _ => None,
+        };
+        let (h, flops) = run_cached_layers(&self.blocks, h, cond.as_ref(), &rotary, cache, pass);
+        Ok((self.final_norm_of(h, cond.as_ref()), flops))
+    }
+
+    fn head_flops_per_row(&self) -> u64 {
+        let (d_model, vocab) = match (&self.head, &self.input) {
+            (Some(head), _) => {
+                let [d_in, d_out] = head.weight.dims();
+                (d_in, d_out)
+            }
+            (None, InputLayer::Tokens(embedding)) => {
+                let [vocab, d_model] = embedding.weight.dims();
+                (d_model, vocab)
+            }
+            (None, InputLayer::Vectors(_)) => unreachable!("vector models always have a head"),
+        };
+        2 * (d_model * vocab) as u64
     }
 }

@@ -4,6 +4,7 @@ mod attention;
 mod block;
 mod denoiser;
 mod dit_checkpoint;
+mod feature_cache;
 mod kv_cache;
 mod mask;
 mod rope;
@@ -17,6 +18,8 @@ pub use denoiser::{
     MAX_LAYERS, MAX_SEQ_LEN, MAX_VOCAB_SIZE, MAX_WIDTH, check_fits,
 };
 pub use dit_checkpoint::{DitCheckpoint, DitFamily};
+pub use feature_cache::{FeatureCache, FeatureCachedModel, FeaturePass, SegmentUpdate};
+pub(crate) use feature_cache::{LayerParts, LayerWidths, check_pass, run_cached_layers};
 pub use kv_cache::KvCache;
 pub(crate) use kv_cache::LayerKv;
 pub use mask::{AttentionMask, MaskRule};

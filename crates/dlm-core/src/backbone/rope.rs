@@ -10,9 +10,10 @@ use burn::tensor::{Int, Tensor};
 /// The tables are computed per forward pass (`L·d_head/2` angles), so there is no maximum length.
 #[derive(Debug, Clone)]
 pub struct RotaryTables {
-    /// `cos(p·θ_i)`, shape `[1, 1, L, d_head/2]`.
+    /// `cos(p·θ_i)`, shape `[1, 1, L, d_head/2]` (or `[batch, 1, L, d_head/2]`, positions per
+    /// sequence).
     cos: Tensor<4>,
-    /// `sin(p·θ_i)`, shape `[1, 1, L, d_head/2]`.
+    /// `sin(p·θ_i)`, the shape of `cos`.
     sin: Tensor<4>,
 }
 
@@ -42,6 +43,22 @@ impl RotaryTables {
         let angles = positions.float().reshape([len, 1]) * inv_freq.reshape([1, half]);
         let to_4d = |t: Tensor<2>| t.reshape([1, 1, len, half]);
         Self { cos: to_4d(angles.clone().cos()), sin: to_4d(angles.sin()) }
+    }
+
+    /// The tables at chosen rows of `self`'s positions, a different choice per sequence: what the
+    /// queries of a few recomputed rows need (a feature cache's partial pass).
+    ///
+    /// # Shapes
+    /// - `self`: tables of `L` positions; `rows`: `[batch, m]` in `0..L` → tables of shape
+    ///   `[batch, 1, m, d_head/2]`, for heads `[batch, n_heads, m, d_head]`
+    pub(crate) fn rows(&self, rows: Tensor<2, Int>) -> Self {
+        let [batch, m] = rows.dims();
+        let [_, _, len, half] = self.cos.dims();
+        let flat = rows.reshape([batch * m]);
+        let pick = |table: &Tensor<4>| {
+            table.clone().reshape([len, half]).select(0, flat.clone()).reshape([batch, 1, m, half])
+        };
+        Self { cos: pick(&self.cos), sin: pick(&self.sin) }
     }
 
     /// Rotates each head vector, pairing dimension `i` with `i + d_head/2` ("rotate half"):

@@ -3,12 +3,13 @@
 use burn::module::Module;
 use burn::nn::{Embedding, EmbeddingConfig, Linear, LinearConfig, RmsNorm, RmsNormConfig};
 use burn::tensor::activation::silu;
-use burn::tensor::{Bool, Device, Tensor};
+use burn::tensor::{Bool, Device, Int, Tensor};
 
 use super::config::LlamaConfig;
 use crate::backbone::{
-    DenoiserInput, DenoiserOutput, DenoiserValues, InputParts, KvCache, LayerKv, RotaryTables,
-    TokenModel, attend,
+    DenoiserInput, DenoiserOutput, DenoiserValues, FeatureCache, FeatureCachedModel, FeaturePass,
+    InputParts, KvCache, LayerKv, LayerParts, LayerWidths, RotaryTables, TokenModel, attend,
+    check_pass, run_cached_layers,
 };
 use crate::error::CoreError;
 
@@ -88,26 +89,63 @@ impl DecoderLayer {
         blocked: Option<Tensor<3, Bool>>,
         cache: Option<&LayerKv>,
     ) -> (Tensor<3>, LayerKv) {
-        let [batch, n, _] = x.dims();
-        let (heads, kv_heads, hd) = (self.num_heads, self.num_kv_heads, self.head_dim);
-        let normed = self.input_norm.forward(x.clone());
-        let split = |t: Tensor<3>, count: usize, norm: &Option<RmsNorm>| {
-            let t = t.reshape([batch, n, count, hd]);
-            let t = match norm {
-                Some(norm) => norm.forward(t),
-                None => t,
-            };
-            rotary.rotate(t.swap_dims(1, 2))
-        };
-        let q = split(self.q.forward(normed.clone()), heads, &self.q_norm);
-        let key = split(self.k.forward(normed.clone()), kv_heads, &self.k_norm);
-        let value = self.v.forward(normed).reshape([batch, n, kv_heads, hd]).swap_dims(1, 2);
+        let (q, key, value) = self.project(self.attention_input(x.clone(), &()), rotary);
         let (context, kv) = attend(q, key, value, blocked, cache);
-        let h = x + self.o.forward(context.swap_dims(1, 2).reshape([batch, n, heads * hd]));
-        let normed = self.post_norm.forward(h.clone());
-        let mlp =
-            self.down.forward(silu(self.gate.forward(normed.clone())) * self.up.forward(normed));
-        (h + mlp, kv)
+        let h = x + self.attention_output(context, &());
+        (h.clone() + self.feed_forward(h, &()), kv)
+    }
+
+    /// Splits `[batch, n, count · head_dim]` into `count` heads, `[batch, count, n, head_dim]`,
+    /// normed per head when `norm` is given (Qwen3's q/k norms).
+    fn heads(&self, t: Tensor<3>, count: usize, norm: &Option<RmsNorm>) -> Tensor<4> {
+        let [batch, n, _] = t.dims();
+        let t = t.reshape([batch, n, count, self.head_dim]);
+        let t = match norm {
+            Some(norm) => norm.forward(t),
+            None => t,
+        };
+        t.swap_dims(1, 2)
+    }
+}
+
+impl LayerParts for DecoderLayer {
+    type Conditioning = ();
+
+    fn conditioning(&self, _: Option<&Tensor<2>>) {}
+
+    fn attention_input(&self, x: Tensor<3>, _: &()) -> Tensor<3> {
+        self.input_norm.forward(x)
+    }
+
+    fn project(&self, h: Tensor<3>, rotary: &RotaryTables) -> (Tensor<4>, Tensor<4>, Tensor<4>) {
+        let q = rotary.rotate(self.heads(self.q.forward(h.clone()), self.num_heads, &self.q_norm));
+        let key =
+            rotary.rotate(self.heads(self.k.forward(h.clone()), self.num_kv_heads, &self.k_norm));
+        (q, key, self.values(h))
+    }
+
+    fn values(&self, h: Tensor<3>) -> Tensor<4> {
+        self.heads(self.v.forward(h), self.num_kv_heads, &None)
+    }
+
+    fn attention_output(&self, context: Tensor<4>, _: &()) -> Tensor<3> {
+        let [batch, heads, n, head_dim] = context.dims();
+        self.o.forward(context.swap_dims(1, 2).reshape([batch, n, heads * head_dim]))
+    }
+
+    fn feed_forward(&self, h: Tensor<3>, _: &()) -> Tensor<3> {
+        let normed = self.post_norm.forward(h);
+        self.down.forward(silu(self.gate.forward(normed.clone())) * self.up.forward(normed))
+    }
+
+    fn widths(&self) -> LayerWidths {
+        let [hidden, intermediate] = self.gate.weight.dims();
+        LayerWidths {
+            model: hidden,
+            query: self.num_heads * self.head_dim,
+            key_value: self.num_kv_heads * self.head_dim,
+            feed_forward_macs: 3 * hidden * intermediate,
+        }
     }
 }
 
@@ -233,5 +271,28 @@ impl TokenModel for LlamaLm {
 
     fn device(&self) -> Device {
         LlamaLm::device(self)
+    }
+}
+
+impl FeatureCachedModel for LlamaLm {
+    fn forward_features(
+        &self,
+        tokens: Tensor<2, Int>,
+        time: Option<Tensor<1>>,
+        cache: &mut FeatureCache,
+        pass: FeaturePass,
+    ) -> Result<(Tensor<3>, u64), CoreError> {
+        check_pass(self, &self.layers, &tokens, time.as_ref(), cache, pass)?;
+        let h = self.embed.forward(tokens);
+        let len = h.dims()[1];
+        let positions = Tensor::<1, Int>::arange(0..len as i64, &h.device());
+        let rotary = RotaryTables::new(positions, self.head_dim, self.rope_theta);
+        let (h, flops) = run_cached_layers(&self.layers, h, None, &rotary, cache, pass);
+        Ok((self.norm.forward(h), flops))
+    }
+
+    fn head_flops_per_row(&self) -> u64 {
+        let [vocab, hidden] = self.embed.weight.dims();
+        2 * (vocab * hidden) as u64
     }
 }
