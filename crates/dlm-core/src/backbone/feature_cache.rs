@@ -118,10 +118,10 @@ pub trait FeatureCachedModel: TokenModel {
     /// - `tokens`: `[batch, len]`, `time`: `[batch]` → `[batch, len, width]`
     ///
     /// # Errors
-    /// [`CoreError::Invalid`] for a sequence longer than the model's context, a prompt that
-    /// leaves no response, a filled cache of another batch or length, a verified segment asked
-    /// for more rows than it has, a token outside the vocabulary, or no time for a
-    /// time-conditioned model.
+    /// [`CoreError::Invalid`] for an empty batch, a sequence longer than the model's context, a
+    /// prompt that leaves no response, a filled cache of another batch, length or model (depth,
+    /// widths), a verified segment asked for more rows than it has, a token outside the
+    /// vocabulary, or, for a time-conditioned model, not one time per sequence.
     fn forward_features(
         &self,
         tokens: Tensor<2, Int>,
