@@ -1,5 +1,5 @@
-//! Discrete diffusion language models: MDLM masked diffusion and D3PM transition matrices, with
-//! the samplers of the literature.
+//! Discrete diffusion language models: MDLM masked diffusion, D3PM transition matrices and SEDD
+//! concrete scores, with the samplers of the literature.
 //!
 //! # Module map
 //!
@@ -11,6 +11,7 @@
 //! | [`Guided`] | classifier-free guidance (LLaDA's `cfg_scale`): conditional and prompt-masked logits combined |
 //! | [`Mdlm`] | the continuous-time NELBO as a training [`Objective`](dlm_core::train::Objective), and its evaluation |
 //! | [`d3pm`] | D3PM: uniform and absorbing transitions in closed form, posteriors, the hybrid loss `L_vb + λ·CE`, ancestral sampling, the mutual-information schedule |
+//! | [`sedd`] | SEDD: concrete scores on the absorbing and uniform graphs, the denoising score-entropy bound (DWDSE), Tweedie τ-leaping, the exact score of a Markov source |
 //! | [`AdaptiveParallelDecoder`] | APD: masked proposals kept while a small autoregressive model's mixture agrees |
 //! | [`likelihood`] | a sequence's log-likelihood split over its tokens: the chain rule, or LLaDA's Monte-Carlo bound of a continuation (what `/v1/completions` returns as `logprobs`) |
 //! | [`SpeculativeDecoder`] | speculative decoding with a masked drafter: the autoregressive target's distribution exactly |
@@ -27,6 +28,7 @@ mod markov_bayes;
 mod masking;
 mod mdlm;
 pub mod sampler;
+pub mod sedd;
 mod speculative;
 mod spindle;
 pub mod sweep;

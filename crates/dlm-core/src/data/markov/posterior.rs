@@ -28,27 +28,79 @@ impl MarkovSource {
     /// chain (a token that is not a symbol, or a transition the chain never makes), naming the
     /// first position at which no path remains.
     pub fn posterior(&self, observed: &[Option<u32>]) -> Result<Vec<Vec<f64>>, CoreError> {
+        let offset = SpecialTokens::COUNT;
+        self.forward_backward(observed.len(), |i, symbol| {
+            match observed.get(i).copied().flatten() {
+                None => 1.0,
+                Some(token) => f64::from(u8::from(token.checked_sub(offset) == Some(symbol))),
+            }
+        })
+    }
+
+    /// `p(x_i | evidence)` under soft evidence: `likelihoods[i][v]` is the probability of what
+    /// was observed at position `i` given that the clean token there is `v` (over the token
+    /// vocabulary, [`Self::vocab_size`]; the special tokens' entries are never read). A hidden
+    /// position has every entry 1, a seen one the indicator of its token ([`Self::posterior`]);
+    /// a token seen through a noisy channel (SEDD's uniform graph: kept with probability
+    /// `e^{−σ}`, else resampled uniformly) has the channel's row. The same forward–backward pass
+    /// as [`Self::posterior`], with `e_i(x)` the likelihood instead of an indicator.
+    ///
+    /// # Errors
+    /// [`CoreError::Invalid`] naming `likelihoods[i].len()` if a row does not cover the
+    /// vocabulary, or a likelihood that is negative or not finite;
+    /// [`CoreError::ImpossibleObservation`] if the evidence has probability 0 under the chain.
+    pub fn posterior_with_likelihoods(
+        &self,
+        likelihoods: &[Vec<f64>],
+    ) -> Result<Vec<Vec<f64>>, CoreError> {
+        let vocab = self.vocab_size();
+        for row in likelihoods {
+            crate::error::ensure_size(
+                row.len() == vocab,
+                CONTEXT,
+                "likelihoods[i].len()",
+                row.len(),
+                format!("the vocabulary size {vocab}"),
+            )?;
+            crate::error::ensure_value(
+                row.iter().all(|l| *l >= 0.0 && l.is_finite()),
+                CONTEXT,
+                "likelihood",
+                row.iter().copied().find(|l| !(*l >= 0.0 && l.is_finite())).unwrap_or(0.0),
+                "finite and >= 0",
+            )?;
+        }
+        let offset = SpecialTokens::COUNT as usize;
+        self.forward_backward(likelihoods.len(), |i, symbol| {
+            likelihoods.get(i).map_or(1.0, |row| row[symbol as usize + offset])
+        })
+    }
+
+    /// Forward–backward over `max(len, k)` positions with evidence `e_i(symbol)` (positions past
+    /// `len` are hidden), the marginals of the first `len` positions.
+    fn forward_backward(
+        &self,
+        len: usize,
+        evidence: impl Fn(usize, u32) -> f64,
+    ) -> Result<Vec<Vec<f64>>, CoreError> {
         let (n, k, b) = (self.config.n_symbols, self.config.order, self.config.branching);
         let n_contexts = self.n_contexts();
         let offset = SpecialTokens::COUNT;
+        let observed_len = len;
         // Work on at least `k` positions: a shorter sample is the head of a stationary window.
-        let len = observed.len().max(k);
-        let evidence: Vec<Option<u32>> =
-            (0..len).map(|i| observed.get(i).copied().flatten()).collect();
-        let agrees = |i: usize, symbol: u32| match evidence[i] {
-            None => true,
-            Some(token) => token.checked_sub(offset) == Some(symbol),
-        };
+        let len = len.max(k);
+        let weight =
+            |i: usize, symbol: u32| if i < observed_len { evidence(i, symbol) } else { 1.0 };
         let digit = |c: usize, j: usize| ((c / n.pow((k - 1 - j) as u32)) % n) as u32;
         let impossible = |position: usize| CoreError::ImpossibleObservation {
             context: CONTEXT,
-            position: position.min(observed.len().saturating_sub(1)),
+            position: position.min(observed_len.saturating_sub(1)),
         };
 
         // alphas[i − (k − 1)] is α_i.
         let mut alphas: Vec<Vec<f64>> = Vec::with_capacity(len - k + 1);
         let first: Vec<f64> = (0..n_contexts)
-            .map(|c| if (0..k).all(|j| agrees(j, digit(c, j))) { self.stationary[c] } else { 0.0 })
+            .map(|c| self.stationary[c] * (0..k).map(|j| weight(j, digit(c, j))).product::<f64>())
             .collect();
         alphas.push(normalised(first).ok_or_else(|| impossible(k - 1))?);
         for i in k..len {
@@ -57,8 +109,9 @@ impl MarkovSource {
             for (c, &mass) in previous.iter().enumerate().filter(|(_, m)| **m > 0.0) {
                 for j in 0..b {
                     let symbol = self.next_symbols[c * b + j];
-                    if agrees(i, symbol) {
-                        alpha[self.successor(c, symbol)] += mass * self.next_probs[c * b + j];
+                    let e = weight(i, symbol);
+                    if e > 0.0 {
+                        alpha[self.successor(c, symbol)] += mass * self.next_probs[c * b + j] * e;
                     }
                 }
             }
@@ -72,10 +125,11 @@ impl MarkovSource {
                 let next_beta: Vec<f64> = (0..n_contexts)
                     .map(|c| {
                         (0..b)
-                            .filter(|&j| agrees(i + 1, self.next_symbols[c * b + j]))
                             .map(|j| {
                                 let symbol = self.next_symbols[c * b + j];
-                                self.next_probs[c * b + j] * beta[self.successor(c, symbol)]
+                                self.next_probs[c * b + j]
+                                    * weight(i + 1, symbol)
+                                    * beta[self.successor(c, symbol)]
                             })
                             .sum()
                     })
@@ -99,7 +153,7 @@ impl MarkovSource {
                 }
             }
         }
-        marginals.truncate(observed.len());
+        marginals.truncate(observed_len);
         Ok(marginals)
     }
 }
@@ -181,6 +235,51 @@ mod tests {
             let short = [None, token(1)][..k.min(2)].to_vec();
             assert_close(&source.posterior(&short).unwrap(), &brute_force(&source, &short));
         }
+    }
+
+    #[test]
+    fn soft_evidence_marginals_match_bayes_rule_by_enumeration() {
+        // Every sequence weighted by p(x)·Π_i e_i(x_i); a likelihood that is not multiplied in
+        // at one position (or is read at the wrong one) moves the marginals.
+        use rand::RngExt;
+        for (n, k, b) in [(3, 1, 2), (3, 2, 2), (2, 3, 2)] {
+            let source = source(n, k, b);
+            let mut rng = StdRng::seed_from_u64(9);
+            let vocab = source.vocab_size();
+            let likelihoods: Vec<Vec<f64>> =
+                (0..6).map(|_| (0..vocab).map(|_| rng.random::<f64>()).collect()).collect();
+            let mut expected = vec![vec![0.0; vocab]; 6];
+            let mut total = 0.0;
+            for index in 0..n.pow(6) {
+                let tokens: Vec<u32> = (0..6)
+                    .map(|i| ((index / n.pow(i as u32)) % n) as u32 + SpecialTokens::COUNT)
+                    .collect();
+                let p = source.log_prob(&tokens).exp()
+                    * tokens
+                        .iter()
+                        .enumerate()
+                        .map(|(i, &t)| likelihoods[i][t as usize])
+                        .product::<f64>();
+                total += p;
+                for (i, &t) in tokens.iter().enumerate() {
+                    expected[i][t as usize] += p;
+                }
+            }
+            expected.iter_mut().flatten().for_each(|p| *p /= total);
+            assert_close(&source.posterior_with_likelihoods(&likelihoods).unwrap(), &expected);
+        }
+    }
+
+    #[test]
+    fn malformed_likelihoods_are_errors_naming_the_field() {
+        let source = source(3, 2, 2);
+        let short = vec![vec![1.0; source.vocab_size() - 1]];
+        let err = source.posterior_with_likelihoods(&short).unwrap_err();
+        assert!(err.to_string().contains("likelihoods[i].len()"), "{err}");
+        let mut negative = vec![vec![1.0; source.vocab_size()]];
+        negative[0][SpecialTokens::COUNT as usize] = -0.5;
+        let err = source.posterior_with_likelihoods(&negative).unwrap_err();
+        assert!(err.to_string().contains("likelihood"), "{err}");
     }
 
     #[test]
