@@ -127,6 +127,16 @@ fn the_score_entropy_vanishes_at_the_true_ratios_only() {
     }
 }
 
+/// A time-conditioned DiT over the `V` ids, freshly initialised (zero output).
+fn fresh_network(device: &Device) -> dlm_core::backbone::Denoiser {
+    DenoiserConfig::new(DenoiserIo::Tokens { vocab_size: V, tie_embeddings: false }, 8)
+        .with_d_model(16)
+        .with_n_layers(1)
+        .with_cond_dim(Some(16))
+        .init(device)
+        .unwrap()
+}
+
 /// An MDLM denoiser read as an absorbing score: `s_y = p_θ(y | x_t)/(e^σ − 1)`, normalised.
 struct Normalised<'a> {
     subs: Subs<'a>,
@@ -158,12 +168,7 @@ fn on_the_absorbing_graph_a_normalised_score_has_mdlms_nelbo() {
     // With normalised scores the DWDSE terms are σ′/(e^σ − 1)·(−log p_θ(x0|x_t)) at masked
     // positions, MDLM's eq. 10 term for term; the same generator draws the same masks.
     let device = Device::flex();
-    let model = DenoiserConfig::new(DenoiserIo::Tokens { vocab_size: V, tie_embeddings: false }, 8)
-        .with_d_model(16)
-        .with_n_layers(1)
-        .with_cond_dim(Some(16))
-        .init(&device)
-        .unwrap();
+    let model = fresh_network(&device);
     let subs = Subs { model: &model, mask_id: MASK };
     let x0 = Tensor::<2>::random([4, 8], Distribution::Uniform(0.0, 5.0), &device).int();
     let times = [0.1, 0.45, 0.7, 0.95];
@@ -403,12 +408,7 @@ fn a_fresh_score_network_starts_at_the_scores_of_a_uniform_denoiser() {
     // makes a masked position's scores sum to 1/(e^σ − 1), the exact total; on the uniform
     // graph every ratio is 1. Own entries are 0 on both.
     let device = Device::flex();
-    let model = DenoiserConfig::new(DenoiserIo::Tokens { vocab_size: V, tie_embeddings: false }, 8)
-        .with_d_model(16)
-        .with_n_layers(1)
-        .with_cond_dim(Some(16))
-        .init(&device)
-        .unwrap();
+    let model = fresh_network(&device);
     let x_t = tokens(vec![5, 1, 5, 2], [2, 2], &device);
     let t = floats(&[0.3, 0.8], &device);
     let absorbing = Sedd::new(ABSORBING, LogLinear::default(), V, 1e-3).unwrap();
